@@ -1,0 +1,531 @@
+//! Discord's message limits, the messages omp-discord posts, and a validator
+//! that checks a payload against every limit before it leaves the machine.
+//!
+//! Builders enforce the limits by construction: text that is too long is cut
+//! at a character boundary and visibly marked, never silently dropped, and all
+//! text passes through [`crate::redact`] first.
+//!
+//! ```
+//! use omp_discord_core::embed::{build_notification, validate_message, Level, Notification};
+//!
+//! let note = Notification { message: "deploy finished".into(), level: Level::Success, ..Default::default() };
+//! let payload = build_notification(&note, "omp-discord");
+//! validate_message(&payload)?;
+//! assert_eq!(payload.embeds[0].description.as_deref(), Some("deploy finished"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+use twilight_model::channel::message::embed::{EmbedField, EmbedFooter};
+use twilight_model::channel::message::{AllowedMentions, Embed};
+
+use crate::redact::redact_text;
+
+/// Discord's limits. Every length is in Unicode scalar values (`char`s), the
+/// unit Discord counts in.
+pub mod limits {
+    /// Characters in a message's `content`.
+    pub const CONTENT: usize = 2000;
+    /// Embeds in one message.
+    pub const EMBEDS: usize = 10;
+    /// Characters in an embed title.
+    pub const TITLE: usize = 256;
+    /// Characters in an embed description.
+    pub const DESCRIPTION: usize = 4096;
+    /// Fields in one embed.
+    pub const FIELDS: usize = 25;
+    /// Characters in a field name.
+    pub const FIELD_NAME: usize = 256;
+    /// Characters in a field value.
+    pub const FIELD_VALUE: usize = 1024;
+    /// Characters in an embed footer.
+    pub const FOOTER: usize = 2048;
+    /// Characters in an embed author name.
+    pub const AUTHOR: usize = 256;
+    /// Characters of embed text summed over all embeds of one message.
+    pub const EMBED_TOTAL: usize = 6000;
+    /// Characters in a thread name.
+    pub const THREAD_NAME: usize = 100;
+}
+
+/// A message as sent to Discord's create-message endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagePayload {
+    /// Plain text above the embeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Rich embeds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub embeds: Vec<Embed>,
+    /// Which mentions may ping. Empty by default: model output never pings anyone.
+    #[serde(default)]
+    pub allowed_mentions: AllowedMentions,
+}
+
+/// How a notification is coloured and labelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Neutral information.
+    #[default]
+    Info,
+    /// Something finished well.
+    Success,
+    /// Something needs attention.
+    Warning,
+    /// Something failed.
+    Error,
+}
+
+impl Level {
+    /// The embed's colour bar.
+    #[must_use]
+    pub fn color(self) -> u32 {
+        match self {
+            Self::Info => 0x5865F2,
+            Self::Success => 0x57F287,
+            Self::Warning => 0xFEE75C,
+            Self::Error => 0xED4245,
+        }
+    }
+}
+
+/// One name/value pair shown under a notification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyField {
+    /// The field's label.
+    pub name: String,
+    /// The field's text.
+    pub value: String,
+    /// Whether Discord may lay the field out beside others.
+    #[serde(default)]
+    pub inline: bool,
+}
+
+/// A notification, as the `discord_notify` tool and the CLI describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Notification {
+    /// Optional headline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The text.
+    pub message: String,
+    /// Colour and label.
+    #[serde(default)]
+    pub level: Level,
+    /// Extra name/value pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<NotifyField>,
+}
+
+/// Builds the message for a notification, redacted and within limits.
+#[must_use]
+pub fn build_notification(note: &Notification, project: &str) -> MessagePayload {
+    let mut embed = empty_embed(note.level);
+    embed.title = note.title.as_deref().map(|t| clean(t, limits::TITLE));
+    embed.description = Some(clean(&note.message, limits::DESCRIPTION));
+    embed.fields = note
+        .fields
+        .iter()
+        .take(limits::FIELDS)
+        .map(|f| EmbedField {
+            name: clean(&f.name, limits::FIELD_NAME),
+            value: clean(&f.value, limits::FIELD_VALUE),
+            inline: f.inline,
+        })
+        .collect();
+    embed.footer = Some(footer(project));
+    let mut payload = single_embed(embed);
+    fit_total(&mut payload);
+    payload
+}
+
+/// Redacts, neutralises mass mentions, and cuts text to `max` characters.
+#[must_use]
+pub fn clean(text: &str, max: usize) -> String {
+    let redacted = redact_text(text);
+    let defused = defuse_mass_mentions(&redacted);
+    truncate_chars(&defused, max)
+}
+
+/// Inserts a zero-width space after `@` in `@everyone` and `@here`, so that
+/// even a client that ignores `allowed_mentions` shows them as plain text.
+#[must_use]
+pub fn defuse_mass_mentions(text: &str) -> String {
+    text.replace("@everyone", "@\u{200b}everyone")
+        .replace("@here", "@\u{200b}here")
+}
+
+/// Marker appended to text that had to be cut.
+pub const TRUNCATION_MARKER: &str = "… [truncated]";
+
+/// Cuts `text` to at most `max` characters; when it cuts, the result ends with
+/// [`TRUNCATION_MARKER`] so a reader knows something is missing.
+#[must_use]
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let marker_len = TRUNCATION_MARKER.chars().count();
+    let keep = max.saturating_sub(marker_len);
+    let mut out: String = text.chars().take(keep).collect();
+    out.push_str(TRUNCATION_MARKER);
+    // A marker longer than `max` would break the limit it protects.
+    truncate_plain(out, max)
+}
+
+fn truncate_plain(text: String, max: usize) -> String {
+    if text.chars().count() <= max {
+        text
+    } else {
+        text.chars().take(max).collect()
+    }
+}
+
+pub(crate) fn empty_embed(level: Level) -> Embed {
+    Embed {
+        author: None,
+        color: Some(level.color()),
+        description: None,
+        fields: Vec::new(),
+        flags: None,
+        footer: None,
+        image: None,
+        kind: "rich".to_owned(),
+        provider: None,
+        thumbnail: None,
+        timestamp: None,
+        title: None,
+        url: None,
+        video: None,
+    }
+}
+
+pub(crate) fn footer(project: &str) -> EmbedFooter {
+    EmbedFooter {
+        icon_url: None,
+        proxy_icon_url: None,
+        text: clean(&format!("omp · {project}"), limits::FOOTER),
+    }
+}
+
+pub(crate) fn single_embed(embed: Embed) -> MessagePayload {
+    MessagePayload {
+        content: None,
+        embeds: vec![embed],
+        allowed_mentions: AllowedMentions::default(),
+    }
+}
+
+/// Characters always left to an embed's description when fields compete for
+/// the 6000-character total: the text is what a reader came for.
+const DESCRIPTION_SHARE: usize = 2000;
+
+/// Makes each embed of a payload fit [`limits::EMBED_TOTAL`] (sharing it
+/// equally): shrinks the description to its share, then keeps fields in order
+/// while they fit, cutting the first one that does not, and says in the footer
+/// how many were left out.
+pub(crate) fn fit_total(payload: &mut MessagePayload) {
+    let share = limits::EMBED_TOTAL / payload.embeds.len().max(1);
+    for embed in &mut payload.embeds {
+        fit_embed(embed, share);
+    }
+}
+
+fn fit_embed(embed: &mut Embed, budget: usize) {
+    if embed_chars(embed) <= budget {
+        return;
+    }
+    let count = |s: &str| s.chars().count();
+    // Room for an "N fields omitted" note added to the footer below.
+    let note_room = if embed.fields.is_empty() { 0 } else { 32 };
+    let fixed = embed.title.as_deref().map_or(0, count)
+        + embed.footer.as_ref().map_or(0, |f| count(&f.text))
+        + embed.author.as_ref().map_or(0, |a| count(&a.name))
+        + note_room;
+    let mut room = budget.saturating_sub(fixed);
+    let fields_len: usize = embed
+        .fields
+        .iter()
+        .map(|f| count(&f.name) + count(&f.value))
+        .sum();
+    if let Some(description) = embed.description.take() {
+        let keep = count(&description).min(
+            room.saturating_sub(fields_len)
+                .max(DESCRIPTION_SHARE.min(room)),
+        );
+        let description = truncate_chars(&description, keep);
+        room -= count(&description);
+        embed.description = Some(description);
+    }
+    let original_fields = embed.fields.len();
+    let mut kept = Vec::with_capacity(original_fields);
+    for mut field in std::mem::take(&mut embed.fields) {
+        let name_len = count(&field.name);
+        let len = name_len + count(&field.value);
+        if len <= room {
+            room -= len;
+            kept.push(field);
+        } else if room >= name_len + TRUNCATION_MARKER.len() + 16 {
+            field.value = truncate_chars(&field.value, room - name_len);
+            room = 0;
+            kept.push(field);
+        } else {
+            room = 0;
+        }
+    }
+    let omitted = original_fields - kept.len();
+    embed.fields = kept;
+    if omitted > 0 {
+        let footer = embed.footer.get_or_insert_with(|| EmbedFooter {
+            icon_url: None,
+            proxy_icon_url: None,
+            text: String::new(),
+        });
+        footer
+            .text
+            .push_str(&format!(" · {omitted} fields omitted"));
+    }
+}
+
+/// Characters of one embed that count toward [`limits::EMBED_TOTAL`].
+#[must_use]
+pub fn embed_chars(embed: &Embed) -> usize {
+    let count = |s: &Option<String>| s.as_deref().map_or(0, |s| s.chars().count());
+    count(&embed.title)
+        + count(&embed.description)
+        + embed.footer.as_ref().map_or(0, |f| f.text.chars().count())
+        + embed.author.as_ref().map_or(0, |a| a.name.chars().count())
+        + embed
+            .fields
+            .iter()
+            .map(|f| f.name.chars().count() + f.value.chars().count())
+            .sum::<usize>()
+}
+
+/// A payload that breaks one of Discord's limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbedError {
+    /// The message has no content and no embeds.
+    #[error("the message is empty: it needs content or at least one embed")]
+    Empty,
+    /// A text part is too long.
+    #[error("the {part} is {chars} characters long, but the max is {max}")]
+    TooLong {
+        /// Which part (e.g. "embed 1 description").
+        part: String,
+        /// Its length in characters.
+        chars: usize,
+        /// Discord's limit.
+        max: usize,
+    },
+    /// Too many items of a kind.
+    #[error("the message has {count} {what}, but the max is {max}")]
+    TooMany {
+        /// What was counted (e.g. "embeds").
+        what: &'static str,
+        /// How many there are.
+        count: usize,
+        /// Discord's limit.
+        max: usize,
+    },
+}
+
+/// Checks a payload against Discord's limits.
+///
+/// # Errors
+///
+/// The first limit the payload breaks.
+pub fn validate_message(payload: &MessagePayload) -> Result<(), EmbedError> {
+    let content = payload.content.as_deref().unwrap_or("");
+    if content.trim().is_empty() && payload.embeds.is_empty() {
+        return Err(EmbedError::Empty);
+    }
+    check_len("content", content, limits::CONTENT)?;
+    if payload.embeds.len() > limits::EMBEDS {
+        return Err(EmbedError::TooMany {
+            what: "embeds",
+            count: payload.embeds.len(),
+            max: limits::EMBEDS,
+        });
+    }
+    let mut total = 0;
+    for (index, embed) in payload.embeds.iter().enumerate() {
+        let n = index + 1;
+        check_len(
+            &format!("embed {n} title"),
+            embed.title.as_deref().unwrap_or(""),
+            limits::TITLE,
+        )?;
+        check_len(
+            &format!("embed {n} description"),
+            embed.description.as_deref().unwrap_or(""),
+            limits::DESCRIPTION,
+        )?;
+        if let Some(footer) = &embed.footer {
+            check_len(&format!("embed {n} footer"), &footer.text, limits::FOOTER)?;
+        }
+        if let Some(author) = &embed.author {
+            check_len(
+                &format!("embed {n} author name"),
+                &author.name,
+                limits::AUTHOR,
+            )?;
+        }
+        if embed.fields.len() > limits::FIELDS {
+            return Err(EmbedError::TooMany {
+                what: "fields in one embed",
+                count: embed.fields.len(),
+                max: limits::FIELDS,
+            });
+        }
+        for (field_index, field) in embed.fields.iter().enumerate() {
+            let f = field_index + 1;
+            check_len(
+                &format!("embed {n} field {f} name"),
+                &field.name,
+                limits::FIELD_NAME,
+            )?;
+            check_len(
+                &format!("embed {n} field {f} value"),
+                &field.value,
+                limits::FIELD_VALUE,
+            )?;
+        }
+        total += embed_chars(embed);
+    }
+    if total > limits::EMBED_TOTAL {
+        return Err(EmbedError::TooLong {
+            part: "text of all embeds".to_owned(),
+            chars: total,
+            max: limits::EMBED_TOTAL,
+        });
+    }
+    Ok(())
+}
+
+fn check_len(part: &str, text: &str, max: usize) -> Result<(), EmbedError> {
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(EmbedError::TooLong {
+            part: part.to_owned(),
+            chars,
+            max,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn note(message: String) -> Notification {
+        Notification {
+            message,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn description_at_the_limit_is_kept_whole() {
+        let text = "é".repeat(limits::DESCRIPTION);
+        let payload = build_notification(&note(text.clone()), "p");
+        assert_eq!(
+            payload.embeds[0].description.as_deref(),
+            Some(text.as_str())
+        );
+        validate_message(&payload).unwrap();
+    }
+
+    #[test]
+    fn one_past_the_limit_is_cut_and_marked() {
+        let text = "é".repeat(limits::DESCRIPTION + 1);
+        let payload = build_notification(&note(text), "p");
+        let description = payload.embeds[0].description.as_deref().unwrap();
+        assert_eq!(description.chars().count(), limits::DESCRIPTION);
+        assert!(description.ends_with(TRUNCATION_MARKER));
+        validate_message(&payload).unwrap();
+    }
+
+    #[test]
+    fn total_embed_text_is_kept_under_6000() {
+        let n = Notification {
+            title: Some("t".repeat(300)),
+            message: "m".repeat(5000),
+            level: Level::Warning,
+            fields: (0..30)
+                .map(|i| NotifyField {
+                    name: format!("f{i}"),
+                    value: "v".repeat(1100),
+                    inline: false,
+                })
+                .collect(),
+        };
+        let payload = build_notification(&n, "p");
+        validate_message(&payload).unwrap();
+        let embed = &payload.embeds[0];
+        assert!(embed.description.as_deref().unwrap().chars().count() >= DESCRIPTION_SHARE);
+        let omitted = limits::FIELDS - embed.fields.len();
+        assert!(omitted > 0);
+        let footer = &embed.footer.as_ref().unwrap().text;
+        assert!(
+            footer.ends_with(&format!("{omitted} fields omitted")),
+            "{footer}"
+        );
+    }
+
+    #[test]
+    fn validator_names_the_part_and_limit() {
+        let mut payload = build_notification(&note("x".into()), "p");
+        payload.embeds[0].title = Some("t".repeat(257));
+        let err = validate_message(&payload).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the embed 1 title is 257 characters long, but the max is 256"
+        );
+    }
+
+    #[test]
+    fn empty_message_is_refused() {
+        let payload = MessagePayload {
+            content: Some("  ".into()),
+            embeds: vec![],
+            allowed_mentions: Default::default(),
+        };
+        assert_eq!(validate_message(&payload), Err(EmbedError::Empty));
+    }
+
+    #[test]
+    fn mass_mentions_never_ping() {
+        let payload = build_notification(&note("hey @everyone and @here".into()), "p");
+        let json = serde_json::to_value(&payload).unwrap();
+        assert_eq!(json["allowed_mentions"], serde_json::json!({ "parse": [] }));
+        let description = payload.embeds[0].description.as_deref().unwrap();
+        assert!(!description.contains("@everyone") && !description.contains("@here"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_every_part() {
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let n = Notification {
+            title: Some(secret.into()),
+            message: format!("token {secret}"),
+            level: Level::Info,
+            fields: vec![NotifyField {
+                name: secret.into(),
+                value: secret.into(),
+                inline: true,
+            }],
+        };
+        let json = serde_json::to_string(&build_notification(&n, secret)).unwrap();
+        assert!(!json.contains(secret), "{json}");
+    }
+
+    #[test]
+    fn errors_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<EmbedError>();
+    }
+}

@@ -1,0 +1,21 @@
+//! Pure logic shared by the omp-discord extension (compiled to wasm) and the
+//! native sidecar: the socket protocol, Discord limits and embed building,
+//! secret redaction, and the JSON schemas of the model's Discord tools.
+//!
+//! Nothing in this crate performs I/O or reads a clock: callers pass time and
+//! configuration in. That keeps every rule testable in milliseconds and lets
+//! the wasm build and the sidecar agree byte for byte.
+//!
+//! # Layout
+//!
+//! - [`protocol`]: NDJSON frames between the shim and the sidecar, versioned.
+//! - [`embed`]: Discord's limits as constants, embed builders, payload validation.
+//! - [`redact`]: secret detection and replacement for everything bound for Discord.
+//! - [`schema`]: JSON Schemas of the tools the model sees.
+//! - [`event`]: the OMP event payloads the extension turns into notifications.
+
+pub mod embed;
+pub mod event;
+pub mod protocol;
+pub mod redact;
+pub mod schema;

@@ -1,0 +1,381 @@
+//! The socket protocol between the OMP extension shim and `omp-discord serve`.
+//!
+//! Frames are JSON objects, one per line (NDJSON), tagged by `"type"`. A client
+//! opens with [`ClientFrame::Hello`]; the sidecar answers [`ServerFrame::Welcome`]
+//! or an [`ErrorCode::ProtocolMismatch`] error and closes. Every request carries
+//! an `id` chosen by the client, echoed in the answer, so a client can keep many
+//! requests in flight on one connection.
+//!
+//! ```
+//! use omp_discord_core::protocol::{decode_client_frame, ClientFrame, PROTOCOL_VERSION};
+//!
+//! let line = format!(r#"{{"type":"hello","protocol":{PROTOCOL_VERSION},"client":"shim/0.1.0","pid":42,"host":"dev"}}"#);
+//! let frame = decode_client_frame(line.as_bytes())?;
+//! assert!(matches!(frame, ClientFrame::Hello(hello) if hello.pid == 42));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::embed::MessagePayload;
+
+/// Version of this protocol. Bumped on any change an older peer could misread.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame, in bytes, including its newline. Discord caps a message with
+/// ten full embeds at well under this, so a bigger frame is a client bug.
+pub const MAX_FRAME_BYTES: usize = 256 * 1024;
+
+/// Longest request id, in bytes.
+pub const MAX_REQUEST_ID_BYTES: usize = 64;
+
+/// A frame sent by a client (the shim, the CLI) to the sidecar.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// First frame on every connection.
+    Hello(Hello),
+    /// Post a message built by core to the session's Discord destination.
+    Notify(NotifyRequest),
+    /// Ask for the sidecar's state.
+    Status {
+        /// Request id, echoed in the answer.
+        id: String,
+    },
+    /// Ask the sidecar to finish in-flight work and exit.
+    Shutdown {
+        /// Request id, echoed in the answer.
+        id: String,
+    },
+}
+
+/// The opening frame of a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The client's [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// Who is talking, e.g. `shim/0.1.0` or `cli/0.1.0`.
+    pub client: String,
+    /// The client's process id, for status output.
+    pub pid: u32,
+    /// Host name of the client's machine (several machines may share a sidecar).
+    #[serde(default)]
+    pub host: String,
+}
+
+/// The OMP session a request belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SessionRef {
+    /// OMP's session id (`ctx.sessionManager.getSessionId()`).
+    pub id: String,
+    /// The session's working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+}
+
+/// A request to post one message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotifyRequest {
+    /// Request id, echoed in the answer.
+    pub id: String,
+    /// The session the message belongs to.
+    pub session: SessionRef,
+    /// The message, already built and redacted by core.
+    pub message: MessagePayload,
+}
+
+/// A frame sent by the sidecar to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// Answer to [`ClientFrame::Hello`].
+    Welcome {
+        /// The sidecar's [`PROTOCOL_VERSION`].
+        protocol: u32,
+        /// The sidecar's package version.
+        version: String,
+    },
+    /// The message was posted.
+    Delivered {
+        /// The request id.
+        id: String,
+        /// Discord channel the message landed in (a snowflake, as a string).
+        channel_id: String,
+        /// The Discord message id (a snowflake, as a string).
+        message_id: String,
+    },
+    /// Answer to [`ClientFrame::Status`].
+    Status {
+        /// The request id.
+        id: String,
+        /// A JSON object describing the sidecar's state.
+        status: serde_json::Value,
+    },
+    /// Answer to [`ClientFrame::Shutdown`]: the sidecar is stopping.
+    ShuttingDown {
+        /// The request id.
+        id: String,
+    },
+    /// A request failed, or a frame could not be read.
+    Error {
+        /// The request id, when the failing frame had a readable one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Stable machine-readable code.
+        code: ErrorCode,
+        /// What happened and what to do, for a person.
+        message: String,
+    },
+}
+
+/// Stable error codes carried by [`ServerFrame::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The line was not a valid frame.
+    MalformedFrame,
+    /// The line exceeded [`MAX_FRAME_BYTES`].
+    FrameTooLarge,
+    /// The first frame was not `hello`.
+    HandshakeRequired,
+    /// Client and sidecar speak different protocol versions.
+    ProtocolMismatch,
+    /// The message breaks a Discord limit.
+    InvalidMessage,
+    /// The sidecar has no Discord destination configured.
+    NotConfigured,
+    /// Discord refused the request (4xx); the message says why.
+    DiscordRejected,
+    /// Discord could not be reached or kept failing.
+    DiscordUnavailable,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MalformedFrame => "malformed_frame",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::HandshakeRequired => "handshake_required",
+            Self::ProtocolMismatch => "protocol_mismatch",
+            Self::InvalidMessage => "invalid_message",
+            Self::NotConfigured => "not_configured",
+            Self::DiscordRejected => "discord_rejected",
+            Self::DiscordUnavailable => "discord_unavailable",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A frame that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The frame is longer than [`MAX_FRAME_BYTES`].
+    #[error("the frame is {bytes} bytes long, but the max is {max}")]
+    TooLarge {
+        /// Length of the frame.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The frame is not valid JSON or does not match any frame type.
+    #[error("the frame is not a valid protocol frame: {detail}")]
+    Malformed {
+        /// The decoder's explanation (position and expected shape, never content).
+        detail: String,
+        /// The request id, if one could be read, so the error can be matched.
+        id: Option<String>,
+    },
+}
+
+impl FrameError {
+    /// The wire code for this error.
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::TooLarge { .. } => ErrorCode::FrameTooLarge,
+            Self::Malformed { .. } => ErrorCode::MalformedFrame,
+        }
+    }
+
+    /// The request id of the bad frame, if it had one.
+    #[must_use]
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::TooLarge { .. } => None,
+            Self::Malformed { id, .. } => id.as_deref(),
+        }
+    }
+}
+
+/// Decodes one client frame from a line (without or with its trailing newline).
+///
+/// # Errors
+///
+/// [`FrameError::TooLarge`] past [`MAX_FRAME_BYTES`], [`FrameError::Malformed`]
+/// when the line is not JSON, has an unknown `type`, misses a field, or carries
+/// a request id longer than [`MAX_REQUEST_ID_BYTES`].
+pub fn decode_client_frame(line: &[u8]) -> Result<ClientFrame, FrameError> {
+    decode(line)
+}
+
+/// Decodes one server frame from a line.
+///
+/// # Errors
+///
+/// As [`decode_client_frame`].
+pub fn decode_server_frame(line: &[u8]) -> Result<ServerFrame, FrameError> {
+    decode(line)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, FrameError> {
+    if line.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::TooLarge {
+            bytes: line.len(),
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let value: serde_json::Value =
+        serde_json::from_slice(line).map_err(|err| FrameError::Malformed {
+            detail: describe_json_error(&err),
+            id: None,
+        })?;
+    let id = value
+        .get("id")
+        .and_then(|id| id.as_str())
+        .map(str::to_owned);
+    if let Some(id) = &id {
+        if id.len() > MAX_REQUEST_ID_BYTES {
+            return Err(FrameError::Malformed {
+                detail: format!(
+                    "the request id is {} bytes long, but the max is {MAX_REQUEST_ID_BYTES}",
+                    id.len()
+                ),
+                id: None,
+            });
+        }
+    }
+    serde_json::from_value(value).map_err(|err| FrameError::Malformed {
+        detail: describe_json_error(&err),
+        id,
+    })
+}
+
+/// serde_json's messages name the position and the expected shape; keep them,
+/// but never echo input text (it could hold a secret).
+fn describe_json_error(err: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Syntax | Category::Eof => {
+            format!(
+                "invalid JSON at line {} column {}",
+                err.line(),
+                err.column()
+            )
+        }
+        Category::Data | Category::Io => {
+            let text = err.to_string();
+            // "unknown variant `x`, expected one of ..." names the client's own tag, and
+            // "missing field `y`" a field name: both are shape, not content.
+            text.split(" at line ").next().unwrap_or(&text).to_owned()
+        }
+    }
+}
+
+/// Encodes a frame as one NDJSON line, newline included.
+///
+/// # Panics
+///
+/// Never: frames contain only strings, numbers and maps with string keys.
+#[must_use]
+pub fn encode_frame<T: Serialize>(frame: &T) -> String {
+    let mut line = serde_json::to_string(frame).expect("frames always serialize to JSON");
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips() {
+        let hello = ClientFrame::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            client: "shim/0.1.0".into(),
+            pid: 7,
+            host: "box".into(),
+        });
+        let line = encode_frame(&hello);
+        assert!(line.ends_with('\n'));
+        assert_eq!(decode_client_frame(line.as_bytes()).unwrap(), hello);
+    }
+
+    #[test]
+    fn oversized_frame_is_rejected_before_parsing() {
+        let line = vec![b'x'; MAX_FRAME_BYTES + 1];
+        let err = decode_client_frame(&line).unwrap_err();
+        assert_eq!(
+            err,
+            FrameError::TooLarge {
+                bytes: MAX_FRAME_BYTES + 1,
+                max: MAX_FRAME_BYTES
+            }
+        );
+        assert_eq!(err.code(), ErrorCode::FrameTooLarge);
+    }
+
+    #[test]
+    fn garbage_is_malformed_without_echoing_input() {
+        let err = decode_client_frame(b"{\"type\":\"notify\", sk-secret").unwrap_err();
+        assert_eq!(err.code(), ErrorCode::MalformedFrame);
+        assert!(!err.to_string().contains("sk-secret"), "{err}");
+    }
+
+    #[test]
+    fn missing_field_keeps_the_request_id() {
+        let err = decode_client_frame(br#"{"type":"notify","id":"r7"}"#).unwrap_err();
+        assert_eq!(err.request_id(), Some("r7"));
+        assert!(err.to_string().contains("missing field"), "{err}");
+    }
+
+    #[test]
+    fn unknown_type_is_malformed() {
+        let err = decode_client_frame(br#"{"type":"launch","id":"r1"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn overlong_request_id_is_refused() {
+        let id = "x".repeat(MAX_REQUEST_ID_BYTES + 1);
+        let line = format!(r#"{{"type":"status","id":"{id}"}}"#);
+        let err = decode_client_frame(line.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("request id"), "{err}");
+    }
+
+    #[test]
+    fn error_codes_match_their_wire_names() {
+        for code in [
+            ErrorCode::MalformedFrame,
+            ErrorCode::FrameTooLarge,
+            ErrorCode::HandshakeRequired,
+            ErrorCode::ProtocolMismatch,
+            ErrorCode::InvalidMessage,
+            ErrorCode::NotConfigured,
+            ErrorCode::DiscordRejected,
+            ErrorCode::DiscordUnavailable,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! `omp-discord`: the sidecar, CLI and Discord emulator.
+
+fn main() {}
