@@ -140,6 +140,36 @@ pub fn build_notification(note: &Notification, project: &str) -> MessagePayload 
     payload
 }
 
+/// Redacts every text part of a payload in place and forbids all pings.
+/// The sidecar applies it to whatever a client sends, as a second line of defence.
+pub fn redact_payload(payload: &mut MessagePayload) {
+    let redact = |text: &mut String| {
+        if let std::borrow::Cow::Owned(clean) = redact_text(text) {
+            *text = clean;
+        }
+        *text = defuse_mass_mentions(text);
+    };
+    if let Some(content) = &mut payload.content {
+        redact(content);
+    }
+    for embed in &mut payload.embeds {
+        for text in [&mut embed.title, &mut embed.description, &mut embed.url].into_iter().flatten() {
+            redact(text);
+        }
+        if let Some(footer) = &mut embed.footer {
+            redact(&mut footer.text);
+        }
+        if let Some(author) = &mut embed.author {
+            redact(&mut author.name);
+        }
+        for field in &mut embed.fields {
+            redact(&mut field.name);
+            redact(&mut field.value);
+        }
+    }
+    payload.allowed_mentions = AllowedMentions::default();
+}
+
 /// Redacts, neutralises mass mentions, and cuts text to `max` characters.
 #[must_use]
 pub fn clean(text: &str, max: usize) -> String {
@@ -521,6 +551,21 @@ mod tests {
         };
         let json = serde_json::to_string(&build_notification(&n, secret)).unwrap();
         assert!(!json.contains(secret), "{json}");
+    }
+
+    #[test]
+    fn redact_payload_cleans_a_raw_client_payload() {
+        let secret = "sk-ant-abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut payload: MessagePayload = serde_json::from_value(serde_json::json!({
+            "content": format!("@everyone {secret}"),
+            "embeds": [{ "type": "rich", "title": secret, "fields": [{ "name": "k", "value": secret, "inline": false }] }],
+            "allowed_mentions": { "parse": ["everyone", "users"] }
+        }))
+        .unwrap();
+        redact_payload(&mut payload);
+        let json = serde_json::to_string(&payload).unwrap();
+        assert!(!json.contains(secret) && !json.contains("@everyone"), "{json}");
+        assert_eq!(payload.allowed_mentions, AllowedMentions::default());
     }
 
     #[test]

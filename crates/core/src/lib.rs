@@ -12,10 +12,12 @@
 //! - [`embed`]: Discord's limits as constants, embed builders, payload validation.
 //! - [`redact`]: secret detection and replacement for everything bound for Discord.
 //! - [`schema`]: JSON Schemas of the tools the model sees.
+//! - [`paths`]: where the sidecar's socket lives.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
 
 pub mod embed;
 pub mod event;
+pub mod paths;
 pub mod protocol;
 pub mod redact;
 pub mod schema;

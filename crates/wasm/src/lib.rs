@@ -2,7 +2,7 @@
 //! extension shim. Each export decodes its input, calls core, and encodes the
 //! result; no decision is made here.
 
-use omp_discord_core::{embed, event, protocol, redact, schema};
+use omp_discord_core::{embed, event, paths, protocol, redact, schema};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_wasm_bindgen::Serializer;
@@ -86,4 +86,22 @@ pub fn decode_server_frame(line: &str) -> Result<JsValue, JsError> {
 #[must_use]
 pub fn redact_text(text: &str) -> String {
     redact::redact_text(text).into_owned()
+}
+
+/// The sidecar's socket path for the given environment values (empty strings
+/// count as unset); `undefined` when none of them is set.
+#[wasm_bindgen(js_name = socketPath)]
+#[must_use]
+pub fn socket_path(
+    explicit: Option<String>,
+    runtime_dir: Option<String>,
+    state_home: Option<String>,
+    home: Option<String>,
+) -> Option<String> {
+    paths::socket_path(paths::SocketEnv {
+        explicit: explicit.as_deref(),
+        runtime_dir: runtime_dir.as_deref(),
+        state_home: state_home.as_deref(),
+        home: home.as_deref(),
+    })
 }

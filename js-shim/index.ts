@@ -1,0 +1,72 @@
+// omp-discord's OMP extension: registers the Discord tools and event handlers.
+// Each handler is wiring only: wasm (Rust core) decides what to send and how,
+// sidecar.ts carries it to `omp-discord serve`.
+import type { ExtensionAPI, ExtensionContext } from "@oh-my-pi/pi-coding-agent";
+import { basename } from "node:path";
+import { type Outcome, sidecar } from "./sidecar";
+import * as wasm from "./wasm";
+
+/** How long a tool call or event handler waits for Discord before giving up. */
+const NOTIFY_DEADLINE_MS = 8000;
+
+type ToolDefinition = { name: string; label: string; description: string; parameters: Record<string, unknown> };
+
+function sessionOf(ctx: ExtensionContext): { id: string; cwd: string } {
+	let id = "unknown";
+	try {
+		id = ctx.sessionManager.getSessionId() ?? id;
+	} catch {}
+	return { id, cwd: ctx.cwd };
+}
+
+async function notify(ctx: ExtensionContext, message: unknown): Promise<Outcome> {
+	return sidecar().request({ type: "notify", session: sessionOf(ctx), message }, NOTIFY_DEADLINE_MS);
+}
+
+function describeOutcome(outcome: Outcome): string {
+	if (outcome.ok && outcome.frame.type === "delivered") {
+		return `Posted to Discord (channel ${outcome.frame.channel_id}, message ${outcome.frame.message_id}).`;
+	}
+	if (outcome.ok) return "Sent to Discord.";
+	return `Discord is unavailable (${outcome.code}): ${outcome.message}`;
+}
+
+export default function ompDiscord(pi: ExtensionAPI): void {
+	wasm.initWasm();
+	const tools = wasm.toolDefinitions() as ToolDefinition[];
+
+	for (const tool of tools) {
+		if (tool.name !== "discord_notify") continue;
+		pi.registerTool({
+			name: tool.name,
+			label: tool.label,
+			description: tool.description,
+			parameters: tool.parameters as never,
+			loadMode: "essential",
+			async execute(_toolCallId, params, _signal, _onUpdate, ctx) {
+				let text: string;
+				let isError = false;
+				try {
+					const payload = wasm.buildNotification(params, basename(ctx.cwd));
+					const outcome = await notify(ctx, payload);
+					text = describeOutcome(outcome);
+					isError = !outcome.ok;
+				} catch (err) {
+					text = `discord_notify failed: ${err instanceof Error ? err.message : String(err)}`;
+					isError = true;
+				}
+				return { content: [{ type: "text", text }], details: undefined, isError };
+			},
+		});
+	}
+
+	pi.on("agent_end", async (event, ctx) => {
+		try {
+			const payload = wasm.buildRunFinished(event, basename(ctx.cwd));
+			const outcome = await notify(ctx, payload);
+			if (!outcome.ok && ctx.hasUI) ctx.ui.notify(describeOutcome(outcome), "warning");
+		} catch (err) {
+			if (ctx.hasUI) ctx.ui.notify(`omp-discord: ${err instanceof Error ? err.message : String(err)}`, "warning");
+		}
+	});
+}

@@ -1,0 +1,204 @@
+// The connection to `omp-discord serve`: one per process, shared by every
+// factory run. Every call has a deadline; when no sidecar answers, start one
+// (detached, so it outlives this OMP process) and retry until the deadline.
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { hostname } from "node:os";
+import { dirname, join } from "node:path";
+import { connect, type Socket } from "node:net";
+import * as wasm from "./wasm";
+
+export type ServerFrame =
+	| { type: "welcome"; protocol: number; version: string }
+	| { type: "delivered"; id: string; channel_id: string; message_id: string }
+	| { type: "status"; id: string; status: unknown }
+	| { type: "shutting_down"; id: string }
+	| { type: "error"; id?: string; code: string; message: string };
+
+/** What a call to the sidecar came to, in words a person (and the model) can act on. */
+export type Outcome = { ok: true; frame: ServerFrame } | { ok: false; code: string; message: string };
+
+const CONNECT_DEADLINE_MS = 4000;
+const MAX_PENDING = 256;
+
+function socketPath(): string {
+	const env = process.env;
+	const path = wasm.socketPath(env.OMP_DISCORD_SOCKET, env.XDG_RUNTIME_DIR, env.XDG_STATE_HOME, env.HOME);
+	if (!path) throw new Error("cannot place the sidecar socket: set OMP_DISCORD_SOCKET or HOME");
+	return path;
+}
+
+/** The sidecar binary: OMP_DISCORD_BIN, else this checkout's release build, else PATH. */
+function sidecarBinary(): string {
+	if (process.env.OMP_DISCORD_BIN) return process.env.OMP_DISCORD_BIN;
+	const built = join(dirname(import.meta.dir), "target", "release", "omp-discord");
+	return existsSync(built) ? built : "omp-discord";
+}
+
+class SidecarClient {
+	private socket: Socket | undefined;
+	private connecting: Promise<Socket> | undefined;
+	private pending = new Map<string, (frame: ServerFrame) => void>();
+	private nextId = 0;
+	private spawned = false;
+	private buffer = "";
+
+	/** Sends a client frame (without `id`; one is assigned) and waits for its answer. */
+	async request(frame: Record<string, unknown>, deadlineMs: number): Promise<Outcome> {
+		if (this.pending.size >= MAX_PENDING) {
+			return { ok: false, code: "queue_full", message: "too many Discord requests are waiting; this one was dropped" };
+		}
+		const id = `${process.pid}-${++this.nextId}`;
+		const deadline = Date.now() + deadlineMs;
+		let socket: Socket;
+		try {
+			socket = await withDeadline(this.connection(), deadline, "connecting to the omp-discord sidecar");
+		} catch (err) {
+			return { ok: false, code: "sidecar_unavailable", message: describe(err) };
+		}
+		const answer = new Promise<ServerFrame>((resolve) => this.pending.set(id, resolve));
+		try {
+			socket.write(wasm.encodeClientFrame({ ...frame, id }));
+			const reply = await withDeadline(answer, deadline, "waiting for the omp-discord sidecar");
+			if (reply.type === "error") return { ok: false, code: reply.code, message: reply.message };
+			return { ok: true, frame: reply };
+		} catch (err) {
+			return { ok: false, code: "sidecar_timeout", message: describe(err) };
+		} finally {
+			this.pending.delete(id);
+		}
+	}
+
+	private connection(): Promise<Socket> {
+		if (this.socket && !this.socket.destroyed) return Promise.resolve(this.socket);
+		this.connecting ??= this.open().finally(() => {
+			this.connecting = undefined;
+		});
+		return this.connecting;
+	}
+
+	private async open(): Promise<Socket> {
+		const path = socketPath();
+		const started = Date.now();
+		let delay = 25;
+		for (;;) {
+			try {
+				const socket = await this.handshake(path);
+				// An idle connection must not keep OMP alive after its run (print mode).
+				socket.unref();
+				this.socket = socket;
+				return socket;
+			} catch (err) {
+				if (isProtocolError(err)) throw err;
+				if (!this.spawned) this.spawnSidecar();
+				if (Date.now() - started > CONNECT_DEADLINE_MS) {
+					throw new Error(`no omp-discord sidecar answered at ${path} (${describe(err)}); start it with \`omp-discord serve\``);
+				}
+				await Bun.sleep(delay);
+				delay = Math.min(delay * 2, 400);
+			}
+		}
+	}
+
+	private handshake(path: string): Promise<Socket> {
+		return new Promise((resolve, reject) => {
+			const socket = connect(path);
+			let welcomed = false;
+			socket.setEncoding("utf8");
+			socket.once("error", (err) => (welcomed ? this.fail(err) : reject(err)));
+			socket.on("close", () => this.fail(new Error("the sidecar closed the connection")));
+			socket.on("data", (chunk: string) => {
+				this.buffer += chunk;
+				let newline: number;
+				while ((newline = this.buffer.indexOf("\n")) >= 0) {
+					const line = this.buffer.slice(0, newline);
+					this.buffer = this.buffer.slice(newline + 1);
+					let frame: ServerFrame;
+					try {
+						frame = wasm.decodeServerFrame(line) as ServerFrame;
+					} catch {
+						continue;
+					}
+					if (!welcomed) {
+						if (frame.type === "welcome") {
+							welcomed = true;
+							resolve(socket);
+						} else if (frame.type === "error") {
+							reject(new ProtocolError(frame.message));
+							socket.destroy();
+						}
+						continue;
+					}
+					if ("id" in frame && frame.id) this.pending.get(frame.id)?.(frame);
+				}
+			});
+			socket.once("connect", () => {
+				socket.write(
+					wasm.encodeClientFrame({
+						type: "hello",
+						protocol: wasm.protocolVersion(),
+						client: "shim/0.1.0",
+						pid: process.pid,
+						host: hostname(),
+					}),
+				);
+			});
+		});
+	}
+
+	private fail(_err: unknown): void {
+		this.socket?.destroy();
+		this.socket = undefined;
+		this.buffer = "";
+		for (const resolve of this.pending.values()) {
+			resolve({ type: "error", code: "sidecar_unavailable", message: "the connection to the sidecar was lost" });
+		}
+		this.pending.clear();
+	}
+
+	private spawnSidecar(): void {
+		this.spawned = true;
+		try {
+			// Detached and in its own session: the sidecar serves every OMP process
+			// of this user and must not die with this one (or with its terminal).
+			const child = spawn(sidecarBinary(), ["serve", "--exit-when-idle", "600"], {
+				detached: true,
+				stdio: "ignore",
+				env: process.env,
+			});
+			child.on("error", () => {});
+			child.unref();
+		} catch {
+			// Reported through the connect failure that follows.
+		}
+	}
+}
+
+class ProtocolError extends Error {}
+function isProtocolError(err: unknown): boolean {
+	return err instanceof ProtocolError;
+}
+
+function describe(err: unknown): string {
+	return err instanceof Error ? err.message : String(err);
+}
+
+async function withDeadline<T>(promise: Promise<T>, deadline: number, what: string): Promise<T> {
+	let timer: ReturnType<typeof setTimeout> | undefined;
+	const timeout = new Promise<never>((_, reject) => {
+		timer = setTimeout(() => reject(new Error(`timed out ${what}`)), Math.max(0, deadline - Date.now()));
+	});
+	try {
+		return await Promise.race([promise, timeout]);
+	} finally {
+		clearTimeout(timer);
+	}
+}
+
+const KEY = Symbol.for("omp-discord.sidecar");
+/** The per-process sidecar client. */
+export function sidecar(): SidecarClient {
+	const global = globalThis as unknown as Record<symbol, SidecarClient | undefined>;
+	global[KEY] ??= new SidecarClient();
+	return global[KEY];
+}

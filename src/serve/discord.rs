@@ -1,0 +1,222 @@
+//! Discord's REST API through twilight-http, with what twilight leaves to us:
+//! an overall deadline per send, a cap on retries, idempotent retries through
+//! `nonce` + `enforce_nonce`, and Discord's error explained in words.
+
+use std::time::Duration;
+
+use omp_discord_core::embed::MessagePayload;
+use serde_json::Value;
+use twilight_http::error::ErrorType;
+use twilight_http::request::Request;
+use twilight_http::routing::Route;
+use twilight_model::channel::Message;
+use twilight_model::id::Id;
+use twilight_model::id::marker::{ChannelMarker, MessageMarker};
+
+use crate::config::{ApiBase, Token};
+
+/// Attempts per send (the first plus retries) for 5xx answers and timeouts.
+const MAX_ATTEMPTS: u32 = 4;
+/// Deadline of one HTTP attempt.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// First retry delay, doubled per retry.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Why a send failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Discord refused the request; retrying would not help.
+    #[error("Discord refused the message (HTTP {status}, code {code}): {message}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// Discord's JSON error code (0 when absent).
+        code: u64,
+        /// Discord's message, with the `errors` tree flattened into `path: reason`.
+        message: String,
+    },
+    /// The token was refused.
+    #[error(
+        "Discord refused the bot token (HTTP 401): check OMP_DISCORD_TOKEN, or reset the token in the Developer Portal"
+    )]
+    Unauthorized,
+    /// Discord kept failing or could not be reached.
+    #[error("Discord could not be reached after {attempts} attempts: {last}")]
+    Unavailable {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure, without URLs or tokens.
+        last: String,
+    },
+}
+
+/// The sidecar's Discord REST client.
+#[derive(Debug)]
+pub struct Discord {
+    client: twilight_http::Client,
+}
+
+impl Discord {
+    /// Builds a client for `token`, pointed at `api`.
+    pub fn new(token: &Token, api: &ApiBase) -> Self {
+        let mut builder = twilight_http::Client::builder()
+            .token(token.expose().to_owned())
+            .timeout(ATTEMPT_TIMEOUT)
+            // A 401 is reported and the token can be fixed without a restart.
+            .remember_invalid_token(false);
+        if let Some(proxy) = &api.proxy {
+            builder = builder.proxy(proxy.clone(), api.plain_http);
+        }
+        Self {
+            client: builder.build(),
+        }
+    }
+
+    /// Posts `payload` to `channel`. The nonce makes a retried post return the
+    /// first message instead of posting twice.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] says whether Discord refused it, the token is bad, or Discord was unreachable.
+    pub async fn create_message(
+        &self,
+        channel: Id<ChannelMarker>,
+        payload: &MessagePayload,
+        nonce: u64,
+    ) -> Result<Id<MessageMarker>, SendError> {
+        let mut body = serde_json::to_value(payload).expect("payloads serialize");
+        body["nonce"] = Value::String(nonce.to_string());
+        body["enforce_nonce"] = Value::Bool(true);
+        // Whatever the caller set, mentions never ping from here.
+        body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+        let mut backoff = FIRST_BACKOFF;
+        let mut last = String::new();
+        for attempt in 1..=MAX_ATTEMPTS {
+            let request = Request::builder(&Route::CreateMessage {
+                channel_id: channel.get(),
+            })
+            .json(&body)
+            .build()
+            .expect("a JSON value always serializes");
+            let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT * 2, async {
+                let response = self.client.request::<Message>(request).await?;
+                response
+                    .model()
+                    .await
+                    .map_err(|_| Failure::Retry("Discord's answer was not a message".to_owned()))
+            })
+            .await;
+            match outcome {
+                Ok(Ok(message)) => return Ok(message.id),
+                Ok(Err(Failure::Fatal(err))) => return Err(err),
+                Ok(Err(Failure::Retry(reason))) => last = reason,
+                Err(_) => last = "the request timed out".to_owned(),
+            }
+            tracing::warn!(attempt, channel_id = %channel, reason = %last, "send failed, will retry");
+            if attempt < MAX_ATTEMPTS {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+        }
+        Err(SendError::Unavailable {
+            attempts: MAX_ATTEMPTS,
+            last,
+        })
+    }
+}
+
+enum Failure {
+    Fatal(SendError),
+    Retry(String),
+}
+
+impl From<twilight_http::Error> for Failure {
+    fn from(err: twilight_http::Error) -> Self {
+        match err.kind() {
+            ErrorType::Unauthorized => Self::Fatal(SendError::Unauthorized),
+            ErrorType::Response { body, status, .. } => {
+                let status = status.get();
+                if status == 401 {
+                    return Self::Fatal(SendError::Unauthorized);
+                }
+                if status >= 500 || status == 429 {
+                    return Self::Retry(format!("HTTP {status}"));
+                }
+                let (code, message) = describe_api_error(body);
+                Self::Fatal(SendError::Rejected {
+                    status,
+                    code,
+                    message,
+                })
+            }
+            ErrorType::RequestTimedOut => Self::Retry("the request timed out".to_owned()),
+            ErrorType::RequestError | ErrorType::RequestCanceled => {
+                Self::Retry("the connection to Discord failed".to_owned())
+            }
+            _ => Self::Retry("Discord's answer could not be read".to_owned()),
+        }
+    }
+}
+
+/// Discord's `{code, message, errors}` as one line: `Invalid Form Body
+/// (embeds.0.description: Must be 4096 or fewer in length.)`.
+pub fn describe_api_error(body: &[u8]) -> (u64, String) {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return (0, "unreadable error body".to_owned());
+    };
+    let code = value["code"].as_u64().unwrap_or(0);
+    let mut message = value["message"].as_str().unwrap_or("no message").to_owned();
+    let mut details = Vec::new();
+    flatten_errors(&value["errors"], &mut String::new(), &mut details);
+    if !details.is_empty() {
+        message = format!("{message} ({})", details.join("; "));
+    }
+    (code, message)
+}
+
+fn flatten_errors(node: &Value, path: &mut String, out: &mut Vec<String>) {
+    let Some(object) = node.as_object() else {
+        return;
+    };
+    for (key, child) in object {
+        if key == "_errors" {
+            for error in child.as_array().into_iter().flatten() {
+                let reason = error["message"].as_str().unwrap_or("invalid");
+                out.push(format!("{path}: {reason}"));
+            }
+            continue;
+        }
+        let len = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+        flatten_errors(child, path, out);
+        path.truncate(len);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_body_errors_are_flattened() {
+        let body = br#"{"code":50035,"message":"Invalid Form Body","errors":{"embeds":{"0":{"description":{"_errors":[{"code":"BASE_TYPE_MAX_LENGTH","message":"Must be 4096 or fewer in length."}]}}}}}"#;
+        let (code, message) = describe_api_error(body);
+        assert_eq!(code, 50035);
+        assert_eq!(
+            message,
+            "Invalid Form Body (embeds.0.description: Must be 4096 or fewer in length.)"
+        );
+    }
+
+    #[test]
+    fn plain_errors_keep_their_message() {
+        assert_eq!(
+            describe_api_error(br#"{"code":10003,"message":"Unknown Channel"}"#),
+            (10003, "Unknown Channel".into())
+        );
+        assert_eq!(describe_api_error(b"<html>").0, 0);
+    }
+}

@@ -1,0 +1,154 @@
+//! The Unix socket: a private directory, one sidecar per socket (a lock file),
+//! and peers limited to this user.
+
+use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tokio::net::{UnixListener, UnixStream};
+
+/// A bound socket and the lock that makes this process its only server.
+#[derive(Debug)]
+pub struct BoundSocket {
+    /// The listener.
+    pub listener: UnixListener,
+    /// The socket's path, removed on shutdown.
+    pub path: PathBuf,
+    /// Held for the life of the server; released on drop.
+    _lock: File,
+}
+
+/// Why the socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// Another sidecar already serves this socket.
+    #[error("another omp-discord sidecar is already running on {0}")]
+    AlreadyRunning(PathBuf),
+    /// The directory is shared with other users.
+    #[error(
+        "the socket directory {path} is owned by uid {owner} with mode {mode:o}; it must be yours with mode 700 \
+         (run `chmod 700 {path}` or set OMP_DISCORD_SOCKET to a private path)"
+    )]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Any other I/O failure.
+    #[error("cannot create the socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+}
+
+/// Creates the socket's directory (0700), takes the sidecar lock, and binds the socket (0600).
+///
+/// # Errors
+///
+/// [`BindError`]: another sidecar holds the lock, the directory is not private, or I/O failed.
+pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
+    let io_err = |source| BindError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err)?;
+    let meta = std::fs::metadata(dir).map_err(io_err)?;
+    let mode = meta.permissions().mode() & 0o777;
+    if meta.uid() != rustix::process::getuid().as_raw() || mode & 0o077 != 0 {
+        return Err(BindError::UnsafeDirectory {
+            path: dir.to_owned(),
+            owner: meta.uid(),
+            mode,
+        });
+    }
+    let lock_path = path.with_extension("lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Err(BindError::AlreadyRunning(path.to_owned())),
+        Err(TryLockError::Error(err)) => return Err(io_err(err)),
+    }
+    // We hold the lock, so a socket file left here belongs to a sidecar that died.
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket"),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return Err(io_err(err)),
+    }
+    let listener = UnixListener::bind(path).map_err(io_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
+    Ok(BoundSocket {
+        listener,
+        path: path.to_owned(),
+        _lock: lock,
+    })
+}
+
+/// Whether the peer runs as this user. Other users are refused even though the
+/// directory's mode already keeps them out: a misconfigured path must not open
+/// the bridge to the whole machine.
+pub fn peer_is_same_user(stream: &UnixStream) -> io::Result<bool> {
+    Ok(stream.peer_cred()?.uid() == rustix::process::getuid().as_raw())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn socket_is_private_and_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/sidecar.sock");
+        let bound = bind(&path).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert!(matches!(bind(&path), Err(BindError::AlreadyRunning(_))));
+        drop(bound);
+        // The lock is released with the server; the stale socket file is replaced.
+        bind(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn shared_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = bind(&shared.join("s.sock")).unwrap_err();
+        assert!(
+            matches!(err, BindError::UnsafeDirectory { mode: 0o755, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod 700"));
+    }
+
+    #[tokio::test]
+    async fn same_user_peer_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let bound = bind(&dir.path().join("p/s.sock")).unwrap();
+        let client = UnixStream::connect(&bound.path).await.unwrap();
+        let (server, _) = bound.listener.accept().await.unwrap();
+        assert!(peer_is_same_user(&server).unwrap());
+        drop(client);
+    }
+}
