@@ -1,0 +1,75 @@
+// The wasm build, called from Bun exactly as the shim calls it. Golden frames
+// are the same files the Rust tests read.
+import { describe, expect, test } from "bun:test";
+import clientFrames from "../crates/core/tests/fixtures/protocol/client_frames.json";
+import serverFrames from "../crates/core/tests/fixtures/protocol/server_frames.json";
+import * as wasm from "./wasm";
+
+wasm.initWasm();
+
+describe("protocol codec", () => {
+	test("client frames encode to one JSON line equal to the fixture", () => {
+		for (const frame of clientFrames) {
+			const line = wasm.encodeClientFrame(frame);
+			expect(line.endsWith("\n")).toBe(true);
+			expect(line.slice(0, -1).includes("\n")).toBe(false);
+			expect(JSON.parse(line)).toEqual(frame);
+		}
+	});
+	test("server frames decode to plain objects", () => {
+		for (const frame of serverFrames) {
+			expect(wasm.decodeServerFrame(JSON.stringify(frame))).toEqual(frame);
+		}
+	});
+	test("bad frames throw a readable error, not a trap", () => {
+		expect(() => wasm.decodeServerFrame("{nope")).toThrow(/invalid JSON/);
+		expect(() => wasm.encodeClientFrame({ type: "launch" })).toThrow(/unknown variant/);
+	});
+	test("protocol version matches the fixtures", () => {
+		expect(wasm.protocolVersion()).toBe(clientFrames[0].protocol);
+	});
+});
+
+describe("tools and messages", () => {
+	test("discord_notify is defined with a JSON Schema", () => {
+		const tools = wasm.toolDefinitions() as { name: string; parameters: any }[];
+		const notify = tools.find((t) => t.name === "discord_notify");
+		expect(notify?.parameters.type).toBe("object");
+		expect(notify?.parameters.required).toEqual(["message"]);
+		expect(notify?.parameters.properties.level.enum).toEqual(["info", "success", "warning", "error"]);
+	});
+	test("notifications are redacted and never ping", () => {
+		const secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+		const payload = wasm.buildNotification({ message: `@everyone ${secret}`, level: "error" }, "proj") as any;
+		const json = JSON.stringify(payload);
+		expect(json.includes(secret)).toBe(false);
+		expect(json.includes("@everyone")).toBe(false);
+		expect(payload.allowed_mentions).toEqual({ parse: [] });
+		expect(payload.embeds[0].color).toBe(0xed4245);
+		expect(payload.embeds[0].footer.text).toBe("omp · proj");
+	});
+	test("a bad notification is an error, not a trap", () => {
+		expect(() => wasm.buildNotification({ level: "loud" }, "p")).toThrow();
+	});
+	test("agent_end becomes a run summary", () => {
+		const event = {
+			messages: [
+				{ role: "assistant", stopReason: "toolUse", content: [{ type: "toolCall", name: "bash", id: "1", arguments: {} }] },
+				{ role: "assistant", stopReason: "stop", content: [{ type: "text", text: "Fixed it." }] },
+			],
+		};
+		const payload = wasm.buildRunFinished(event, "proj") as any;
+		expect(payload.embeds[0].title).toBe("Run finished");
+		expect(payload.embeds[0].description).toBe("Fixed it.");
+		expect(wasm.buildRunFinished("garbage", "p")).toBeTruthy();
+	});
+	test("socket path agrees with the sidecar's rules", () => {
+		expect(wasm.socketPath(undefined, "/run/user/7", undefined, "/home/x")).toBe("/run/user/7/omp-discord/sidecar.sock");
+		expect(wasm.socketPath("", "", "", "/home/x")).toBe("/home/x/.local/state/omp-discord/sidecar.sock");
+		expect(wasm.socketPath(undefined, undefined, undefined, undefined)).toBeUndefined();
+	});
+	test("redactText matches the native rules", () => {
+		expect(wasm.redactText("key=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")).toContain("[REDACTED:");
+		expect(wasm.redactText("nothing here")).toBe("nothing here");
+	});
+});

@@ -1,0 +1,7 @@
+//! Integration tests: the real sidecar binary, the emulator on loopback, real
+//! SQLite, and the real `omp` with a scripted model. One test binary, with a
+//! module per area (as ripgrep does), sharing the harness in `util`.
+
+mod omp;
+mod sidecar;
+mod util;

@@ -1,0 +1,196 @@
+//! The real `omp` (pinned in package.json) with the scripted model, the built
+//! plugin, a real sidecar and the emulator.
+
+use std::time::Duration;
+
+use omp_discord_core::schema;
+use omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID;
+use serde_json::{Value, json};
+
+use crate::util::{
+    Client, Plugin, Sidecar, TestDir, emulator, message_posts, omp_path, process_alive, repo,
+    run_omp, sidecar_env, wait_for,
+};
+
+fn notify_then_answer() -> Value {
+    json!([
+        { "tool": "discord_notify", "args": { "message": "tests are green", "title": "CI", "level": "success" } },
+        { "text": "All done." }
+    ])
+}
+
+/// The schema OMP showed the model is core's schema (OMP adds its `i` intent parameter).
+fn assert_schema_from_core(seen: &Value) {
+    let tool = seen["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "discord_notify")
+        .unwrap_or_else(|| panic!("the model did not see discord_notify: {seen}"));
+    let core = schema::discord_notify().parameters;
+    for (name, property) in core["properties"].as_object().unwrap() {
+        assert_eq!(
+            &tool["parameters"]["properties"][name], property,
+            "property {name}"
+        );
+    }
+    let required: Vec<&Value> = tool["parameters"]["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert!(required.contains(&&json!("message")), "{required:?}");
+}
+
+#[tokio::test]
+async fn model_calls_discord_notify_and_agent_end_reports_the_run() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+
+    let run = run_omp(
+        &dir,
+        &env,
+        Plugin::Flag,
+        &notify_then_answer(),
+        "tell Discord",
+    );
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    assert_schema_from_core(&run.seen[0]);
+    let results = run.tool_results("discord_notify");
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["isError"], false, "{}", results[0]);
+    let text = results[0]["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("Posted to Discord"), "{text}");
+
+    // agent_end is awaited before omp exits, so both posts are already there.
+    let posts = message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID);
+    assert_eq!(posts.len(), 2, "{posts:#?}");
+    let notify = &posts[0]["body"]["embeds"][0];
+    assert_eq!(notify["title"], "CI");
+    assert_eq!(notify["description"], "tests are green");
+    assert!(
+        text.contains(posts[0]["response"]["id"].as_str().unwrap()),
+        "{text}"
+    );
+    let finished = &posts[1]["body"]["embeds"][0];
+    assert_eq!(finished["title"], "Run finished");
+    assert_eq!(finished["description"], "All done.");
+    assert_eq!(finished["fields"][1]["value"], "discord_notify ×1");
+    assert!(posts.iter().all(|p| p["status"] == 200));
+    sidecar.terminate().await;
+}
+
+#[tokio::test]
+async fn the_shim_starts_a_sidecar_when_none_answers() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    assert!(!dir.socket().exists());
+
+    let run = run_omp(
+        &dir,
+        &env,
+        Plugin::Flag,
+        &notify_then_answer(),
+        "tell Discord",
+    );
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    assert_eq!(run.tool_results("discord_notify")[0]["isError"], false);
+    assert_eq!(message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID).len(), 2);
+
+    // The sidecar outlives omp (it serves every session) until asked to stop.
+    let mut client = Client::greeted(&dir.socket()).await;
+    let status = client
+        .call(&omp_discord_core::protocol::ClientFrame::Status { id: "s".into() })
+        .await;
+    let omp_discord_core::protocol::ServerFrame::Status { status, .. } = status else {
+        panic!("{status:?}")
+    };
+    let pid = u32::try_from(status["pid"].as_u64().unwrap()).unwrap();
+    assert!(process_alive(pid));
+    drop(client);
+    let stop = std::process::Command::new(crate::util::sidecar_bin())
+        .arg("stop")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    wait_for(
+        "the spawned sidecar to exit",
+        Duration::from_secs(10),
+        || (!process_alive(pid)).then_some(()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn omp_keeps_working_when_no_sidecar_can_start() {
+    let dir = TestDir::new();
+    let mut env = sidecar_env(&dir, None);
+    env.push(("OMP_DISCORD_BIN".into(), "/nonexistent/omp-discord".into()));
+    let run = run_omp(
+        &dir,
+        &env,
+        Plugin::Flag,
+        &notify_then_answer(),
+        "tell Discord",
+    );
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    let result = run.tool_results("discord_notify")[0];
+    assert_eq!(result["isError"], true);
+    let text = result["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("Discord is unavailable (sidecar_unavailable)")
+            && text.contains("omp-discord serve"),
+        "{text}"
+    );
+    // The model still got its turn after the failed tool call.
+    assert_eq!(run.seen.len(), 2);
+}
+
+#[tokio::test]
+async fn plugin_link_makes_every_omp_run_load_the_extension() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let omp = |args: &[&str]| {
+        std::process::Command::new(repo().join("node_modules/.bin/omp"))
+            .args(args)
+            .current_dir(dir.home())
+            .env_clear()
+            .env("PATH", omp_path())
+            .env("HOME", dir.home())
+            .env("TMPDIR", dir.tmp())
+            .output()
+            .unwrap()
+    };
+    let link = omp(&["plugin", "link", repo().to_str().unwrap()]);
+    assert!(
+        link.status.success(),
+        "{}",
+        String::from_utf8_lossy(&link.stderr)
+    );
+    let list = omp(&["plugin", "list", "--json"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(listed.contains("omp-discord"), "plugin list: {listed}");
+
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let run = run_omp(
+        &dir,
+        &env,
+        Plugin::Linked,
+        &notify_then_answer(),
+        "tell Discord",
+    );
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    assert_schema_from_core(&run.seen[0]);
+    assert_eq!(message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID).len(), 2);
+    sidecar.terminate().await;
+}

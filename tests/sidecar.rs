@@ -1,0 +1,291 @@
+//! The sidecar over its real socket, against the emulator.
+
+use std::time::Duration;
+
+use omp_discord_core::embed::{Level, MessagePayload, Notification, build_notification};
+use omp_discord_core::protocol::{
+    ClientFrame, ErrorCode, Hello, MAX_FRAME_BYTES, NotifyRequest, ServerFrame, SessionRef,
+};
+use omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID;
+use serde_json::json;
+
+use crate::util::{Client, Sidecar, TestDir, emulator, message_posts, sidecar_env};
+
+fn notify(id: &str, message: MessagePayload) -> ClientFrame {
+    ClientFrame::Notify(NotifyRequest {
+        id: id.into(),
+        session: SessionRef {
+            id: "session-1".into(),
+            cwd: Some("/work/demo".into()),
+        },
+        message,
+    })
+}
+
+fn error_of(frame: ServerFrame) -> (Option<String>, ErrorCode, String) {
+    match frame {
+        ServerFrame::Error { id, code, message } => (id, code, message),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn notification_reaches_discord_and_returns_the_message_id() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let note = Notification {
+        message: "build passed".into(),
+        level: Level::Success,
+        ..Default::default()
+    };
+    let answer = client
+        .call(&notify("r1", build_notification(&note, "demo")))
+        .await;
+    let ServerFrame::Delivered {
+        id,
+        channel_id,
+        message_id,
+    } = answer
+    else {
+        panic!("{answer:?}")
+    };
+    assert_eq!(
+        (id.as_str(), channel_id),
+        ("r1", DEFAULT_HOME_CHANNEL_ID.to_string())
+    );
+
+    let posts = message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID);
+    assert_eq!(posts.len(), 1, "exactly one POST: {posts:#?}");
+    let post = &posts[0];
+    assert_eq!(post["status"], 200);
+    assert_eq!(post["response"]["id"], message_id.as_str());
+    assert_eq!(post["body"]["embeds"][0]["description"], "build passed");
+    assert_eq!(post["body"]["embeds"][0]["color"], Level::Success.color());
+    assert_eq!(post["body"]["allowed_mentions"], json!({ "parse": [] }));
+    assert_eq!(post["body"]["enforce_nonce"], true);
+    assert!(post["body"]["nonce"].is_string());
+    // The token went to Discord, but the emulator never records it.
+    assert!(
+        !post["headers"]
+            .to_string()
+            .contains(omp_discord_emulator::DEFAULT_BOT_TOKEN)
+    );
+}
+
+#[tokio::test]
+async fn secrets_and_mass_mentions_from_any_client_are_neutralised() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    // A raw payload that skipped core's builder: the sidecar must still clean it.
+    let raw: MessagePayload = serde_json::from_value(json!({
+        "content": format!("@everyone the token is {secret}"),
+        "allowed_mentions": { "parse": ["everyone"] },
+    }))
+    .unwrap();
+    let answer = client.call(&notify("r1", raw)).await;
+    assert!(
+        matches!(answer, ServerFrame::Delivered { .. }),
+        "{answer:?}"
+    );
+    let body = &message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID)[0]["body"];
+    let content = body["content"].as_str().unwrap();
+    assert!(
+        !content.contains(secret) && content.contains("[REDACTED:"),
+        "{content}"
+    );
+    assert!(!content.contains("@everyone"), "{content}");
+    assert_eq!(body["allowed_mentions"], json!({ "parse": [] }));
+}
+
+#[tokio::test]
+async fn bad_frames_get_clear_errors_and_the_connection_survives() {
+    let dir = TestDir::new();
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, None)).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+
+    client.send_raw(b"this is not json\n").await;
+    let (id, code, message) = error_of(client.read().await.unwrap());
+    assert_eq!((id, code), (None, ErrorCode::MalformedFrame));
+    assert!(message.contains("invalid JSON"), "{message}");
+
+    client.send_raw(br#"{"type":"notify","id":"r9"}"#).await;
+    client.send_raw(b"\n").await;
+    let (id, code, message) = error_of(client.read().await.unwrap());
+    assert_eq!(
+        (id.as_deref(), code),
+        (Some("r9"), ErrorCode::MalformedFrame)
+    );
+    assert!(message.contains("missing field"), "{message}");
+
+    let mut huge = vec![b'x'; MAX_FRAME_BYTES + 10];
+    huge.push(b'\n');
+    client.send_raw(&huge).await;
+    let (_, code, _) = error_of(client.read().await.unwrap());
+    assert_eq!(code, ErrorCode::FrameTooLarge);
+
+    // Still usable after all of that.
+    let status = client.call(&ClientFrame::Status { id: "s".into() }).await;
+    let ServerFrame::Status { status, .. } = status else {
+        panic!("{status:?}")
+    };
+    assert_eq!(status["token_configured"], false);
+}
+
+#[tokio::test]
+async fn first_frame_must_be_a_matching_hello() {
+    let dir = TestDir::new();
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, None)).await;
+
+    let mut client = Client::connect(&sidecar.socket).await;
+    let (_, code, _) = error_of(client.call(&ClientFrame::Status { id: "s".into() }).await);
+    assert_eq!(code, ErrorCode::HandshakeRequired);
+    assert!(client.read().await.is_none(), "the connection is closed");
+
+    let mut old = Client::connect(&sidecar.socket).await;
+    let hello = ClientFrame::Hello(Hello {
+        protocol: 0,
+        client: "shim/0.0.1".into(),
+        pid: 1,
+        host: "h".into(),
+    });
+    let (_, code, message) = error_of(old.call(&hello).await);
+    assert_eq!(code, ErrorCode::ProtocolMismatch);
+    assert!(
+        message.contains("shim/0.0.1") && message.contains("rebuild"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_requests_say_what_to_configure() {
+    let dir = TestDir::new();
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, None)).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let note = build_notification(
+        &Notification {
+            message: "x".into(),
+            ..Default::default()
+        },
+        "p",
+    );
+    let (id, code, message) = error_of(client.call(&notify("r1", note)).await);
+    assert_eq!(
+        (id.as_deref(), code),
+        (Some("r1"), ErrorCode::NotConfigured)
+    );
+    assert!(message.contains("OMP_DISCORD_TOKEN"), "{message}");
+}
+
+#[tokio::test]
+async fn discord_rejections_carry_discords_message() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let mut env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+
+    // A colour above 0xFFFFFF passes our limits but not Discord's form validation.
+    let mut payload = build_notification(
+        &Notification {
+            message: "x".into(),
+            ..Default::default()
+        },
+        "p",
+    );
+    payload.embeds[0].color = Some(0x0100_0000);
+    let (_, code, message) = error_of(client.call(&notify("r1", payload)).await);
+    assert_eq!(code, ErrorCode::DiscordRejected);
+    assert!(
+        message.contains("50035") && message.contains("embeds.0.color"),
+        "{message}"
+    );
+
+    // Our own validator catches what it knows before Discord sees it.
+    let mut too_long = build_notification(
+        &Notification {
+            message: "x".into(),
+            ..Default::default()
+        },
+        "p",
+    );
+    too_long.embeds[0].title = Some("t".repeat(300));
+    let (_, code, message) = error_of(client.call(&notify("r2", too_long)).await);
+    assert_eq!(code, ErrorCode::InvalidMessage);
+    assert_eq!(
+        message,
+        "the embed 1 title is 300 characters long, but the max is 256"
+    );
+    assert_eq!(
+        message_posts(&emulator, omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID).len(),
+        1
+    );
+    drop(client);
+    drop(sidecar);
+
+    // An unknown channel is Discord's 10003.
+    env.retain(|(k, _)| k != "OMP_DISCORD_CHANNEL_ID");
+    env.push(("OMP_DISCORD_CHANNEL_ID".into(), "42".into()));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let note = build_notification(
+        &Notification {
+            message: "x".into(),
+            ..Default::default()
+        },
+        "p",
+    );
+    let (_, code, message) = error_of(client.call(&notify("r3", note)).await);
+    assert_eq!(code, ErrorCode::DiscordRejected);
+    assert!(
+        message.contains("10003") && message.contains("Unknown Channel"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn one_sidecar_per_socket_and_clean_shutdown() {
+    let dir = TestDir::new();
+    let env = sidecar_env(&dir, None);
+    let first = Sidecar::start(&dir, &env).await;
+    // A second sidecar on the same socket exits at once and leaves the first serving.
+    let second = std::process::Command::new(crate::util::sidecar_bin())
+        .arg("serve")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert!(second.status.success());
+    let mut client = Client::greeted(&first.socket).await;
+    let ServerFrame::Status { status, .. } =
+        client.call(&ClientFrame::Status { id: "s".into() }).await
+    else {
+        panic!("no status")
+    };
+    assert_eq!(status["pid"], first.pid());
+    drop(client);
+    let exit = first.terminate().await;
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn idle_sidecar_exits_by_itself() {
+    let dir = TestDir::new();
+    let env = sidecar_env(&dir, None);
+    let mut child = std::process::Command::new(crate::util::sidecar_bin())
+        .args(["serve", "--exit-when-idle", "1"])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .unwrap();
+    let status = crate::util::wait_for("the idle sidecar to exit", Duration::from_secs(15), || {
+        child.try_wait().unwrap()
+    })
+    .await;
+    assert!(status.success());
+    assert!(!dir.socket().exists());
+}
