@@ -24,11 +24,15 @@ async function notify(ctx: ExtensionContext, message: unknown): Promise<Outcome>
 }
 
 function describeOutcome(outcome: Outcome): string {
-	if (outcome.ok && outcome.frame.type === "delivered") {
-		return `Posted to Discord (channel ${outcome.frame.channel_id}, message ${outcome.frame.message_id}).`;
+	if (!outcome.ok) return `Discord is unavailable (${outcome.code}): ${outcome.message}`;
+	if ("queued" in outcome) {
+		return "Queued for Discord: the sidecar has journaled the message and will post it as soon as Discord accepts it.";
 	}
-	if (outcome.ok) return "Sent to Discord.";
-	return `Discord is unavailable (${outcome.code}): ${outcome.message}`;
+	const frame = outcome.frame;
+	if (frame.type === "delivered") {
+		return `Posted to Discord (channel ${frame.channel_id}, message ${frame.message_id}).`;
+	}
+	return "Sent to Discord.";
 }
 
 export default function ompDiscord(pi: ExtensionAPI): void {

@@ -10,13 +10,21 @@ import * as wasm from "./wasm";
 
 export type ServerFrame =
 	| { type: "welcome"; protocol: number; version: string }
+	| { type: "accepted"; id: string; seq: number }
 	| { type: "delivered"; id: string; channel_id: string; message_id: string }
 	| { type: "status"; id: string; status: unknown }
 	| { type: "shutting_down"; id: string }
 	| { type: "error"; id?: string; code: string; message: string };
 
-/** What a call to the sidecar came to, in words a person (and the model) can act on. */
-export type Outcome = { ok: true; frame: ServerFrame } | { ok: false; code: string; message: string };
+/**
+ * What a call to the sidecar came to. `queued` means the sidecar journaled the
+ * message but Discord has not confirmed it before the deadline: it will still
+ * be delivered.
+ */
+export type Outcome =
+	| { ok: true; frame: ServerFrame }
+	| { ok: true; queued: true }
+	| { ok: false; code: string; message: string };
 
 const CONNECT_DEADLINE_MS = 4000;
 const MAX_PENDING = 256;
@@ -39,6 +47,7 @@ class SidecarClient {
 	private socket: Socket | undefined;
 	private connecting: Promise<Socket> | undefined;
 	private pending = new Map<string, (frame: ServerFrame) => void>();
+	private accepted = new Set<string>();
 	private nextId = 0;
 	private spawned = false;
 	private buffer = "";
@@ -63,9 +72,11 @@ class SidecarClient {
 			if (reply.type === "error") return { ok: false, code: reply.code, message: reply.message };
 			return { ok: true, frame: reply };
 		} catch (err) {
+			if (this.accepted.has(id)) return { ok: true, queued: true };
 			return { ok: false, code: "sidecar_timeout", message: describe(err) };
 		} finally {
 			this.pending.delete(id);
+			this.accepted.delete(id);
 		}
 	}
 
@@ -129,7 +140,12 @@ class SidecarClient {
 						}
 						continue;
 					}
-					if ("id" in frame && frame.id) this.pending.get(frame.id)?.(frame);
+					if (frame.type === "accepted") {
+						// Journaled: the final answer (delivered or error) follows.
+						this.accepted.add(frame.id);
+					} else if ("id" in frame && frame.id) {
+						this.pending.get(frame.id)?.(frame);
+					}
 				}
 			});
 			socket.once("connect", () => {

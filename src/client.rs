@@ -28,16 +28,10 @@ impl Connection {
     /// When nothing listens there, or the sidecar refuses the handshake.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
         let stream = UnixStream::connect(path).await.with_context(|| {
-            format!(
-                "no omp-discord sidecar is running at {} (start it with `omp-discord serve`)",
-                path.display()
-            )
+            format!("no omp-discord sidecar is running at {} (start it with `omp-discord serve`)", path.display())
         })?;
         let (read, writer) = stream.into_split();
-        let mut connection = Self {
-            reader: BufReader::new(read),
-            writer,
-        };
+        let mut connection = Self { reader: BufReader::new(read), writer };
         let hello = ClientFrame::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             client: concat!("cli/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -60,9 +54,7 @@ impl Connection {
     /// On I/O failure, a timeout, or an unreadable answer.
     pub async fn call(&mut self, frame: &ClientFrame) -> anyhow::Result<ServerFrame> {
         tokio::time::timeout(DEADLINE, async {
-            self.writer
-                .write_all(encode_frame(frame).as_bytes())
-                .await?;
+            self.writer.write_all(encode_frame(frame).as_bytes()).await?;
             let mut line = String::new();
             if self.reader.read_line(&mut line).await? == 0 {
                 bail!("the sidecar closed the connection");
@@ -76,8 +68,5 @@ impl Connection {
 
 /// This machine's host name, for the handshake.
 pub fn hostname() -> String {
-    rustix::system::uname()
-        .nodename()
-        .to_string_lossy()
-        .into_owned()
+    rustix::system::uname().nodename().to_string_lossy().into_owned()
 }

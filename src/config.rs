@@ -45,10 +45,7 @@ impl ApiBase {
     /// When the URL is not `http://host:port` or `https://host[:port]`.
     pub fn parse(url: Option<&str>) -> anyhow::Result<Self> {
         let Some(url) = url.filter(|u| !u.is_empty()) else {
-            return Ok(Self {
-                proxy: None,
-                plain_http: false,
-            });
+            return Ok(Self { proxy: None, plain_http: false });
         };
         let url = url.trim_end_matches('/');
         let (plain_http, rest) = if let Some(rest) = url.strip_prefix("http://") {
@@ -59,14 +56,9 @@ impl ApiBase {
             bail!("OMP_DISCORD_API_URL must start with http:// or https://");
         };
         if rest.is_empty() || rest.contains('/') {
-            bail!(
-                "OMP_DISCORD_API_URL must be a bare origin such as http://127.0.0.1:8080 (no path)"
-            );
+            bail!("OMP_DISCORD_API_URL must be a bare origin such as http://127.0.0.1:8080 (no path)");
         }
-        Ok(Self {
-            proxy: Some(rest.to_owned()),
-            plain_http,
-        })
+        Ok(Self { proxy: Some(rest.to_owned()), plain_http })
     }
 }
 
@@ -81,6 +73,8 @@ pub struct Config {
     pub api: ApiBase,
     /// The Unix socket the shims connect to.
     pub socket: PathBuf,
+    /// Where the outbox and other durable state live.
+    pub state_dir: PathBuf,
 }
 
 /// Environment variable names, documented in the README's configuration table.
@@ -95,6 +89,8 @@ pub mod env {
     pub const API_URL: &str = "OMP_DISCORD_API_URL";
     /// An explicit socket path.
     pub const SOCKET: &str = "OMP_DISCORD_SOCKET";
+    /// The directory for durable state (the outbox).
+    pub const STATE_DIR: &str = "OMP_DISCORD_STATE_DIR";
     /// The log filter (tracing `EnvFilter` syntax).
     pub const LOG: &str = "OMP_DISCORD_LOG";
 }
@@ -119,13 +115,24 @@ impl Config {
             None => None,
         };
         let api = ApiBase::parse(var(env::API_URL).as_deref())?;
-        Ok(Self {
-            token,
-            home_channel,
-            api,
-            socket: default_socket_path()?,
-        })
+        Ok(Self { token, home_channel, api, socket: default_socket_path()?, state_dir: default_state_dir()? })
     }
+}
+
+/// `OMP_DISCORD_STATE_DIR`, else `$XDG_STATE_HOME/omp-discord`, else `~/.local/state/omp-discord`.
+///
+/// # Errors
+///
+/// When none of those variables is set.
+pub fn default_state_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = var(env::STATE_DIR) {
+        return Ok(PathBuf::from(dir));
+    }
+    if let Some(state) = var("XDG_STATE_HOME") {
+        return Ok(Path::new(&state).join("omp-discord"));
+    }
+    let home = var("HOME").context("cannot place the state directory: set OMP_DISCORD_STATE_DIR or HOME")?;
+    Ok(Path::new(&home).join(".local/state/omp-discord"))
 }
 
 /// The socket path from the environment (see `omp_discord_core::paths`).
@@ -134,12 +141,8 @@ impl Config {
 ///
 /// When neither `OMP_DISCORD_SOCKET`, `XDG_RUNTIME_DIR`, `XDG_STATE_HOME` nor `HOME` is set.
 pub fn default_socket_path() -> anyhow::Result<PathBuf> {
-    let (explicit, runtime, state, home) = (
-        var(env::SOCKET),
-        var("XDG_RUNTIME_DIR"),
-        var("XDG_STATE_HOME"),
-        var("HOME"),
-    );
+    let (explicit, runtime, state, home) =
+        (var(env::SOCKET), var("XDG_RUNTIME_DIR"), var("XDG_STATE_HOME"), var("HOME"));
     socket_path(SocketEnv {
         explicit: explicit.as_deref(),
         runtime_dir: runtime.as_deref(),
@@ -151,16 +154,9 @@ pub fn default_socket_path() -> anyhow::Result<PathBuf> {
 }
 
 fn parse_channel(raw: &str) -> anyhow::Result<Id<ChannelMarker>> {
-    raw.trim()
-        .parse::<u64>()
-        .ok()
-        .and_then(Id::new_checked)
-        .with_context(|| {
-            format!(
-                "{} must be a channel id (a number, as Discord's 'Copy Channel ID' gives)",
-                env::CHANNEL_ID
-            )
-        })
+    raw.trim().parse::<u64>().ok().and_then(Id::new_checked).with_context(|| {
+        format!("{} must be a channel id (a number, as Discord's 'Copy Channel ID' gives)", env::CHANNEL_ID)
+    })
 }
 
 fn read_token() -> anyhow::Result<Option<Token>> {
@@ -202,8 +198,8 @@ pub fn read_token_file(path: &Path) -> anyhow::Result<Token> {
 }
 
 fn read_secret(path: &Path) -> anyhow::Result<Token> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the token file {}", path.display()))?;
     let token = text.trim();
     if token.is_empty() {
         bail!("the token file {} is empty", path.display());
@@ -222,27 +218,19 @@ mod tests {
         let config = Config {
             token: Some(token),
             home_channel: None,
-            api: ApiBase {
-                proxy: None,
-                plain_http: false,
-            },
+            api: ApiBase { proxy: None, plain_http: false },
             socket: PathBuf::from("/x"),
+            state_dir: PathBuf::from("/y"),
         };
         let debug = format!("{config:?}");
-        assert!(
-            debug.contains("token: Some(<redacted>)") && !debug.contains("not-a-real-token"),
-            "{debug}"
-        );
+        assert!(debug.contains("token: Some(<redacted>)") && !debug.contains("not-a-real-token"), "{debug}");
     }
 
     #[test]
     fn api_base_accepts_origins_only() {
         assert_eq!(
             ApiBase::parse(Some("http://127.0.0.1:9/")).unwrap(),
-            ApiBase {
-                proxy: Some("127.0.0.1:9".into()),
-                plain_http: true
-            }
+            ApiBase { proxy: Some("127.0.0.1:9".into()), plain_http: true }
         );
         assert_eq!(ApiBase::parse(None).unwrap().proxy, None);
         assert!(ApiBase::parse(Some("127.0.0.1:9")).is_err());
@@ -256,10 +244,7 @@ mod tests {
         std::fs::write(&path, "fake-token\n").unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = read_token_file(&path).unwrap_err().to_string();
-        assert!(
-            err.contains("chmod 600") && !err.contains("fake-token"),
-            "{err}"
-        );
+        assert!(err.contains("chmod 600") && !err.contains("fake-token"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_token_file(&path).unwrap().expose(), "fake-token");
     }

@@ -3,6 +3,7 @@
 
 mod client;
 mod config;
+mod demo;
 mod serve;
 
 use std::io::{Read, Write};
@@ -15,14 +16,8 @@ use clap::{Parser, Subcommand};
 use omp_discord_core::protocol::{ClientFrame, PROTOCOL_VERSION, ServerFrame};
 use tracing_subscriber::EnvFilter;
 
-const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("OMP_DISCORD_COMMIT"),
-    ", socket protocol ",
-    "1",
-    ")"
-);
+const LONG_VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("OMP_DISCORD_COMMIT"), ", socket protocol ", "1", ")");
 
 #[derive(Parser)]
 #[command(name = "omp-discord", version, long_version = LONG_VERSION, about = "Connects OMP coding-agent sessions with Discord")]
@@ -49,6 +44,15 @@ enum Command {
     Stop,
     /// Redact secrets from stdin to stdout, with the same rules as every path to Discord.
     Redact,
+    /// Show the whole product working: emulator (or your Discord), sidecar, and one omp run.
+    Demo {
+        /// The omp-discord checkout (built with scripts/build.sh).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Exit when the run is reported instead of waiting for Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+    },
     /// Run the local Discord emulator (REST v10 + gateway) until interrupted.
     Emulator {
         /// Port on 127.0.0.1 (0 picks a free one).
@@ -78,24 +82,22 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing() {
-    let filter =
-        EnvFilter::try_from_env(config::env::LOG).unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_env(config::env::LOG).unwrap_or_else(|_| EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    const _: () = assert!(
-        PROTOCOL_VERSION == 1,
-        "update LONG_VERSION with the protocol version"
-    );
+    const _: () = assert!(PROTOCOL_VERSION == 1, "update LONG_VERSION with the protocol version");
     match command {
         Command::Serve { exit_when_idle } => serve(exit_when_idle.map(Duration::from_secs)).await,
         Command::Status { json } => status(json).await,
         Command::Stop => stop().await,
         Command::Redact => redact(),
+        Command::Demo { repo, exit } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            demo::run(&repo, exit).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Emulator { port, seed } => emulator(port, seed).await,
     }
 }
@@ -114,11 +116,13 @@ async fn serve(exit_when_idle: Option<Duration>) -> anyhow::Result<ExitCode> {
         Err(err) => return Err(err.into()),
     };
     if config.token.is_none() {
-        tracing::warn!(
-            "no Discord token configured; requests will be answered with not_configured"
-        );
+        tracing::warn!("no Discord token configured; requests will be answered with not_configured");
     }
-    let sidecar = serve::Sidecar::new(config);
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
+    let outbox = serve::outbox::Outbox::open(&config.state_dir.join("outbox.sqlite3"))?;
+    let sidecar = serve::Sidecar::new(config, outbox);
+    let delivery = tokio::spawn(serve::deliver(sidecar.clone()));
     tracing::info!(socket = %bound.path.display(), "sidecar listening");
     let signals = tokio::spawn(cancel_on_signal(sidecar.clone()));
     if let Some(idle) = exit_when_idle {
@@ -126,6 +130,7 @@ async fn serve(exit_when_idle: Option<Duration>) -> anyhow::Result<ExitCode> {
     }
     serve::run(bound.listener, sidecar.clone(), Duration::from_secs(10)).await;
     signals.abort();
+    let _ = delivery.await;
     let _ = std::fs::remove_file(&bound.path);
     tracing::info!("sidecar stopped");
     Ok(ExitCode::SUCCESS)
@@ -133,10 +138,7 @@ async fn serve(exit_when_idle: Option<Duration>) -> anyhow::Result<ExitCode> {
 
 async fn cancel_on_signal(sidecar: std::sync::Arc<serve::Sidecar>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return;
     };
     tokio::select! {
@@ -150,11 +152,7 @@ async fn cancel_on_signal(sidecar: std::sync::Arc<serve::Sidecar>) {
 async fn status(json: bool) -> anyhow::Result<ExitCode> {
     let path = config::default_socket_path()?;
     let mut connection = client::Connection::open(&path).await?;
-    let ServerFrame::Status { status, .. } = connection
-        .call(&ClientFrame::Status {
-            id: "status".into(),
-        })
-        .await?
+    let ServerFrame::Status { status, .. } = connection.call(&ClientFrame::Status { id: "status".into() }).await?
     else {
         anyhow::bail!("unexpected answer to status");
     };
@@ -162,28 +160,12 @@ async fn status(json: bool) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         let field = |key: &str| status[key].to_string().trim_matches('"').to_owned();
-        println!(
-            "omp-discord sidecar {} (pid {}, up {} s)",
-            field("version"),
-            field("pid"),
-            field("uptime_secs")
-        );
+        println!("omp-discord sidecar {} (pid {}, up {} s)", field("version"), field("pid"), field("uptime_secs"));
         println!("  socket:        {}", field("socket"));
-        println!(
-            "  token:         {}",
-            if status["token_configured"] == true {
-                "configured"
-            } else {
-                "MISSING"
-            }
-        );
+        println!("  token:         {}", if status["token_configured"] == true { "configured" } else { "MISSING" });
         println!("  home channel:  {}", field("home_channel_id"));
         println!("  clients:       {}", field("clients"));
-        println!(
-            "  delivered:     {}   failed: {}",
-            field("delivered"),
-            field("failed")
-        );
+        println!("  delivered:     {}   failed: {}", field("delivered"), field("failed"));
         println!("  last error:    {}", field("last_error"));
     }
     Ok(ExitCode::SUCCESS)
@@ -192,9 +174,7 @@ async fn status(json: bool) -> anyhow::Result<ExitCode> {
 async fn stop() -> anyhow::Result<ExitCode> {
     let path = config::default_socket_path()?;
     let mut connection = client::Connection::open(&path).await?;
-    connection
-        .call(&ClientFrame::Shutdown { id: "stop".into() })
-        .await?;
+    connection.call(&ClientFrame::Shutdown { id: "stop".into() }).await?;
     // The sidecar removes its socket once in-flight sends are done.
     for _ in 0..200 {
         if !path.exists() {
@@ -207,15 +187,32 @@ async fn stop() -> anyhow::Result<ExitCode> {
 
 fn redact() -> anyhow::Result<ExitCode> {
     let mut input = String::new();
-    std::io::stdin()
-        .read_to_string(&mut input)
-        .context("stdin is not UTF-8 text")?;
+    std::io::stdin().read_to_string(&mut input).context("stdin is not UTF-8 text")?;
     let output = omp_discord_core::redact::redact_text(&input);
     std::io::stdout().write_all(output.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
 
 async fn emulator(port: u16, seed: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let _ = (port, seed);
-    anyhow::bail!("the emulator is being built")
+    use omp_discord_emulator::EmulatorConfig;
+    let config = match seed {
+        Some(path) => EmulatorConfig::from_seed_file(&path)
+            .map_err(|err| anyhow::anyhow!("cannot read the seed {}: {err}", path.display()))?,
+        None => EmulatorConfig::default(),
+    };
+    let listener =
+        tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("cannot bind the emulator's port")?;
+    let addr = listener.local_addr()?;
+    println!("Discord emulator on http://{addr}/ (REST: http://{addr}/api/v10, gateway: ws://{addr})");
+    println!(
+        "Point the sidecar at it with OMP_DISCORD_API_URL=http://{addr} OMP_DISCORD_TOKEN={} \
+         OMP_DISCORD_CHANNEL_ID={} (the default seed's #omp-sessions); Ctrl-C stops it.",
+        omp_discord_emulator::DEFAULT_BOT_TOKEN,
+        omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    omp_discord_emulator::serve(listener, config, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,8 +8,8 @@ use omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID;
 use serde_json::{Value, json};
 
 use crate::util::{
-    Client, Plugin, Sidecar, TestDir, emulator, message_posts, omp_path, process_alive, repo,
-    run_omp, sidecar_env, wait_for,
+    Client, Plugin, Sidecar, TestDir, emulator, message_posts, omp_path, process_alive, repo, run_omp, sidecar_env,
+    wait_for,
 };
 
 fn notify_then_answer() -> Value {
@@ -29,16 +29,9 @@ fn assert_schema_from_core(seen: &Value) {
         .unwrap_or_else(|| panic!("the model did not see discord_notify: {seen}"));
     let core = schema::discord_notify().parameters;
     for (name, property) in core["properties"].as_object().unwrap() {
-        assert_eq!(
-            &tool["parameters"]["properties"][name], property,
-            "property {name}"
-        );
+        assert_eq!(&tool["parameters"]["properties"][name], property, "property {name}");
     }
-    let required: Vec<&Value> = tool["parameters"]["required"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .collect();
+    let required: Vec<&Value> = tool["parameters"]["required"].as_array().unwrap().iter().collect();
     assert!(required.contains(&&json!("message")), "{required:?}");
 }
 
@@ -49,13 +42,7 @@ async fn model_calls_discord_notify_and_agent_end_reports_the_run() {
     let env = sidecar_env(&dir, Some(&emulator));
     let sidecar = Sidecar::start(&dir, &env).await;
 
-    let run = run_omp(
-        &dir,
-        &env,
-        Plugin::Flag,
-        &notify_then_answer(),
-        "tell Discord",
-    );
+    let run = run_omp(&dir, &env, Plugin::Flag, &notify_then_answer(), "tell Discord").await;
     assert!(run.status.success(), "omp failed: {}", run.stderr);
     assert_schema_from_core(&run.seen[0]);
     let results = run.tool_results("discord_notify");
@@ -70,10 +57,7 @@ async fn model_calls_discord_notify_and_agent_end_reports_the_run() {
     let notify = &posts[0]["body"]["embeds"][0];
     assert_eq!(notify["title"], "CI");
     assert_eq!(notify["description"], "tests are green");
-    assert!(
-        text.contains(posts[0]["response"]["id"].as_str().unwrap()),
-        "{text}"
-    );
+    assert!(text.contains(posts[0]["response"]["id"].as_str().unwrap()), "{text}");
     let finished = &posts[1]["body"]["embeds"][0];
     assert_eq!(finished["title"], "Run finished");
     assert_eq!(finished["description"], "All done.");
@@ -89,25 +73,15 @@ async fn the_shim_starts_a_sidecar_when_none_answers() {
     let env = sidecar_env(&dir, Some(&emulator));
     assert!(!dir.socket().exists());
 
-    let run = run_omp(
-        &dir,
-        &env,
-        Plugin::Flag,
-        &notify_then_answer(),
-        "tell Discord",
-    );
+    let run = run_omp(&dir, &env, Plugin::Flag, &notify_then_answer(), "tell Discord").await;
     assert!(run.status.success(), "omp failed: {}", run.stderr);
     assert_eq!(run.tool_results("discord_notify")[0]["isError"], false);
     assert_eq!(message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID).len(), 2);
 
     // The sidecar outlives omp (it serves every session) until asked to stop.
     let mut client = Client::greeted(&dir.socket()).await;
-    let status = client
-        .call(&omp_discord_core::protocol::ClientFrame::Status { id: "s".into() })
-        .await;
-    let omp_discord_core::protocol::ServerFrame::Status { status, .. } = status else {
-        panic!("{status:?}")
-    };
+    let status = client.call(&omp_discord_core::protocol::ClientFrame::Status { id: "s".into() }).await;
+    let omp_discord_core::protocol::ServerFrame::Status { status, .. } = status else { panic!("{status:?}") };
     let pid = u32::try_from(status["pid"].as_u64().unwrap()).unwrap();
     assert!(process_alive(pid));
     drop(client);
@@ -117,17 +91,8 @@ async fn the_shim_starts_a_sidecar_when_none_answers() {
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
-    assert!(
-        stop.status.success(),
-        "{}",
-        String::from_utf8_lossy(&stop.stderr)
-    );
-    wait_for(
-        "the spawned sidecar to exit",
-        Duration::from_secs(10),
-        || (!process_alive(pid)).then_some(()),
-    )
-    .await;
+    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
+    wait_for("the spawned sidecar to exit", Duration::from_secs(10), || (!process_alive(pid)).then_some(())).await;
 }
 
 #[tokio::test]
@@ -135,20 +100,13 @@ async fn omp_keeps_working_when_no_sidecar_can_start() {
     let dir = TestDir::new();
     let mut env = sidecar_env(&dir, None);
     env.push(("OMP_DISCORD_BIN".into(), "/nonexistent/omp-discord".into()));
-    let run = run_omp(
-        &dir,
-        &env,
-        Plugin::Flag,
-        &notify_then_answer(),
-        "tell Discord",
-    );
+    let run = run_omp(&dir, &env, Plugin::Flag, &notify_then_answer(), "tell Discord").await;
     assert!(run.status.success(), "omp failed: {}", run.stderr);
     let result = run.tool_results("discord_notify")[0];
     assert_eq!(result["isError"], true);
     let text = result["result"]["content"][0]["text"].as_str().unwrap();
     assert!(
-        text.contains("Discord is unavailable (sidecar_unavailable)")
-            && text.contains("omp-discord serve"),
+        text.contains("Discord is unavailable (sidecar_unavailable)") && text.contains("omp-discord serve"),
         "{text}"
     );
     // The model still got its turn after the failed tool call.
@@ -172,23 +130,13 @@ async fn plugin_link_makes_every_omp_run_load_the_extension() {
             .unwrap()
     };
     let link = omp(&["plugin", "link", repo().to_str().unwrap()]);
-    assert!(
-        link.status.success(),
-        "{}",
-        String::from_utf8_lossy(&link.stderr)
-    );
+    assert!(link.status.success(), "{}", String::from_utf8_lossy(&link.stderr));
     let list = omp(&["plugin", "list", "--json"]);
     let listed = String::from_utf8_lossy(&list.stdout);
     assert!(listed.contains("omp-discord"), "plugin list: {listed}");
 
     let sidecar = Sidecar::start(&dir, &env).await;
-    let run = run_omp(
-        &dir,
-        &env,
-        Plugin::Linked,
-        &notify_then_answer(),
-        "tell Discord",
-    );
+    let run = run_omp(&dir, &env, Plugin::Linked, &notify_then_answer(), "tell Discord").await;
     assert!(run.status.success(), "omp failed: {}", run.stderr);
     assert_schema_from_core(&run.seen[0]);
     assert_eq!(message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID).len(), 2);

@@ -14,10 +14,7 @@ use crate::util::{Client, Sidecar, TestDir, emulator, message_posts, sidecar_env
 fn notify(id: &str, message: MessagePayload) -> ClientFrame {
     ClientFrame::Notify(NotifyRequest {
         id: id.into(),
-        session: SessionRef {
-            id: "session-1".into(),
-            cwd: Some("/work/demo".into()),
-        },
+        session: SessionRef { id: "session-1".into(), cwd: Some("/work/demo".into()) },
         message,
     })
 }
@@ -35,26 +32,11 @@ async fn notification_reaches_discord_and_returns_the_message_id() {
     let emulator = emulator().await;
     let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
     let mut client = Client::greeted(&sidecar.socket).await;
-    let note = Notification {
-        message: "build passed".into(),
-        level: Level::Success,
-        ..Default::default()
-    };
-    let answer = client
-        .call(&notify("r1", build_notification(&note, "demo")))
-        .await;
-    let ServerFrame::Delivered {
-        id,
-        channel_id,
-        message_id,
-    } = answer
-    else {
-        panic!("{answer:?}")
-    };
-    assert_eq!(
-        (id.as_str(), channel_id),
-        ("r1", DEFAULT_HOME_CHANNEL_ID.to_string())
-    );
+    let note = Notification { message: "build passed".into(), level: Level::Success, ..Default::default() };
+    let (seq, answer) = client.notify(&notify("r1", build_notification(&note, "demo"))).await;
+    assert!(seq.is_some(), "accepted before delivery");
+    let ServerFrame::Delivered { id, channel_id, message_id } = answer else { panic!("{answer:?}") };
+    assert_eq!((id.as_str(), channel_id), ("r1", DEFAULT_HOME_CHANNEL_ID.to_string()));
 
     let posts = message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID);
     assert_eq!(posts.len(), 1, "exactly one POST: {posts:#?}");
@@ -67,11 +49,7 @@ async fn notification_reaches_discord_and_returns_the_message_id() {
     assert_eq!(post["body"]["enforce_nonce"], true);
     assert!(post["body"]["nonce"].is_string());
     // The token went to Discord, but the emulator never records it.
-    assert!(
-        !post["headers"]
-            .to_string()
-            .contains(omp_discord_emulator::DEFAULT_BOT_TOKEN)
-    );
+    assert!(!post["headers"].to_string().contains(omp_discord_emulator::DEFAULT_BOT_TOKEN));
 }
 
 #[tokio::test]
@@ -87,17 +65,11 @@ async fn secrets_and_mass_mentions_from_any_client_are_neutralised() {
         "allowed_mentions": { "parse": ["everyone"] },
     }))
     .unwrap();
-    let answer = client.call(&notify("r1", raw)).await;
-    assert!(
-        matches!(answer, ServerFrame::Delivered { .. }),
-        "{answer:?}"
-    );
+    let (_, answer) = client.notify(&notify("r1", raw)).await;
+    assert!(matches!(answer, ServerFrame::Delivered { .. }), "{answer:?}");
     let body = &message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID)[0]["body"];
     let content = body["content"].as_str().unwrap();
-    assert!(
-        !content.contains(secret) && content.contains("[REDACTED:"),
-        "{content}"
-    );
+    assert!(!content.contains(secret) && content.contains("[REDACTED:"), "{content}");
     assert!(!content.contains("@everyone"), "{content}");
     assert_eq!(body["allowed_mentions"], json!({ "parse": [] }));
 }
@@ -116,10 +88,7 @@ async fn bad_frames_get_clear_errors_and_the_connection_survives() {
     client.send_raw(br#"{"type":"notify","id":"r9"}"#).await;
     client.send_raw(b"\n").await;
     let (id, code, message) = error_of(client.read().await.unwrap());
-    assert_eq!(
-        (id.as_deref(), code),
-        (Some("r9"), ErrorCode::MalformedFrame)
-    );
+    assert_eq!((id.as_deref(), code), (Some("r9"), ErrorCode::MalformedFrame));
     assert!(message.contains("missing field"), "{message}");
 
     let mut huge = vec![b'x'; MAX_FRAME_BYTES + 10];
@@ -130,9 +99,7 @@ async fn bad_frames_get_clear_errors_and_the_connection_survives() {
 
     // Still usable after all of that.
     let status = client.call(&ClientFrame::Status { id: "s".into() }).await;
-    let ServerFrame::Status { status, .. } = status else {
-        panic!("{status:?}")
-    };
+    let ServerFrame::Status { status, .. } = status else { panic!("{status:?}") };
     assert_eq!(status["token_configured"], false);
 }
 
@@ -147,18 +114,10 @@ async fn first_frame_must_be_a_matching_hello() {
     assert!(client.read().await.is_none(), "the connection is closed");
 
     let mut old = Client::connect(&sidecar.socket).await;
-    let hello = ClientFrame::Hello(Hello {
-        protocol: 0,
-        client: "shim/0.0.1".into(),
-        pid: 1,
-        host: "h".into(),
-    });
+    let hello = ClientFrame::Hello(Hello { protocol: 0, client: "shim/0.0.1".into(), pid: 1, host: "h".into() });
     let (_, code, message) = error_of(old.call(&hello).await);
     assert_eq!(code, ErrorCode::ProtocolMismatch);
-    assert!(
-        message.contains("shim/0.0.1") && message.contains("rebuild"),
-        "{message}"
-    );
+    assert!(message.contains("shim/0.0.1") && message.contains("rebuild"), "{message}");
 }
 
 #[tokio::test]
@@ -166,18 +125,9 @@ async fn without_a_token_requests_say_what_to_configure() {
     let dir = TestDir::new();
     let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, None)).await;
     let mut client = Client::greeted(&sidecar.socket).await;
-    let note = build_notification(
-        &Notification {
-            message: "x".into(),
-            ..Default::default()
-        },
-        "p",
-    );
+    let note = build_notification(&Notification { message: "x".into(), ..Default::default() }, "p");
     let (id, code, message) = error_of(client.call(&notify("r1", note)).await);
-    assert_eq!(
-        (id.as_deref(), code),
-        (Some("r1"), ErrorCode::NotConfigured)
-    );
+    assert_eq!((id.as_deref(), code), (Some("r1"), ErrorCode::NotConfigured));
     assert!(message.contains("OMP_DISCORD_TOKEN"), "{message}");
 }
 
@@ -190,40 +140,21 @@ async fn discord_rejections_carry_discords_message() {
     let mut client = Client::greeted(&sidecar.socket).await;
 
     // A colour above 0xFFFFFF passes our limits but not Discord's form validation.
-    let mut payload = build_notification(
-        &Notification {
-            message: "x".into(),
-            ..Default::default()
-        },
-        "p",
-    );
+    let mut payload = build_notification(&Notification { message: "x".into(), ..Default::default() }, "p");
     payload.embeds[0].color = Some(0x0100_0000);
-    let (_, code, message) = error_of(client.call(&notify("r1", payload)).await);
+    let (_, code, message) = error_of(client.notify(&notify("r1", payload)).await.1);
     assert_eq!(code, ErrorCode::DiscordRejected);
-    assert!(
-        message.contains("50035") && message.contains("embeds.0.color"),
-        "{message}"
-    );
+    assert!(message.contains("50035") && message.contains("embeds.0.color"), "{message}");
 
     // Our own validator catches what it knows before Discord sees it.
-    let mut too_long = build_notification(
-        &Notification {
-            message: "x".into(),
-            ..Default::default()
-        },
-        "p",
-    );
+    let mut too_long = build_notification(&Notification { message: "x".into(), ..Default::default() }, "p");
     too_long.embeds[0].title = Some("t".repeat(300));
-    let (_, code, message) = error_of(client.call(&notify("r2", too_long)).await);
+    let (seq, answer) = client.notify(&notify("r2", too_long)).await;
+    assert_eq!(seq, None);
+    let (_, code, message) = error_of(answer);
     assert_eq!(code, ErrorCode::InvalidMessage);
-    assert_eq!(
-        message,
-        "the embed 1 title is 300 characters long, but the max is 256"
-    );
-    assert_eq!(
-        message_posts(&emulator, omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID).len(),
-        1
-    );
+    assert_eq!(message, "the embed 1 title is 300 characters long, but the max is 256");
+    assert_eq!(message_posts(&emulator, omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID).len(), 1);
     drop(client);
     drop(sidecar);
 
@@ -232,19 +163,10 @@ async fn discord_rejections_carry_discords_message() {
     env.push(("OMP_DISCORD_CHANNEL_ID".into(), "42".into()));
     let sidecar = Sidecar::start(&dir, &env).await;
     let mut client = Client::greeted(&sidecar.socket).await;
-    let note = build_notification(
-        &Notification {
-            message: "x".into(),
-            ..Default::default()
-        },
-        "p",
-    );
-    let (_, code, message) = error_of(client.call(&notify("r3", note)).await);
+    let note = build_notification(&Notification { message: "x".into(), ..Default::default() }, "p");
+    let (_, code, message) = error_of(client.notify(&notify("r3", note)).await.1);
     assert_eq!(code, ErrorCode::DiscordRejected);
-    assert!(
-        message.contains("10003") && message.contains("Unknown Channel"),
-        "{message}"
-    );
+    assert!(message.contains("10003") && message.contains("Unknown Channel"), "{message}");
 }
 
 #[tokio::test]
@@ -261,9 +183,7 @@ async fn one_sidecar_per_socket_and_clean_shutdown() {
         .unwrap();
     assert!(second.status.success());
     let mut client = Client::greeted(&first.socket).await;
-    let ServerFrame::Status { status, .. } =
-        client.call(&ClientFrame::Status { id: "s".into() }).await
-    else {
+    let ServerFrame::Status { status, .. } = client.call(&ClientFrame::Status { id: "s".into() }).await else {
         panic!("no status")
     };
     assert_eq!(status["pid"], first.pid());
@@ -282,10 +202,8 @@ async fn idle_sidecar_exits_by_itself() {
         .envs(env.iter().map(|(k, v)| (k, v)))
         .spawn()
         .unwrap();
-    let status = crate::util::wait_for("the idle sidecar to exit", Duration::from_secs(15), || {
-        child.try_wait().unwrap()
-    })
-    .await;
+    let status =
+        crate::util::wait_for("the idle sidecar to exit", Duration::from_secs(15), || child.try_wait().unwrap()).await;
     assert!(status.success());
     assert!(!dir.socket().exists());
 }

@@ -67,9 +67,7 @@ impl Discord {
         if let Some(proxy) = &api.proxy {
             builder = builder.proxy(proxy.clone(), api.plain_http);
         }
-        Self {
-            client: builder.build(),
-        }
+        Self { client: builder.build() }
     }
 
     /// Posts `payload` to `channel`. The nonce makes a retried post return the
@@ -92,18 +90,13 @@ impl Discord {
         let mut backoff = FIRST_BACKOFF;
         let mut last = String::new();
         for attempt in 1..=MAX_ATTEMPTS {
-            let request = Request::builder(&Route::CreateMessage {
-                channel_id: channel.get(),
-            })
-            .json(&body)
-            .build()
-            .expect("a JSON value always serializes");
+            let request = Request::builder(&Route::CreateMessage { channel_id: channel.get() })
+                .json(&body)
+                .build()
+                .expect("a JSON value always serializes");
             let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT * 2, async {
                 let response = self.client.request::<Message>(request).await?;
-                response
-                    .model()
-                    .await
-                    .map_err(|_| Failure::Retry("Discord's answer was not a message".to_owned()))
+                response.model().await.map_err(|_| Failure::Retry("Discord's answer was not a message".to_owned()))
             })
             .await;
             match outcome {
@@ -118,10 +111,7 @@ impl Discord {
                 backoff *= 2;
             }
         }
-        Err(SendError::Unavailable {
-            attempts: MAX_ATTEMPTS,
-            last,
-        })
+        Err(SendError::Unavailable { attempts: MAX_ATTEMPTS, last })
     }
 }
 
@@ -143,11 +133,7 @@ impl From<twilight_http::Error> for Failure {
                     return Self::Retry(format!("HTTP {status}"));
                 }
                 let (code, message) = describe_api_error(body);
-                Self::Fatal(SendError::Rejected {
-                    status,
-                    code,
-                    message,
-                })
+                Self::Fatal(SendError::Rejected { status, code, message })
             }
             ErrorType::RequestTimedOut => Self::Retry("the request timed out".to_owned()),
             ErrorType::RequestError | ErrorType::RequestCanceled => {
@@ -205,10 +191,7 @@ mod tests {
         let body = br#"{"code":50035,"message":"Invalid Form Body","errors":{"embeds":{"0":{"description":{"_errors":[{"code":"BASE_TYPE_MAX_LENGTH","message":"Must be 4096 or fewer in length."}]}}}}}"#;
         let (code, message) = describe_api_error(body);
         assert_eq!(code, 50035);
-        assert_eq!(
-            message,
-            "Invalid Form Body (embeds.0.description: Must be 4096 or fewer in length.)"
-        );
+        assert_eq!(message, "Invalid Form Body (embeds.0.description: Must be 4096 or fewer in length.)");
     }
 
     #[test]

@@ -5,31 +5,43 @@
 //! # Layout
 //!
 //! - `socket`: binding the private socket, the single-instance lock, peer checks.
+//! - `outbox`: the SQLite journal every accepted message passes through.
 //! - `discord`: twilight-http with deadlines, retry caps and readable errors.
-//! - this module: connections, the handshake, and carrying out requests.
+//! - this module: connections, the handshake, requests, and the delivery loop.
 
 pub mod discord;
+pub mod outbox;
 pub mod socket;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
-use omp_discord_core::embed::{redact_payload, validate_message};
+use omp_discord_core::embed::{MessagePayload, redact_payload, validate_message};
 use omp_discord_core::protocol::{
-    ClientFrame, ErrorCode, MAX_FRAME_BYTES, NotifyRequest, PROTOCOL_VERSION, ServerFrame,
-    decode_client_frame, encode_frame,
+    ClientFrame, ErrorCode, MAX_FRAME_BYTES, NotifyRequest, PROTOCOL_VERSION, ServerFrame, decode_client_frame,
+    encode_frame,
 };
 use tokio::net::UnixStream;
-use tokio::sync::{Mutex, mpsc};
-use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use twilight_model::id::Id;
+
 use crate::config::Config;
 use discord::{Discord, SendError};
+use outbox::{Outbox, OutboxError, Pending};
+
+/// How long a destination rests after Discord was unreachable, doubling up to the max.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
+/// How long delivered rows stay in the journal (for `status` and debugging).
+const KEEP_DELIVERED_MS: i64 = 24 * 3600 * 1000;
+/// How long sends in flight may finish after shutdown was requested.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Shared state of a running sidecar.
 #[derive(Debug)]
@@ -42,17 +54,19 @@ pub struct Sidecar {
     delivered: AtomicU64,
     failed: AtomicU64,
     last_error: Mutex<Option<String>>,
+    outbox: SyncMutex<Outbox>,
+    /// Wakes the delivery loop when a row is journaled.
+    wake: Notify,
+    /// Clients waiting for the outcome of a journaled row, by sequence number.
+    waiters: SyncMutex<HashMap<i64, oneshot::Sender<ServerFrame>>>,
     /// Cancelled when the sidecar should stop.
     pub shutdown: CancellationToken,
 }
 
 impl Sidecar {
-    /// Creates the state for `config`.
-    pub fn new(config: Config) -> Arc<Self> {
-        let discord = config
-            .token
-            .as_ref()
-            .map(|token| Discord::new(token, &config.api));
+    /// Creates the state for `config`, with its outbox.
+    pub fn new(config: Config, outbox: Outbox) -> Arc<Self> {
+        let discord = config.token.as_ref().map(|token| Discord::new(token, &config.api));
         Arc::new(Self {
             config,
             discord,
@@ -62,6 +76,9 @@ impl Sidecar {
             delivered: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            outbox: SyncMutex::new(outbox),
+            wake: Notify::new(),
+            waiters: SyncMutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
         })
     }
@@ -85,17 +102,21 @@ impl Sidecar {
             "delivered": self.delivered.load(Ordering::SeqCst),
             "failed": self.failed.load(Ordering::SeqCst),
             "last_error": self.last_error.lock().await.clone(),
+            "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
         })
     }
 
-    async fn notify(&self, request: NotifyRequest) -> ServerFrame {
+    fn with_outbox<T>(&self, f: impl FnOnce(&mut Outbox) -> Result<T, OutboxError>) -> Result<T, OutboxError> {
+        let mut outbox = self.outbox.lock().expect("no code panics while holding the outbox");
+        f(&mut outbox)
+    }
+
+    /// Journals a notification, tells the client it is accepted, then waits
+    /// for the delivery loop to report the outcome.
+    async fn notify(&self, request: NotifyRequest, tx: &mpsc::Sender<ServerFrame>) -> ServerFrame {
         let id = request.id.clone();
-        let error = |code, message: String| ServerFrame::Error {
-            id: Some(id.clone()),
-            code,
-            message,
-        };
-        let (Some(discord), Some(channel)) = (&self.discord, self.config.home_channel) else {
+        let error = |code, message: String| ServerFrame::Error { id: Some(id.clone()), code, message };
+        let (Some(_), Some(channel)) = (&self.discord, self.config.home_channel) else {
             return error(
                 ErrorCode::NotConfigured,
                 "omp-discord serve has no Discord bot token or home channel: set OMP_DISCORD_TOKEN and \
@@ -109,32 +130,182 @@ impl Sidecar {
         if let Err(err) = validate_message(&payload) {
             return error(ErrorCode::InvalidMessage, err.to_string());
         }
-        let nonce = fresh_nonce(&request.session.id, &id);
+        let body = serde_json::to_string(&payload).expect("payloads serialize");
+        let nonce = fresh_nonce(&request.session.id, &id).to_string();
+        let (done, outcome) = oneshot::channel();
+        let journaled = self.with_outbox(|outbox| {
+            let seq =
+                outbox.enqueue(&format!("channel:{channel}"), &request.session.id, &id, &body, &nonce, now_ms())?;
+            // Registered under the same lock, so the delivery loop cannot finish first unseen.
+            self.waiters.lock().expect("waiters lock").insert(seq, done);
+            Ok(seq)
+        });
+        let seq = match journaled {
+            Ok(seq) => seq,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot journal a message");
+                return error(
+                    ErrorCode::DiscordUnavailable,
+                    format!(
+                        "the message was not accepted: {err}; check the state directory's disk space and permissions"
+                    ),
+                );
+            }
+        };
+        tracing::debug!(seq, request_id = %id, "message journaled");
+        let _ = tx.send(ServerFrame::Accepted { id: id.clone(), seq }).await;
+        self.wake.notify_one();
+        match outcome.await {
+            Ok(frame) => frame,
+            // The sidecar is stopping; the row stays journaled and is sent after a restart.
+            Err(_) => error(
+                ErrorCode::DiscordUnavailable,
+                "the sidecar stopped before delivery; the message stays queued".into(),
+            ),
+        }
+    }
+
+    fn report(&self, seq: i64, frame: ServerFrame) {
+        if let Some(waiter) = self.waiters.lock().expect("waiters lock").remove(&seq) {
+            let _ = waiter.send(frame);
+        }
+    }
+
+    /// Sends one pending row; returns whether the destination may go on.
+    async fn deliver_one(&self, discord: &Discord, row: Pending) -> bool {
+        let Some(channel) =
+            row.destination.strip_prefix("channel:").and_then(|id| id.parse().ok()).and_then(Id::new_checked)
+        else {
+            let _ = self.with_outbox(|o| o.mark_failed(row.seq, "unknown destination", now_ms()));
+            return true;
+        };
+        let payload: MessagePayload = match serde_json::from_str(&row.payload) {
+            Ok(payload) => payload,
+            Err(err) => {
+                let _ =
+                    self.with_outbox(|o| o.mark_failed(row.seq, &format!("unreadable journal row: {err}"), now_ms()));
+                return true;
+            }
+        };
+        let nonce = row.nonce.parse().unwrap_or_default();
+        if let Err(err) = self.with_outbox(|o| o.record_attempt(row.seq)) {
+            tracing::error!(error = %err, "cannot update the outbox");
+            return false;
+        }
+        let request_id = Some(row.request_id.clone());
         match discord.create_message(channel, &payload, nonce).await {
             Ok(message_id) => {
+                if let Err(err) = self.with_outbox(|o| o.mark_delivered(row.seq, &message_id.to_string(), now_ms())) {
+                    // Sent but not recorded: the retry reuses the nonce, so Discord will not post twice.
+                    tracing::error!(error = %err, "cannot record a delivery");
+                    return false;
+                }
                 self.delivered.fetch_add(1, Ordering::SeqCst);
-                tracing::debug!(channel_id = %channel, message_id = %message_id, "message delivered");
-                ServerFrame::Delivered {
-                    id,
+                tracing::debug!(seq = row.seq, channel_id = %channel, message_id = %message_id, "message delivered");
+                let frame = ServerFrame::Delivered {
+                    id: row.request_id,
                     channel_id: channel.to_string(),
                     message_id: message_id.to_string(),
-                }
+                };
+                self.report(row.seq, frame);
+                true
+            }
+            Err(SendError::Rejected { status, code, message }) => {
+                let text = SendError::Rejected { status, code, message }.to_string();
+                tracing::warn!(seq = row.seq, channel_id = %channel, status, code, "discord refused a message");
+                let _ = self.with_outbox(|o| o.mark_failed(row.seq, &text, now_ms()));
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                *self.last_error.lock().await = Some(text.clone());
+                self.report(
+                    row.seq,
+                    ServerFrame::Error { id: request_id, code: ErrorCode::DiscordRejected, message: text },
+                );
+                true
             }
             Err(err) => {
-                self.failed.fetch_add(1, Ordering::SeqCst);
-                let code = match err {
-                    SendError::Rejected { .. } => ErrorCode::DiscordRejected,
-                    SendError::Unauthorized | SendError::Unavailable { .. } => {
-                        ErrorCode::DiscordUnavailable
-                    }
-                };
-                let message = err.to_string();
-                tracing::warn!(channel_id = %channel, %code, error = %message, "message not delivered");
-                *self.last_error.lock().await = Some(message.clone());
-                error(code, message)
+                // Unreachable or unauthorized: keep the row (and everything behind it) and rest.
+                let text = format!("{err}; the message stays queued and will be retried");
+                tracing::warn!(seq = row.seq, channel_id = %channel, error = %err, "delivery postponed");
+                *self.last_error.lock().await = Some(err.to_string());
+                self.report(
+                    row.seq,
+                    ServerFrame::Error { id: request_id, code: ErrorCode::DiscordUnavailable, message: text },
+                );
+                false
             }
         }
     }
+}
+
+/// The delivery loop: sends the head of every destination's queue, in
+/// journal order, until shutdown. A destination that fails rests (with
+/// backoff) without holding up the others.
+pub async fn deliver(sidecar: Arc<Sidecar>) {
+    let Some(discord) = sidecar.discord.as_ref() else { return };
+    let mut resting: HashMap<String, (Instant, Duration)> = HashMap::new();
+    let mut last_prune = Instant::now() - Duration::from_secs(3600);
+    loop {
+        if last_prune.elapsed() > Duration::from_secs(600) {
+            last_prune = Instant::now();
+            let _ = sidecar.with_outbox(|o| o.prune(now_ms() - KEEP_DELIVERED_MS));
+        }
+        let heads = match sidecar.with_outbox(|o| o.heads()) {
+            Ok(heads) => heads,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the outbox");
+                Vec::new()
+            }
+        };
+        let now = Instant::now();
+        let ready: Vec<Pending> = heads
+            .into_iter()
+            .filter(|row| resting.get(&row.destination).is_none_or(|(until, _)| *until <= now))
+            .collect();
+        if ready.is_empty() {
+            let next_wake = resting.values().map(|(until, _)| *until).min();
+            let pause = next_wake.map_or(Duration::from_secs(60), |until| until.saturating_duration_since(now));
+            tokio::select! {
+                () = sidecar.shutdown.cancelled() => break,
+                () = sidecar.wake.notified() => {}
+                () = tokio::time::sleep(pause) => {}
+            }
+            continue;
+        }
+        let sends = ready.into_iter().map(|row| {
+            let sidecar = &sidecar;
+            async move {
+                let destination = row.destination.clone();
+                (destination, sidecar.deliver_one(discord, row).await)
+            }
+        });
+        // On shutdown, sends in flight get a grace period to finish and be recorded.
+        let grace = async {
+            sidecar.shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        let results = tokio::select! {
+            results = futures_util::future::join_all(sends) => results,
+            () = grace => break,
+        };
+        for (destination, ok) in results {
+            if ok {
+                resting.remove(&destination);
+            } else {
+                let pause = resting.get(&destination).map_or(RETRY_PAUSE, |(_, p)| (*p * 2).min(MAX_RETRY_PAUSE));
+                resting.insert(destination, (Instant::now() + pause, pause));
+            }
+        }
+        if sidecar.shutdown.is_cancelled() {
+            break;
+        }
+    }
+    // Whoever still waits learns that the message stays queued for the next start.
+    sidecar.waiters.lock().expect("waiters lock").clear();
+}
+
+fn now_ms() -> i64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A random nonce for one request; `Discord::create_message` reuses it for
@@ -201,17 +372,13 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
     }
     sidecar.clients.fetch_add(1, Ordering::SeqCst);
     let (read, mut write) = stream.into_split();
-    let mut lines = FramedRead::new(read, LinesCodec::new_with_max_length(MAX_FRAME_BYTES));
+    let mut lines = socket::FrameReader::new(read, MAX_FRAME_BYTES);
     let (tx, mut rx) = mpsc::channel::<ServerFrame>(64);
     // One writer per connection, so answers from concurrent requests never interleave.
     let writer = tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         while let Some(frame) = rx.recv().await {
-            if write
-                .write_all(encode_frame(&frame).as_bytes())
-                .await
-                .is_err()
-            {
+            if write.write_all(encode_frame(&frame).as_bytes()).await.is_err() {
                 break;
             }
         }
@@ -223,20 +390,14 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
             line = lines.next() => line,
         };
         let frame = match line {
-            None => break,
-            Some(Ok(line)) => decode_client_frame(line.as_bytes()),
-            Some(Err(LinesCodecError::MaxLineLengthExceeded)) => {
+            Ok(None) => break,
+            Ok(Some(socket::Line::Frame(line))) => decode_client_frame(&line),
+            Ok(Some(socket::Line::TooLong)) => {
                 let message = format!("a frame exceeded {MAX_FRAME_BYTES} bytes and was dropped");
-                let _ = tx
-                    .send(ServerFrame::Error {
-                        id: None,
-                        code: ErrorCode::FrameTooLarge,
-                        message,
-                    })
-                    .await;
+                let _ = tx.send(ServerFrame::Error { id: None, code: ErrorCode::FrameTooLarge, message }).await;
                 continue;
             }
-            Some(Err(LinesCodecError::Io(err))) => {
+            Err(err) => {
                 tracing::debug!(error = %err, "connection read failed");
                 break;
             }
@@ -270,24 +431,12 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                          rebuild the plugin and the sidecar from the same checkout, then run `omp-discord stop`",
                         hello.client, hello.protocol
                     );
-                    let _ = tx
-                        .send(ServerFrame::Error {
-                            id: None,
-                            code: ErrorCode::ProtocolMismatch,
-                            message,
-                        })
-                        .await;
+                    let _ = tx.send(ServerFrame::Error { id: None, code: ErrorCode::ProtocolMismatch, message }).await;
                     break;
                 }
                 _ => {
                     let message = "the first frame must be {\"type\":\"hello\",...}".to_owned();
-                    let _ = tx
-                        .send(ServerFrame::Error {
-                            id: None,
-                            code: ErrorCode::HandshakeRequired,
-                            message,
-                        })
-                        .await;
+                    let _ = tx.send(ServerFrame::Error { id: None, code: ErrorCode::HandshakeRequired, message }).await;
                     break;
                 }
             }
@@ -303,11 +452,8 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                     code: ErrorCode::MalformedFrame,
                     message: "hello was already sent on this connection".to_owned(),
                 },
-                ClientFrame::Notify(request) => sidecar.notify(request).await,
-                ClientFrame::Status { id } => ServerFrame::Status {
-                    id,
-                    status: sidecar.status().await,
-                },
+                ClientFrame::Notify(request) => sidecar.notify(request, &tx).await,
+                ClientFrame::Status { id } => ServerFrame::Status { id, status: sidecar.status().await },
                 ClientFrame::Shutdown { id } => {
                     tracing::info!("shutdown requested over the socket");
                     sidecar.shutdown.cancel();

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{UnixListener, UnixStream};
 
 /// A bound socket and the lock that makes this process its only server.
@@ -54,35 +55,16 @@ pub enum BindError {
 ///
 /// [`BindError`]: another sidecar holds the lock, the directory is not private, or I/O failed.
 pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
-    let io_err = |source| BindError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(io_err)?;
+    let io_err = |source| BindError::Io { path: path.to_owned(), source };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err)?;
     let meta = std::fs::metadata(dir).map_err(io_err)?;
     let mode = meta.permissions().mode() & 0o777;
     if meta.uid() != rustix::process::getuid().as_raw() || mode & 0o077 != 0 {
-        return Err(BindError::UnsafeDirectory {
-            path: dir.to_owned(),
-            owner: meta.uid(),
-            mode,
-        });
+        return Err(BindError::UnsafeDirectory { path: dir.to_owned(), owner: meta.uid(), mode });
     }
     let lock_path = path.with_extension("lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err)?;
+    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err)?;
     match lock.try_lock() {
         Ok(()) => {}
         Err(TryLockError::WouldBlock) => return Err(BindError::AlreadyRunning(path.to_owned())),
@@ -96,11 +78,7 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
     }
     let listener = UnixListener::bind(path).map_err(io_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
-    Ok(BoundSocket {
-        listener,
-        path: path.to_owned(),
-        _lock: lock,
-    })
+    Ok(BoundSocket { listener, path: path.to_owned(), _lock: lock })
 }
 
 /// Whether the peer runs as this user. Other users are refused even though the
@@ -110,9 +88,86 @@ pub fn peer_is_same_user(stream: &UnixStream) -> io::Result<bool> {
     Ok(stream.peer_cred()?.uid() == rustix::process::getuid().as_raw())
 }
 
+/// One newline-terminated line read from a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A line within the limit, without its newline.
+    Frame(Vec<u8>),
+    /// A line longer than the limit; it was read and thrown away.
+    TooLong,
+}
+
+/// Reads newline-delimited frames with a length cap. An oversized line is
+/// skipped up to its newline and reported once, and reading goes on: one bad
+/// frame must not cost the client its connection.
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already searched for a newline.
+    scanned: usize,
+    discarding: bool,
+    max: usize,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Wraps `inner`; lines longer than `max` bytes (newline excluded) are refused.
+    pub fn new(inner: R, max: usize) -> Self {
+        Self { inner, buf: Vec::with_capacity(8 * 1024), scanned: 0, discarding: false, max }
+    }
+
+    /// The next line, or `None` at the end of the stream.
+    ///
+    /// # Errors
+    ///
+    /// When reading the socket fails.
+    pub async fn next(&mut self) -> io::Result<Option<Line>> {
+        loop {
+            if let Some(offset) = self.buf[self.scanned..].iter().position(|b| *b == b'\n') {
+                let end = self.scanned + offset;
+                let line: Vec<u8> = self.buf.drain(..=end).take(end).collect();
+                self.scanned = 0;
+                if std::mem::take(&mut self.discarding) || line.len() > self.max {
+                    return Ok(Some(Line::TooLong));
+                }
+                return Ok(Some(Line::Frame(line)));
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() > self.max {
+                self.discarding = true;
+                self.buf.clear();
+                self.scanned = 0;
+            }
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn frame_reader_skips_oversized_lines_and_goes_on() {
+        let mut input = b"{\"a\":1}\n".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100));
+        input.extend(b"\nshort\nunterminated");
+        let mut reader = FrameReader::new(&input[..], 10);
+        assert_eq!(reader.next().await.unwrap(), Some(Line::Frame(b"{\"a\":1}".to_vec())));
+        assert_eq!(reader.next().await.unwrap(), Some(Line::TooLong));
+        assert_eq!(reader.next().await.unwrap(), Some(Line::Frame(b"short".to_vec())));
+        assert_eq!(reader.next().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn frame_reader_accepts_a_line_at_the_limit() {
+        let input = b"0123456789\n01234567890\n";
+        let mut reader = FrameReader::new(&input[..], 10);
+        assert_eq!(reader.next().await.unwrap(), Some(Line::Frame(b"0123456789".to_vec())));
+        assert_eq!(reader.next().await.unwrap(), Some(Line::TooLong));
+    }
 
     #[tokio::test]
     async fn socket_is_private_and_exclusive() {
@@ -135,10 +190,7 @@ mod tests {
         std::fs::create_dir(&shared).unwrap();
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = bind(&shared.join("s.sock")).unwrap_err();
-        assert!(
-            matches!(err, BindError::UnsafeDirectory { mode: 0o755, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, BindError::UnsafeDirectory { mode: 0o755, .. }), "{err}");
         assert!(err.to_string().contains("chmod 700"));
     }
 

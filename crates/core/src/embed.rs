@@ -182,8 +182,7 @@ pub fn clean(text: &str, max: usize) -> String {
 /// even a client that ignores `allowed_mentions` shows them as plain text.
 #[must_use]
 pub fn defuse_mass_mentions(text: &str) -> String {
-    text.replace("@everyone", "@\u{200b}everyone")
-        .replace("@here", "@\u{200b}here")
+    text.replace("@everyone", "@\u{200b}everyone").replace("@here", "@\u{200b}here")
 }
 
 /// Marker appended to text that had to be cut.
@@ -205,11 +204,7 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
 }
 
 fn truncate_plain(text: String, max: usize) -> String {
-    if text.chars().count() <= max {
-        text
-    } else {
-        text.chars().take(max).collect()
-    }
+    if text.chars().count() <= max { text } else { text.chars().take(max).collect() }
 }
 
 pub(crate) fn empty_embed(level: Level) -> Embed {
@@ -232,19 +227,11 @@ pub(crate) fn empty_embed(level: Level) -> Embed {
 }
 
 pub(crate) fn footer(project: &str) -> EmbedFooter {
-    EmbedFooter {
-        icon_url: None,
-        proxy_icon_url: None,
-        text: clean(&format!("omp · {project}"), limits::FOOTER),
-    }
+    EmbedFooter { icon_url: None, proxy_icon_url: None, text: clean(&format!("omp · {project}"), limits::FOOTER) }
 }
 
 pub(crate) fn single_embed(embed: Embed) -> MessagePayload {
-    MessagePayload {
-        content: None,
-        embeds: vec![embed],
-        allowed_mentions: AllowedMentions::default(),
-    }
+    MessagePayload { content: None, embeds: vec![embed], allowed_mentions: AllowedMentions::default() }
 }
 
 /// Characters always left to an embed's description when fields compete for
@@ -274,16 +261,9 @@ fn fit_embed(embed: &mut Embed, budget: usize) {
         + embed.author.as_ref().map_or(0, |a| count(&a.name))
         + note_room;
     let mut room = budget.saturating_sub(fixed);
-    let fields_len: usize = embed
-        .fields
-        .iter()
-        .map(|f| count(&f.name) + count(&f.value))
-        .sum();
+    let fields_len: usize = embed.fields.iter().map(|f| count(&f.name) + count(&f.value)).sum();
     if let Some(description) = embed.description.take() {
-        let keep = count(&description).min(
-            room.saturating_sub(fields_len)
-                .max(DESCRIPTION_SHARE.min(room)),
-        );
+        let keep = count(&description).min(room.saturating_sub(fields_len).max(DESCRIPTION_SHARE.min(room)));
         let description = truncate_chars(&description, keep);
         room -= count(&description);
         embed.description = Some(description);
@@ -312,9 +292,7 @@ fn fit_embed(embed: &mut Embed, budget: usize) {
             proxy_icon_url: None,
             text: String::new(),
         });
-        footer
-            .text
-            .push_str(&format!(" · {omitted} fields omitted"));
+        footer.text.push_str(&format!(" · {omitted} fields omitted"));
     }
 }
 
@@ -326,11 +304,7 @@ pub fn embed_chars(embed: &Embed) -> usize {
         + count(&embed.description)
         + embed.footer.as_ref().map_or(0, |f| f.text.chars().count())
         + embed.author.as_ref().map_or(0, |a| a.name.chars().count())
-        + embed
-            .fields
-            .iter()
-            .map(|f| f.name.chars().count() + f.value.chars().count())
-            .sum::<usize>()
+        + embed.fields.iter().map(|f| f.name.chars().count() + f.value.chars().count()).sum::<usize>()
 }
 
 /// A payload that breaks one of Discord's limits.
@@ -374,34 +348,18 @@ pub fn validate_message(payload: &MessagePayload) -> Result<(), EmbedError> {
     }
     check_len("content", content, limits::CONTENT)?;
     if payload.embeds.len() > limits::EMBEDS {
-        return Err(EmbedError::TooMany {
-            what: "embeds",
-            count: payload.embeds.len(),
-            max: limits::EMBEDS,
-        });
+        return Err(EmbedError::TooMany { what: "embeds", count: payload.embeds.len(), max: limits::EMBEDS });
     }
     let mut total = 0;
     for (index, embed) in payload.embeds.iter().enumerate() {
         let n = index + 1;
-        check_len(
-            &format!("embed {n} title"),
-            embed.title.as_deref().unwrap_or(""),
-            limits::TITLE,
-        )?;
-        check_len(
-            &format!("embed {n} description"),
-            embed.description.as_deref().unwrap_or(""),
-            limits::DESCRIPTION,
-        )?;
+        check_len(&format!("embed {n} title"), embed.title.as_deref().unwrap_or(""), limits::TITLE)?;
+        check_len(&format!("embed {n} description"), embed.description.as_deref().unwrap_or(""), limits::DESCRIPTION)?;
         if let Some(footer) = &embed.footer {
             check_len(&format!("embed {n} footer"), &footer.text, limits::FOOTER)?;
         }
         if let Some(author) = &embed.author {
-            check_len(
-                &format!("embed {n} author name"),
-                &author.name,
-                limits::AUTHOR,
-            )?;
+            check_len(&format!("embed {n} author name"), &author.name, limits::AUTHOR)?;
         }
         if embed.fields.len() > limits::FIELDS {
             return Err(EmbedError::TooMany {
@@ -412,16 +370,8 @@ pub fn validate_message(payload: &MessagePayload) -> Result<(), EmbedError> {
         }
         for (field_index, field) in embed.fields.iter().enumerate() {
             let f = field_index + 1;
-            check_len(
-                &format!("embed {n} field {f} name"),
-                &field.name,
-                limits::FIELD_NAME,
-            )?;
-            check_len(
-                &format!("embed {n} field {f} value"),
-                &field.value,
-                limits::FIELD_VALUE,
-            )?;
+            check_len(&format!("embed {n} field {f} name"), &field.name, limits::FIELD_NAME)?;
+            check_len(&format!("embed {n} field {f} value"), &field.value, limits::FIELD_VALUE)?;
         }
         total += embed_chars(embed);
     }
@@ -438,11 +388,7 @@ pub fn validate_message(payload: &MessagePayload) -> Result<(), EmbedError> {
 fn check_len(part: &str, text: &str, max: usize) -> Result<(), EmbedError> {
     let chars = text.chars().count();
     if chars > max {
-        return Err(EmbedError::TooLong {
-            part: part.to_owned(),
-            chars,
-            max,
-        });
+        return Err(EmbedError::TooLong { part: part.to_owned(), chars, max });
     }
     Ok(())
 }
@@ -452,20 +398,14 @@ mod tests {
     use super::*;
 
     fn note(message: String) -> Notification {
-        Notification {
-            message,
-            ..Default::default()
-        }
+        Notification { message, ..Default::default() }
     }
 
     #[test]
     fn description_at_the_limit_is_kept_whole() {
         let text = "é".repeat(limits::DESCRIPTION);
         let payload = build_notification(&note(text.clone()), "p");
-        assert_eq!(
-            payload.embeds[0].description.as_deref(),
-            Some(text.as_str())
-        );
+        assert_eq!(payload.embeds[0].description.as_deref(), Some(text.as_str()));
         validate_message(&payload).unwrap();
     }
 
@@ -486,11 +426,7 @@ mod tests {
             message: "m".repeat(5000),
             level: Level::Warning,
             fields: (0..30)
-                .map(|i| NotifyField {
-                    name: format!("f{i}"),
-                    value: "v".repeat(1100),
-                    inline: false,
-                })
+                .map(|i| NotifyField { name: format!("f{i}"), value: "v".repeat(1100), inline: false })
                 .collect(),
         };
         let payload = build_notification(&n, "p");
@@ -500,10 +436,7 @@ mod tests {
         let omitted = limits::FIELDS - embed.fields.len();
         assert!(omitted > 0);
         let footer = &embed.footer.as_ref().unwrap().text;
-        assert!(
-            footer.ends_with(&format!("{omitted} fields omitted")),
-            "{footer}"
-        );
+        assert!(footer.ends_with(&format!("{omitted} fields omitted")), "{footer}");
     }
 
     #[test]
@@ -511,19 +444,13 @@ mod tests {
         let mut payload = build_notification(&note("x".into()), "p");
         payload.embeds[0].title = Some("t".repeat(257));
         let err = validate_message(&payload).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "the embed 1 title is 257 characters long, but the max is 256"
-        );
+        assert_eq!(err.to_string(), "the embed 1 title is 257 characters long, but the max is 256");
     }
 
     #[test]
     fn empty_message_is_refused() {
-        let payload = MessagePayload {
-            content: Some("  ".into()),
-            embeds: vec![],
-            allowed_mentions: Default::default(),
-        };
+        let payload =
+            MessagePayload { content: Some("  ".into()), embeds: vec![], allowed_mentions: Default::default() };
         assert_eq!(validate_message(&payload), Err(EmbedError::Empty));
     }
 
@@ -543,11 +470,7 @@ mod tests {
             title: Some(secret.into()),
             message: format!("token {secret}"),
             level: Level::Info,
-            fields: vec![NotifyField {
-                name: secret.into(),
-                value: secret.into(),
-                inline: true,
-            }],
+            fields: vec![NotifyField { name: secret.into(), value: secret.into(), inline: true }],
         };
         let json = serde_json::to_string(&build_notification(&n, secret)).unwrap();
         assert!(!json.contains(secret), "{json}");

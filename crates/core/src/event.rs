@@ -52,10 +52,7 @@ pub fn summarize_agent_end(event: &Value) -> RunSummary {
         summary.output_tokens += message["usage"]["output"].as_u64().unwrap_or(0);
         summary.stop_reason = message["stopReason"].as_str().map(str::to_owned);
         summary.error = message["errorMessage"].as_str().map(str::to_owned);
-        let blocks = message["content"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let blocks = message["content"].as_array().map(Vec::as_slice).unwrap_or_default();
         let text: Vec<&str> = blocks
             .iter()
             .filter(|b| b["type"] == "text")
@@ -66,11 +63,7 @@ pub fn summarize_agent_end(event: &Value) -> RunSummary {
             summary.answer = Some(text.join("\n"));
         }
         summary.tool_calls.extend(
-            blocks
-                .iter()
-                .filter(|b| b["type"] == "toolCall")
-                .filter_map(|b| b["name"].as_str())
-                .map(str::to_owned),
+            blocks.iter().filter(|b| b["type"] == "toolCall").filter_map(|b| b["name"].as_str()).map(str::to_owned),
         );
     }
     summary
@@ -104,11 +97,7 @@ pub fn build_run_finished(summary: &RunSummary, project: &str) -> MessagePayload
 }
 
 fn field(name: &str, value: String) -> EmbedField {
-    EmbedField {
-        name: name.to_owned(),
-        value: clean(&value, limits::FIELD_VALUE),
-        inline: true,
-    }
+    EmbedField { name: name.to_owned(), value: clean(&value, limits::FIELD_VALUE), inline: true }
 }
 
 /// `read ×3, bash ×1` in first-use order.
@@ -120,11 +109,7 @@ fn tool_histogram(calls: &[String]) -> String {
             None => counts.push((call, 1)),
         }
     }
-    counts
-        .iter()
-        .map(|(name, n)| format!("{name} ×{n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    counts.iter().map(|(name, n)| format!("{name} ×{n}")).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -164,19 +149,12 @@ mod tests {
         assert!(summary.failed());
         let payload = build_run_finished(&summary, "proj");
         assert_eq!(payload.embeds[0].title.as_deref(), Some("Run failed"));
-        assert_eq!(
-            payload.embeds[0].description.as_deref(),
-            Some("rate limited by provider")
-        );
+        assert_eq!(payload.embeds[0].description.as_deref(), Some("rate limited by provider"));
     }
 
     #[test]
     fn unknown_shapes_never_fail() {
-        for event in [
-            json!(null),
-            json!({ "messages": "x" }),
-            json!({ "messages": [1, "a", {}] }),
-        ] {
+        for event in [json!(null), json!({ "messages": "x" }), json!({ "messages": [1, "a", {}] })] {
             let payload = build_run_finished(&summarize_agent_end(&event), "p");
             embed::validate_message(&payload).unwrap();
         }

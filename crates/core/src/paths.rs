@@ -48,7 +48,12 @@ mod tests {
 
     #[test]
     fn runtime_dir_then_state_home_then_home() {
-        let mut env = SocketEnv { runtime_dir: Some("/run/user/1000/"), state_home: Some("/s"), home: Some("/h"), ..Default::default() };
+        let mut env = SocketEnv {
+            runtime_dir: Some("/run/user/1000/"),
+            state_home: Some("/s"),
+            home: Some("/h"),
+            ..Default::default()
+        };
         assert_eq!(socket_path(env).as_deref(), Some("/run/user/1000/omp-discord/sidecar.sock"));
         env.runtime_dir = Some("");
         assert_eq!(socket_path(env).as_deref(), Some("/s/omp-discord/sidecar.sock"));

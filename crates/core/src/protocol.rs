@@ -96,6 +96,15 @@ pub enum ServerFrame {
         /// The sidecar's package version.
         version: String,
     },
+    /// The message is journaled in the sidecar's outbox: it will be delivered
+    /// even if the client, the sidecar or Discord goes away now. `delivered`
+    /// (or an error) follows on the same connection.
+    Accepted {
+        /// The request id.
+        id: String,
+        /// Position in the outbox.
+        seq: i64,
+    },
     /// The message was posted.
     Delivered {
         /// The request id.
@@ -239,36 +248,19 @@ pub fn decode_server_frame(line: &[u8]) -> Result<ServerFrame, FrameError> {
 
 fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, FrameError> {
     if line.len() > MAX_FRAME_BYTES {
-        return Err(FrameError::TooLarge {
-            bytes: line.len(),
-            max: MAX_FRAME_BYTES,
-        });
+        return Err(FrameError::TooLarge { bytes: line.len(), max: MAX_FRAME_BYTES });
     }
     let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let value: serde_json::Value =
-        serde_json::from_slice(line).map_err(|err| FrameError::Malformed {
-            detail: describe_json_error(&err),
+    let value: serde_json::Value = serde_json::from_slice(line)
+        .map_err(|err| FrameError::Malformed { detail: describe_json_error(&err), id: None })?;
+    let id = value.get("id").and_then(|id| id.as_str()).map(str::to_owned);
+    if let Some(id) = id.as_ref().filter(|id| id.len() > MAX_REQUEST_ID_BYTES) {
+        return Err(FrameError::Malformed {
+            detail: format!("the request id is {} bytes long, but the max is {MAX_REQUEST_ID_BYTES}", id.len()),
             id: None,
-        })?;
-    let id = value
-        .get("id")
-        .and_then(|id| id.as_str())
-        .map(str::to_owned);
-    if let Some(id) = &id {
-        if id.len() > MAX_REQUEST_ID_BYTES {
-            return Err(FrameError::Malformed {
-                detail: format!(
-                    "the request id is {} bytes long, but the max is {MAX_REQUEST_ID_BYTES}",
-                    id.len()
-                ),
-                id: None,
-            });
-        }
+        });
     }
-    serde_json::from_value(value).map_err(|err| FrameError::Malformed {
-        detail: describe_json_error(&err),
-        id,
-    })
+    serde_json::from_value(value).map_err(|err| FrameError::Malformed { detail: describe_json_error(&err), id })
 }
 
 /// serde_json's messages name the position and the expected shape; keep them,
@@ -277,11 +269,7 @@ fn describe_json_error(err: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match err.classify() {
         Category::Syntax | Category::Eof => {
-            format!(
-                "invalid JSON at line {} column {}",
-                err.line(),
-                err.column()
-            )
+            format!("invalid JSON at line {} column {}", err.line(), err.column())
         }
         Category::Data | Category::Io => {
             let text = err.to_string();
@@ -325,13 +313,7 @@ mod tests {
     fn oversized_frame_is_rejected_before_parsing() {
         let line = vec![b'x'; MAX_FRAME_BYTES + 1];
         let err = decode_client_frame(&line).unwrap_err();
-        assert_eq!(
-            err,
-            FrameError::TooLarge {
-                bytes: MAX_FRAME_BYTES + 1,
-                max: MAX_FRAME_BYTES
-            }
-        );
+        assert_eq!(err, FrameError::TooLarge { bytes: MAX_FRAME_BYTES + 1, max: MAX_FRAME_BYTES });
         assert_eq!(err.code(), ErrorCode::FrameTooLarge);
     }
 

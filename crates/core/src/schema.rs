@@ -95,11 +95,7 @@ mod tests {
     fn tool_names_are_discord_snake_case() {
         for tool in all_tools() {
             assert!(tool.name.starts_with("discord_"));
-            assert!(
-                tool.name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c == '_')
-            );
+            assert!(tool.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
         }
     }
 }

@@ -54,10 +54,7 @@ pub fn build_notification(params: JsValue, project: &str) -> Result<JsValue, JsE
 #[wasm_bindgen(js_name = buildRunFinished)]
 pub fn build_run_finished(event: JsValue, project: &str) -> Result<JsValue, JsError> {
     let event: serde_json::Value = from_js(event).unwrap_or(serde_json::Value::Null);
-    to_js(&event::build_run_finished(
-        &event::summarize_agent_end(&event),
-        project,
-    ))
+    to_js(&event::build_run_finished(&event::summarize_agent_end(&event), project))
 }
 
 /// Encodes a client frame (`{type: "hello" | "notify" | ...}`) as one NDJSON line.

@@ -1,0 +1,301 @@
+//! The durable outbox: every accepted message is journaled in SQLite before the
+//! client hears "accepted", and leaves the journal only once Discord has
+//! answered with a message id (or refused it for good).
+//!
+//! A send is claimed with a nonce stored in its row. After a crash the same row
+//! is sent again with the same nonce, and Discord's `enforce_nonce` returns the
+//! message created the first time instead of posting twice. (Discord keeps
+//! nonces for a few minutes; a sidecar down for longer may post a duplicate,
+//! never lose one.)
+//!
+//! WAL with `synchronous = NORMAL`: a committed row survives the process being
+//! killed at any point; only a power loss can drop the last transactions.
+
+use std::path::Path;
+
+use rusqlite::{Connection, params};
+
+/// The latest schema version; `migrate` brings older files up to it.
+const SCHEMA_VERSION: i64 = 1;
+
+/// One migration per schema version, applied in order inside a transaction.
+const MIGRATIONS: &[&str] = &["CREATE TABLE outbox (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        destination  TEXT    NOT NULL,
+        session_id   TEXT    NOT NULL,
+        request_id   TEXT    NOT NULL,
+        payload      TEXT    NOT NULL,
+        nonce        TEXT    NOT NULL,
+        state        TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        created_ms   INTEGER NOT NULL,
+        finished_ms  INTEGER,
+        message_id   TEXT,
+        last_error   TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (destination, seq) WHERE state = 'pending';"];
+
+/// Why the outbox failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// SQLite failed (disk full, read-only directory, corrupt file …).
+    #[error("the outbox database failed: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file was written by a newer omp-discord.
+    #[error("the outbox schema is version {found}, newer than this build's {supported}; upgrade omp-discord")]
+    TooNew {
+        /// Version in the file.
+        found: i64,
+        /// Version this build knows.
+        supported: i64,
+    },
+}
+
+/// A message waiting to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Position in the journal; order of delivery within a destination.
+    pub seq: i64,
+    /// Where it goes, e.g. `channel:123`.
+    pub destination: String,
+    /// The client's request id, to route the outcome back.
+    pub request_id: String,
+    /// The message JSON.
+    pub payload: String,
+    /// The nonce every attempt of this row uses.
+    pub nonce: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+}
+
+/// Counts for `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct OutboxStats {
+    /// Rows waiting.
+    pub pending: i64,
+    /// Rows delivered and not yet pruned.
+    pub delivered: i64,
+    /// Rows Discord refused.
+    pub failed: i64,
+    /// Creation time of the oldest pending row, in ms since the epoch.
+    pub oldest_pending_ms: Option<i64>,
+}
+
+/// The journal.
+#[derive(Debug)]
+pub struct Outbox {
+    conn: Connection,
+}
+
+impl Outbox {
+    /// Opens (creating and migrating) the outbox at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot open or migrate the file.
+    pub fn open(path: &Path) -> Result<Self, OutboxError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut outbox = Self { conn };
+        outbox.migrate()?;
+        Ok(outbox)
+    }
+
+    fn migrate(&mut self) -> Result<(), OutboxError> {
+        let found: i64 = self.conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(OutboxError::TooNew { found, supported: SCHEMA_VERSION });
+        }
+        let tx = self.conn.transaction()?;
+        for (version, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i64::try_from(version).expect("few migrations") + 1)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Journals a message; returns its sequence number.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails (the client must then be told it was not accepted).
+    pub fn enqueue(
+        &mut self,
+        destination: &str,
+        session_id: &str,
+        request_id: &str,
+        payload: &str,
+        nonce: &str,
+        now_ms: i64,
+    ) -> Result<i64, OutboxError> {
+        self.conn.execute(
+            "INSERT INTO outbox (destination, session_id, request_id, payload, nonce, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![destination, session_id, request_id, payload, nonce, now_ms],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The oldest pending row of each destination: what may be sent next
+    /// without breaking per-destination order.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn heads(&self) -> Result<Vec<Pending>, OutboxError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT seq, destination, request_id, payload, nonce, attempts FROM outbox
+             WHERE seq IN (SELECT MIN(seq) FROM outbox WHERE state = 'pending' GROUP BY destination)
+             ORDER BY seq",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok(Pending {
+                seq: row.get(0)?,
+                destination: row.get(1)?,
+                request_id: row.get(2)?,
+                payload: row.get(3)?,
+                nonce: row.get(4)?,
+                attempts: row.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Counts an attempt before it is made, so a crash loop is visible in `status`.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn record_attempt(&mut self, seq: i64) -> Result<(), OutboxError> {
+        self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", [seq])?;
+        Ok(())
+    }
+
+    /// Marks a row delivered with Discord's message id.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn mark_delivered(&mut self, seq: i64, message_id: &str, now_ms: i64) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "UPDATE outbox SET state = 'delivered', message_id = ?2, finished_ms = ?3 WHERE seq = ?1",
+            params![seq, message_id, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Marks a row refused for good, with the reason.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn mark_failed(&mut self, seq: i64, error: &str, now_ms: i64) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "UPDATE outbox SET state = 'failed', last_error = ?2, finished_ms = ?3 WHERE seq = ?1",
+            params![seq, error, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes finished rows older than `before_ms`; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn prune(&mut self, before_ms: i64) -> Result<usize, OutboxError> {
+        Ok(self.conn.execute("DELETE FROM outbox WHERE state != 'pending' AND finished_ms < ?1", [before_ms])?)
+    }
+
+    /// Counts for `status`.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn stats(&self) -> Result<OutboxStats, OutboxError> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'delivered'), 0),
+                    COALESCE(SUM(state = 'failed'), 0), MIN(CASE WHEN state = 'pending' THEN created_ms END)
+             FROM outbox",
+            [],
+            |row| {
+                Ok(OutboxStats {
+                    pending: row.get(0)?,
+                    delivered: row.get(1)?,
+                    failed: row.get(2)?,
+                    oldest_pending_ms: row.get(3)?,
+                })
+            },
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(&dir.path().join("outbox.sqlite3")).unwrap();
+        (dir, outbox)
+    }
+
+    #[test]
+    fn heads_keep_order_per_destination() {
+        let (_dir, mut outbox) = open();
+        let a1 = outbox.enqueue("channel:1", "s", "a1", "{}", "n1", 0).unwrap();
+        let b1 = outbox.enqueue("channel:2", "s", "b1", "{}", "n2", 0).unwrap();
+        let a2 = outbox.enqueue("channel:1", "s", "a2", "{}", "n3", 0).unwrap();
+        let heads: Vec<i64> = outbox.heads().unwrap().iter().map(|p| p.seq).collect();
+        assert_eq!(heads, [a1, b1]);
+        outbox.mark_delivered(a1, "m1", 5).unwrap();
+        let heads: Vec<i64> = outbox.heads().unwrap().iter().map(|p| p.seq).collect();
+        assert_eq!(heads, [b1, a2]);
+    }
+
+    #[test]
+    fn rows_survive_reopening_with_their_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        let seq = {
+            let mut outbox = Outbox::open(&path).unwrap();
+            let seq = outbox.enqueue("channel:1", "s", "r", r#"{"content":"x"}"#, "777", 1).unwrap();
+            outbox.record_attempt(seq).unwrap();
+            seq
+        };
+        let outbox = Outbox::open(&path).unwrap();
+        let head = &outbox.heads().unwrap()[0];
+        assert_eq!((head.seq, head.nonce.as_str(), head.attempts), (seq, "777", 1));
+    }
+
+    #[test]
+    fn stats_and_prune() {
+        let (_dir, mut outbox) = open();
+        let a = outbox.enqueue("channel:1", "s", "a", "{}", "1", 10).unwrap();
+        let b = outbox.enqueue("channel:1", "s", "b", "{}", "2", 20).unwrap();
+        outbox.enqueue("channel:1", "s", "c", "{}", "3", 30).unwrap();
+        outbox.mark_delivered(a, "m", 100).unwrap();
+        outbox.mark_failed(b, "Unknown Channel", 200).unwrap();
+        let stats = outbox.stats().unwrap();
+        assert_eq!(stats, OutboxStats { pending: 1, delivered: 1, failed: 1, oldest_pending_ms: Some(30) });
+        assert_eq!(outbox.prune(150).unwrap(), 1);
+        assert_eq!(outbox.stats().unwrap().delivered, 0);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+        let err = Outbox::open(&path).unwrap_err();
+        assert!(matches!(err, OutboxError::TooNew { found: 99, supported: 1 }), "{err}");
+    }
+
+    #[test]
+    fn a_read_only_directory_is_a_clear_error() {
+        let err = Outbox::open(Path::new("/proc/omp-discord-outbox.sqlite3")).unwrap_err();
+        assert!(err.to_string().starts_with("the outbox database failed"), "{err}");
+    }
+}
