@@ -1,0 +1,120 @@
+//! Fault injection: errors, latency and a revoked token for REST; drops, reconnects and
+//! stalls for the gateway. Driven by `POST /_emulator/faults`.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+
+/// One injected REST failure rule.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpFault {
+    /// The status to answer with: 5xx, or 429 (with Discord's rate limit body).
+    pub(crate) status: u16,
+    /// Fail this many matching requests, then stop.
+    #[serde(default)]
+    pub(crate) count: Option<u64>,
+    /// Fail this fraction (0–1) of matching requests.
+    #[serde(default)]
+    pub(crate) fraction: Option<f64>,
+    /// Only requests whose path (after `/api/v10`) starts with this.
+    #[serde(default)]
+    pub(crate) path_prefix: Option<String>,
+    /// Only requests with this method.
+    #[serde(default)]
+    pub(crate) method: Option<String>,
+    /// For 429: seconds in `retry_after`.
+    #[serde(default = "default_retry_after")]
+    pub(crate) retry_after: f64,
+    /// For 429: whether it is a global limit.
+    #[serde(default)]
+    pub(crate) global: bool,
+}
+
+fn default_retry_after() -> f64 {
+    1.0
+}
+
+/// A command to every open gateway connection.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum GatewayFault {
+    /// Close the TCP connection without a close frame.
+    Drop,
+    /// Send op 7 RECONNECT, then close with 4000 like Discord.
+    Reconnect,
+    /// Send op 9 INVALID_SESSION.
+    InvalidSession {
+        /// Whether the client may RESUME.
+        resumable: bool,
+    },
+    /// Close with this close code.
+    Close {
+        /// The close code (4000–4014, or 1000/1001).
+        code: u16,
+    },
+    /// Internal: re-check for queued dispatches (after a stall ends).
+    #[serde(skip)]
+    Wake,
+}
+
+/// The fault state.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    pub(crate) http: Vec<HttpFault>,
+    pub(crate) latency: Duration,
+    pub(crate) token_revoked: bool,
+    /// The gateway neither ACKs heartbeats nor sends dispatches while set.
+    pub(crate) gateway_stalled: bool,
+}
+
+impl Faults {
+    /// The injected error for this request, if a rule matches; consumes one count.
+    pub(crate) fn take(&mut self, method: &str, api_path: &str) -> Option<ApiError> {
+        let index = self.http.iter().position(|f| {
+            f.path_prefix.as_deref().is_none_or(|p| api_path.starts_with(p))
+                && f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
+                && f.fraction.is_none_or(|p| fastrand::f64() < p)
+        })?;
+        let fault = self.http[index].clone();
+        if let Some(count) = &mut self.http[index].count {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.http.remove(index);
+            }
+        }
+        let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Some(if status == StatusCode::TOO_MANY_REQUESTS {
+            crate::ratelimit::too_many_requests(fault.retry_after, fault.global, None)
+        } else {
+            ApiError::server_error(status)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counted_faults_run_out_and_prefixes_filter() {
+        let mut faults = Faults::default();
+        faults.http.push(HttpFault {
+            status: 503,
+            count: Some(2),
+            fraction: None,
+            path_prefix: Some("/channels".to_owned()),
+            method: Some("POST".to_owned()),
+            retry_after: 1.0,
+            global: false,
+        });
+        assert!(faults.take("GET", "/channels/1/messages").is_none());
+        assert!(faults.take("POST", "/users/@me").is_none());
+        assert_eq!(faults.take("POST", "/channels/1/messages").unwrap().status, 503);
+        assert!(faults.take("POST", "/channels/1/messages").is_some());
+        assert!(faults.take("POST", "/channels/1/messages").is_none());
+    }
+}

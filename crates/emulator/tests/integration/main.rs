@@ -1,0 +1,6 @@
+//! The emulator's integration tests: oneshot requests against `app()`, and real clients
+//! (twilight-http, twilight-gateway, a raw WebSocket) against a served emulator.
+
+mod rest;
+mod support;
+mod twilight;
