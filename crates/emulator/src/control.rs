@@ -159,13 +159,15 @@ enum OneOrMany<T> {
 }
 
 async fn set_faults(State(state): State<EmulatorState>, JsonBody(body): JsonBody) -> Response {
-    let request: FaultRequest = match serde_json::from_value(body) {
-        Ok(request) => request,
-        Err(error) => {
-            return (StatusCode::BAD_REQUEST, Json(json!({"message": error.to_string(), "code": 50035})))
-                .into_response();
-        }
-    };
+    match state.set_faults(&body) {
+        Ok(json) => Json(json).into_response(),
+        Err(message) => (StatusCode::BAD_REQUEST, Json(json!({"message": message, "code": 50035}))).into_response(),
+    }
+}
+
+/// Applies a fault request (the body of `POST /_emulator/faults`).
+pub(crate) fn apply_faults(state: &EmulatorState, body: &Value) -> Result<Value, String> {
+    let request: FaultRequest = serde_json::from_value(body.clone()).map_err(|e| e.to_string())?;
     let mut wake = false;
     {
         let mut faults = lock(&state.inner.faults);
@@ -189,7 +191,7 @@ async fn set_faults(State(state): State<EmulatorState>, JsonBody(body): JsonBody
     if wake {
         let _ = state.inner.gateway_faults.send(GatewayFault::Wake);
     }
-    Json(json!({ "connections": receivers })).into_response()
+    Ok(json!({ "connections": receivers }))
 }
 
 async fn faults(State(state): State<EmulatorState>) -> Json<Value> {

@@ -174,6 +174,17 @@ impl EmulatorState {
         result
     }
 
+    /// Injects faults, exactly as `POST /_emulator/faults` with this body does (see the
+    /// README), e.g. `{"gateway": {"action": "drop"}}` or `{"http": {"status": 503, "count": 2}}`.
+    /// Returns `{"connections": N}`, the number of gateway connections a gateway fault reached.
+    ///
+    /// # Errors
+    ///
+    /// Returns a description if the body is not a valid fault request.
+    pub fn set_faults(&self, body: &Value) -> Result<Value, String> {
+        crate::control::apply_faults(self, body)
+    }
+
     /// The `host:port` clients reach the emulator at, if known.
     pub(crate) fn public_host(&self) -> Option<String> {
         lock(&self.inner.public_host).clone()

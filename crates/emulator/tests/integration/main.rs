@@ -1,6 +1,9 @@
 //! The emulator's integration tests: oneshot requests against `app()`, and real clients
 //! (twilight-http, twilight-gateway, a raw WebSocket) against a served emulator.
 
+mod control;
+mod gateway;
+mod resources;
 mod rest;
 mod support;
 mod twilight;
