@@ -1,10 +1,66 @@
-//! Secret detection and replacement for everything bound for Discord.
+//! Secret detection and replacement for everything bound for Discord, and
+//! for tool results handed back to the model.
 //!
-//! Secrets are replaced by `[REDACTED:<kind>]`. This first version knows a few
-//! well-known prefixed token formats; the full rule set (issue #5) replaces it
-//! behind the same functions.
+//! Each secret is replaced by `[REDACTED:<kind>]`. What is recognised:
+//!
+//! - **Prefixed tokens**, by prefix, alphabet and length: GitHub (`ghp_`,
+//!   `gho_`, `ghu_`, `ghs_`, `ghr_`, `github_pat_`), GitLab (`glpat-`,
+//!   `gldt-`, `glrt-`, …), Slack (`xoxb-`, `xoxp-`, `xapp-`, …), Stripe
+//!   (`sk_live_`, `rk_live_`, `sk_test_`, `whsec_`), OpenAI (`sk-`,
+//!   `sk-proj-`), Anthropic (`sk-ant-`), Hugging Face (`hf_`), npm (`npm_`),
+//!   PyPI (`pypi-AgE…`), crates.io (`cio…`), Google (`AIza…`, `GOCSPX-`,
+//!   `ya29.`), AWS access key ids (`AKIA…`, `ASIA…`), and about thirty more
+//!   (DigitalOcean, Docker Hub, Vault, SendGrid, Doppler, Grafana, …).
+//! - **Shapes checked by decoding**: JWTs (the header decodes to JSON with
+//!   an `alg`), Discord bot tokens (the first part decodes to a snowflake),
+//!   Telegram bot tokens, Azure AD client secrets.
+//! - **Blocks and URLs**: PEM and OpenSSH private keys (BEGIN to END),
+//!   Discord and Slack webhook URLs (the secret path segment), the password
+//!   in `scheme://user:password@host`.
+//! - **Context**: `Authorization: Bearer|Basic|Bot …` and a bare
+//!   `Bearer …`; assignments whose key names a secret (`*_KEY`, `*_SECRET`,
+//!   `*_TOKEN`, `PASSWORD`, `passwd`, `api_key`, `client_secret`,
+//!   `AccountKey`, …) in env, shell, YAML, JSON, TOML, XML, connection
+//!   strings and `--flag value` command lines, when the value looks like a
+//!   secret (length, character mix, entropy, not a placeholder or a variable
+//!   reference).
+//!
+//! A secret found once is redacted wherever else it appears in the same
+//! text, e.g. a password echoed later without its key.
+//!
+//! Left alone: hashes, UUIDs, lockfile `integrity` strings, public keys and
+//! certificates, Discord snowflakes, placeholders (`<your-token>`, `xxxx`,
+//! `${TOKEN}`, `changeme`, `***`) and text that was already redacted, so
+//! redacting twice changes nothing.
+//!
+//! The text is scanned once, byte by byte, in linear time: runs of token
+//! bytes are classified by their first bytes and shape, and operators
+//! (`=`, `:`, `>`, `://`) by the key before them. No regular expression is
+//! run over the text.
+//!
+//! ```
+//! use omp_discord_core::redact::{redact_text, redact_with_report};
+//!
+//! let out = redact_text("export GITHUB_TOKEN=ghp_FAKE0123456789abcdefghijklmnopqrstuv");
+//! assert_eq!(out, "export GITHUB_TOKEN=[REDACTED:github-token]");
+//!
+//! let redacted = redact_with_report("password: hunter22 and again hunter22");
+//! assert_eq!(redacted.text, "password: [REDACTED:password] and again [REDACTED:password]");
+//! assert_eq!(redacted.report.count, 2);
+//! assert_eq!(redacted.report.kinds["password"], 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod assign;
+mod rules;
+mod scan;
+mod shape;
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use serde::Serialize;
 
 /// One secret found in a text, as a byte range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,54 +73,116 @@ pub struct Finding {
     pub end: usize,
 }
 
-/// Prefixed token formats: (prefix, kind, minimum length of the part after the prefix).
-const PREFIXED: &[(&str, &str, usize)] = &[
-    ("ghp_", "github-token", 36),
-    ("gho_", "github-token", 36),
-    ("ghs_", "github-token", 36),
-    ("github_pat_", "github-token", 60),
-    ("sk-ant-", "anthropic-key", 32),
-    ("sk-", "openai-key", 32),
-    ("xoxb-", "slack-token", 20),
-    ("xoxp-", "slack-token", 20),
-    ("AKIA", "aws-access-key-id", 16),
-];
+/// How many secrets a redaction replaced, by kind: the audit count that
+/// goes into a tool result's `details`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RedactionReport {
+    /// Number of secrets replaced.
+    pub count: usize,
+    /// Number replaced per kind, e.g. `{"github-token": 1}`.
+    pub kinds: BTreeMap<&'static str, usize>,
+}
 
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+impl RedactionReport {
+    fn of(findings: &[Finding]) -> Self {
+        let mut kinds = BTreeMap::new();
+        for f in findings {
+            *kinds.entry(f.kind).or_insert(0) += 1;
+        }
+        RedactionReport { count: findings.len(), kinds }
+    }
+}
+
+/// A redacted text with its report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redacted<'a> {
+    /// The text with every secret replaced; borrowed when nothing was found.
+    pub text: Cow<'a, str>,
+    /// What was replaced.
+    pub report: RedactionReport,
+}
+
+/// Secret detection with options. [`Redactor::default()`] is what
+/// [`find_secrets`] and [`redact_text`] use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Redactor {
+    high_entropy: bool,
+}
+
+impl Redactor {
+    /// The standard rules (see the module docs).
+    #[must_use]
+    pub const fn new() -> Self {
+        Redactor { high_entropy: false }
+    }
+
+    /// The standard rules plus any run of 24 or more token bytes that mixes
+    /// upper case, lower case and digits with high entropy (kind
+    /// `high-entropy`). Over-redacts (base64 blobs, some identifiers); meant
+    /// as the fallback when a caller cannot afford a miss.
+    #[must_use]
+    pub const fn conservative() -> Self {
+        Redactor { high_entropy: true }
+    }
+
+    /// Finds secrets in `text`, in order, without overlaps.
+    #[must_use]
+    pub fn find(&self, text: &str) -> Vec<Finding> {
+        let mut found = self.find_once(text);
+        // Redacting twice must change nothing. A finding that splits a run
+        // of token bytes (a repeat inside other text, a key glued to its
+        // neighbour) leaves the bytes beside it to be read as runs of their
+        // own once replaced: scan the redacted text again and fold in what
+        // that finds, until nothing more is found (twice at most).
+        for _ in 0..2 {
+            if !found.iter().any(|f| splits_run(text.as_bytes(), f)) {
+                break;
+            }
+            let again = self.find_once(&replace(text, &found));
+            if again.is_empty() {
+                break;
+            }
+            found = merge_rescan(text, found, &again);
+        }
+        found
+    }
+
+    fn find_once(&self, text: &str) -> Vec<Finding> {
+        let mut scanner = scan::Scanner::new(text, self.high_entropy);
+        scanner.scan();
+        redact_repeats(text, scanner.out)
+    }
+
+    /// Replaces every secret in `text` with `[REDACTED:<kind>]` and counts
+    /// them.
+    #[must_use]
+    pub fn redact<'a>(&self, text: &'a str) -> Redacted<'a> {
+        let findings = self.find(text);
+        let report = RedactionReport::of(&findings);
+        Redacted { text: replace(text, &findings), report }
+    }
 }
 
 /// Finds secrets in `text`, in order, without overlaps.
 #[must_use]
 pub fn find_secrets(text: &str) -> Vec<Finding> {
-    let bytes = text.as_bytes();
-    let mut findings = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if !is_token_byte(bytes[i]) || (i > 0 && is_token_byte(bytes[i - 1])) {
-            i += 1;
-            continue;
-        }
-        let end = i + bytes[i..].iter().take_while(|b| is_token_byte(**b)).count();
-        let token = &text[i..end];
-        if let Some((_, kind, _)) = PREFIXED.iter().find(|(prefix, _, min)| {
-            token.starts_with(prefix) && token.len() - prefix.len() >= *min
-        }) {
-            findings.push(Finding {
-                kind,
-                start: i,
-                end,
-            });
-        }
-        i = end;
-    }
-    findings
+    Redactor::new().find(text)
 }
 
 /// Replaces every secret in `text` with `[REDACTED:<kind>]`; borrows when there is none.
 #[must_use]
 pub fn redact_text(text: &str) -> Cow<'_, str> {
-    let findings = find_secrets(text);
+    replace(text, &find_secrets(text))
+}
+
+/// Like [`redact_text`], and also says how many secrets of which kinds were
+/// replaced.
+#[must_use]
+pub fn redact_with_report(text: &str) -> Redacted<'_> {
+    Redactor::new().redact(text)
+}
+
+fn replace<'a>(text: &'a str, findings: &[Finding]) -> Cow<'a, str> {
     if findings.is_empty() {
         return Cow::Borrowed(text);
     }
@@ -81,26 +199,210 @@ pub fn redact_text(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A secret found once may appear again where the scan cannot recognise it:
+/// a password echoed by a later command without its key, a token glued to
+/// other text. Redact every other occurrence of each found secret too, in
+/// one Aho-Corasick pass over the text (only when something was found).
+fn redact_repeats(text: &str, found: Vec<Finding>) -> Vec<Finding> {
+    const MAX_REPEATED: usize = 512;
+    if found.is_empty() {
+        return found;
+    }
+    // Long values (private key blocks) are not worth an automaton that
+    // size: their own markers find every copy.
+    let mut values: Vec<(&str, &'static str)> =
+        found.iter().filter(|f| f.end - f.start <= MAX_REPEATED).map(|f| (&text[f.start..f.end], f.kind)).collect();
+    if values.is_empty() {
+        return found;
+    }
+    values.sort_unstable_by_key(|&(v, _)| v);
+    values.dedup_by_key(|&mut (v, _)| v);
+    let Ok(ac) = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(values.iter().map(|&(v, _)| v))
+    else {
+        return found;
+    };
+    let mut extra = Vec::new();
+    let mut k = 0; // first finding that ends after the current match starts
+    for m in ac.find_iter(text) {
+        while k < found.len() && found[k].end <= m.start() {
+            k += 1;
+        }
+        if k < found.len() && found[k].start < m.end() {
+            continue; // overlaps a finding, usually the very one it came from
+        }
+        extra.push(Finding { kind: values[m.pattern().as_usize()].1, start: m.start(), end: m.end() });
+    }
+    if extra.is_empty() {
+        return found;
+    }
+    let mut all = found;
+    all.extend(extra);
+    all.sort_unstable_by_key(|f| f.start);
+    all
+}
+
+/// Whether `f` starts or ends inside a run of token bytes.
+fn splits_run(t: &[u8], f: &Finding) -> bool {
+    let tok = |i: usize| shape::is_tok(t[i]);
+    (f.start > 0 && tok(f.start - 1) && tok(f.start)) || (f.end < t.len() && tok(f.end - 1) && tok(f.end))
+}
+
+/// Merges findings from a scan of the redacted text (`again`, in its
+/// offsets) into `found` (offsets in `text`).
+fn merge_rescan(text: &str, found: Vec<Finding>, again: &[Finding]) -> Vec<Finding> {
+    // Where each replacement sits in the redacted text, and what it replaced.
+    let mut spans = Vec::with_capacity(found.len()); // (out_start, out_end, start, end)
+    let mut out_pos = 0;
+    let mut last = 0;
+    for f in &found {
+        let out_start = out_pos + (f.start - last);
+        let out_end = out_start + "[REDACTED:]".len() + f.kind.len();
+        spans.push((out_start, out_end, f.start, f.end));
+        out_pos = out_end;
+        last = f.end;
+    }
+    // An offset in the redacted text, as an offset in `text`: inside a
+    // replacement it widens to the replaced range.
+    let map = |p: usize, is_end: bool| -> usize {
+        let k = spans.partition_point(|&(os, _, _, _)| if is_end { os < p } else { os <= p });
+        let Some(&(_, oe, ts, te)) = k.checked_sub(1).map(|k| &spans[k]) else {
+            return p;
+        };
+        match (is_end, p) {
+            (false, p) if p < oe => ts,
+            (true, p) if p <= oe => te,
+            _ => te + (p - oe),
+        }
+    };
+    let mut all = found;
+    for f in again {
+        let start = map(f.start, false);
+        let end = map(f.end, true).max(start + 1).min(text.len());
+        all.push(Finding { kind: f.kind, start, end });
+    }
+    all.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end)));
+    let mut merged: Vec<Finding> = Vec::with_capacity(all.len());
+    for f in all {
+        match merged.last_mut() {
+            Some(last) if f.start < last.end => last.end = last.end.max(f.end),
+            _ => merged.push(f),
+        }
+    }
+    merged
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn redacted(text: &str) -> String {
+        redact_text(text).into_owned()
+    }
+
     #[test]
     fn github_token_is_redacted() {
-        let text = "export GH=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB done";
+        let text = "export GH=ghp_FAKE456789abcdefghijklmnopqrstuvwxyzAB done";
         assert_eq!(redact_text(text), "export GH=[REDACTED:github-token] done");
     }
 
     #[test]
     fn near_misses_pass_through_borrowed() {
-        for text in ["ghp_short", "task-force", "sk-learn is a library", "AKIA"] {
+        for text in [
+            "ghp_short",
+            "task-force",
+            "sk-learn is a library",
+            "AKIA",
+            "commit 3f2a9c1e8b7d6f5a4e3d2c1b0a9f8e7d6c5b4a39",
+            "id 8d3e4f5a-1b2c-4d5e-8f9a-0b1c2d3e4f5a",
+            "\"integrity\": \"sha512-FAKEq8ZK2mVx0pLr7TyN4bWsFAKEq8ZK2mVx0pLr7TyN4bWs+/==\"",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKE me@host",
+            "channel 1234567890123456789",
+            "token: <your-token>",
+            "GITHUB_TOKEN=${GITHUB_TOKEN}",
+            "password: changeme",
+            "api_key = \"xxxxxxxxxxxxxxxx\"",
+            "-----BEGIN PUBLIC KEY-----\nMIIBFAKE\n-----END PUBLIC KEY-----",
+        ] {
             assert!(matches!(redact_text(text), Cow::Borrowed(_)), "{text}");
         }
     }
 
     #[test]
     fn redaction_is_idempotent() {
-        let once = redact_text("a sk-ant-abcdefghijklmnopqrstuvwxyz0123456789 b").into_owned();
-        assert_eq!(redact_text(&once), once);
+        let once = redacted("a sk-ant-FAKEefghijklmnopqrstuvwxyz0123456789 b password=hunter22");
+        assert_eq!(redacted(&once), once);
+    }
+
+    #[test]
+    fn private_key_block_is_redacted_whole() {
+        let text = "key:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAFAKE\nAAAAFAKE==\n-----END OPENSSH PRIVATE KEY-----\ndone";
+        assert_eq!(redacted(text), "key:\n[REDACTED:private-key]\ndone");
+        let truncated = "-----BEGIN RSA PRIVATE KEY-----\nMIIEFAKEpAIBAAKCAQEA\nFAKEFAKE";
+        assert_eq!(redacted(truncated), "[REDACTED:private-key]");
+    }
+
+    #[test]
+    fn url_password_is_redacted() {
+        assert_eq!(
+            redacted("postgres://app:FAKEs3cret@db:5432/app"),
+            "postgres://app:[REDACTED:url-password]@db:5432/app"
+        );
+        assert_eq!(
+            redacted("https://oauth2:glpat-FAKE0123456789abcdefgh@gitlab.com/x.git"),
+            "https://oauth2:[REDACTED:gitlab-token]@gitlab.com/x.git"
+        );
+        assert_eq!(redacted("http://localhost:8080/a@b"), "http://localhost:8080/a@b");
+    }
+
+    #[test]
+    fn authorization_headers_keep_their_scheme() {
+        assert_eq!(
+            redacted("curl -H 'Authorization: Bearer FAKEabc123def456ghi789' x"),
+            "curl -H 'Authorization: Bearer [REDACTED:authorization]' x"
+        );
+        assert_eq!(
+            redacted("Authorization: Basic dXNlcjpGQUtFcGFzcw=="),
+            "Authorization: Basic [REDACTED:authorization]"
+        );
+    }
+
+    #[test]
+    fn webhooks_keep_their_id() {
+        let token = "FAKE_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX-yz";
+        let text = format!("https://discord.com/api/webhooks/123456789012345678/{token}");
+        assert_eq!(redacted(&text), "https://discord.com/api/webhooks/123456789012345678/[REDACTED:discord-webhook]");
+    }
+
+    #[test]
+    fn found_secrets_are_redacted_where_they_repeat() {
+        let r = redact_with_report("DB_PASSWORD=FAKEpw9x7\nconnecting with FAKEpw9x7");
+        assert_eq!(r.text, "DB_PASSWORD=[REDACTED:password]\nconnecting with [REDACTED:password]");
+        assert_eq!(r.report.count, 2);
+    }
+
+    #[test]
+    fn findings_are_ordered_and_disjoint() {
+        let text = "a=1 token=FAKEq8ZK2mVx0pLr7TyN x FAKEq8ZK2mVx0pLr7TyN ghp_FAKE0123456789abcdefghijklmnopqrstuv";
+        let f = find_secrets(text);
+        assert_eq!(f.len(), 3);
+        assert!(f.windows(2).all(|w| w[0].end <= w[1].start));
+    }
+
+    #[test]
+    fn conservative_mode_catches_unlabelled_tokens() {
+        let text = "blob q8ZK2mVx0pLr7TyN4bWs0Ft9Lc3 end";
+        assert!(find_secrets(text).is_empty());
+        let f = Redactor::conservative().find(text);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind, "high-entropy");
+    }
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Finding>();
+        assert_send_sync::<Redactor>();
+        assert_send_sync::<RedactionReport>();
+        assert_send_sync::<Redacted<'static>>();
     }
 }
