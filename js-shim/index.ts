@@ -11,12 +11,20 @@ const NOTIFY_DEADLINE_MS = 8000;
 
 type ToolDefinition = { name: string; label: string; description: string; parameters: Record<string, unknown> };
 
-function sessionOf(ctx: ExtensionContext): { id: string; cwd: string } {
-	let id = "unknown";
+/** First prompt of each session in this process: it names the session's thread. */
+const firstPrompts = new Map<string, string>();
+
+function sessionId(ctx: ExtensionContext): string {
 	try {
-		id = ctx.sessionManager.getSessionId() ?? id;
-	} catch {}
-	return { id, cwd: ctx.cwd };
+		return ctx.sessionManager.getSessionId() ?? "unknown";
+	} catch {
+		return "unknown";
+	}
+}
+
+function sessionOf(ctx: ExtensionContext): { id: string; cwd: string; prompt?: string } {
+	const id = sessionId(ctx);
+	return { id, cwd: ctx.cwd, prompt: firstPrompts.get(id) };
 }
 
 async function notify(ctx: ExtensionContext, message: unknown): Promise<Outcome> {
@@ -63,6 +71,11 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 			},
 		});
 	}
+
+	pi.on("before_agent_start", (event, ctx) => {
+		const id = sessionId(ctx);
+		if (!firstPrompts.has(id) && typeof event.prompt === "string") firstPrompts.set(id, event.prompt);
+	});
 
 	pi.on("agent_end", async (event, ctx) => {
 		try {

@@ -75,6 +75,8 @@ pub struct Config {
     pub socket: PathBuf,
     /// Where the outbox and other durable state live.
     pub state_dir: PathBuf,
+    /// Whether each session gets its own thread (else everything goes to the home channel).
+    pub threads: bool,
 }
 
 /// Environment variable names, documented in the README's configuration table.
@@ -91,6 +93,8 @@ pub mod env {
     pub const SOCKET: &str = "OMP_DISCORD_SOCKET";
     /// The directory for durable state (the outbox).
     pub const STATE_DIR: &str = "OMP_DISCORD_STATE_DIR";
+    /// `0`/`false`/`off` posts every session into the home channel instead of a thread each.
+    pub const THREADS: &str = "OMP_DISCORD_THREADS";
     /// The log filter (tracing `EnvFilter` syntax).
     pub const LOG: &str = "OMP_DISCORD_LOG";
 }
@@ -115,7 +119,23 @@ impl Config {
             None => None,
         };
         let api = ApiBase::parse(var(env::API_URL).as_deref())?;
-        Ok(Self { token, home_channel, api, socket: default_socket_path()?, state_dir: default_state_dir()? })
+        Ok(Self {
+            token,
+            home_channel,
+            api,
+            socket: default_socket_path()?,
+            state_dir: default_state_dir()?,
+            threads: parse_switch(env::THREADS, var(env::THREADS).as_deref(), true)?,
+        })
+    }
+}
+
+fn parse_switch(name: &str, raw: Option<&str>, default: bool) -> anyhow::Result<bool> {
+    match raw.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(default),
+        Some("1" | "true" | "on" | "yes") => Ok(true),
+        Some("0" | "false" | "off" | "no") => Ok(false),
+        Some(other) => bail!("{name} must be on or off, not {other:?}"),
     }
 }
 
@@ -221,6 +241,7 @@ mod tests {
             api: ApiBase { proxy: None, plain_http: false },
             socket: PathBuf::from("/x"),
             state_dir: PathBuf::from("/y"),
+            threads: true,
         };
         let debug = format!("{config:?}");
         assert!(debug.contains("token: Some(<redacted>)") && !debug.contains("not-a-real-token"), "{debug}");
@@ -247,6 +268,14 @@ mod tests {
         assert!(err.contains("chmod 600") && !err.contains("fake-token"), "{err}");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(read_token_file(&path).unwrap().expose(), "fake-token");
+    }
+
+    #[test]
+    fn switches_read_on_and_off() {
+        assert!(parse_switch("X", None, true).unwrap());
+        assert!(!parse_switch("X", Some(" Off "), true).unwrap());
+        assert!(parse_switch("X", Some("1"), false).unwrap());
+        assert!(parse_switch("X", Some("maybe"), true).unwrap_err().to_string().contains("X must be on or off"));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID;
 use serde_json::{Value, json};
 
 use crate::util::{
-    Client, Plugin, Sidecar, TestDir, emulator, message_posts, omp_path, process_alive, repo, run_omp, sidecar_env,
-    wait_for,
+    Client, Plugin, Sidecar, TestDir, all_message_posts, emulator, message_posts, omp_path, process_alive, repo,
+    run_omp, sidecar_env, thread_starts, wait_for,
 };
 
 fn notify_then_answer() -> Value {
@@ -51,8 +51,16 @@ async fn model_calls_discord_notify_and_agent_end_reports_the_run() {
     let text = results[0]["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.starts_with("Posted to Discord"), "{text}");
 
+    // The session got a thread named after the project and the prompt.
+    let home = message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID);
+    assert_eq!(home.len(), 1, "only the session's starter in the home channel: {home:#?}");
+    let starts = thread_starts(&emulator);
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0]["body"]["name"], "project · tell Discord");
+    let thread = starts[0]["response"]["id"].as_str().unwrap().parse().unwrap();
+
     // agent_end is awaited before omp exits, so both posts are already there.
-    let posts = message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID);
+    let posts = message_posts(&emulator, thread);
     assert_eq!(posts.len(), 2, "{posts:#?}");
     let notify = &posts[0]["body"]["embeds"][0];
     assert_eq!(notify["title"], "CI");
@@ -76,7 +84,7 @@ async fn the_shim_starts_a_sidecar_when_none_answers() {
     let run = run_omp(&dir, &env, Plugin::Flag, &notify_then_answer(), "tell Discord").await;
     assert!(run.status.success(), "omp failed: {}", run.stderr);
     assert_eq!(run.tool_results("discord_notify")[0]["isError"], false);
-    assert_eq!(message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID).len(), 2);
+    assert_eq!(all_message_posts(&emulator).len(), 3, "starter, notification, run summary");
 
     // The sidecar outlives omp (it serves every session) until asked to stop.
     let mut client = Client::greeted(&dir.socket()).await;
@@ -139,6 +147,6 @@ async fn plugin_link_makes_every_omp_run_load_the_extension() {
     let run = run_omp(&dir, &env, Plugin::Linked, &notify_then_answer(), "tell Discord").await;
     assert!(run.status.success(), "omp failed: {}", run.stderr);
     assert_schema_from_core(&run.seen[0]);
-    assert_eq!(message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID).len(), 2);
+    assert_eq!(all_message_posts(&emulator).len(), 3, "starter, notification, run summary");
     sidecar.terminate().await;
 }

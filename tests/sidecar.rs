@@ -9,12 +9,16 @@ use omp_discord_core::protocol::{
 use omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID;
 use serde_json::json;
 
-use crate::util::{Client, Sidecar, TestDir, emulator, message_posts, sidecar_env};
+use crate::util::{Client, Sidecar, TestDir, all_message_posts, emulator, message_posts, sidecar_env, thread_starts};
 
 fn notify(id: &str, message: MessagePayload) -> ClientFrame {
     ClientFrame::Notify(NotifyRequest {
         id: id.into(),
-        session: SessionRef { id: "session-1".into(), cwd: Some("/work/demo".into()) },
+        session: SessionRef {
+            id: "session-1".into(),
+            cwd: Some("/work/demo".into()),
+            prompt: Some("fix the build".into()),
+        },
         message,
     })
 }
@@ -27,7 +31,7 @@ fn error_of(frame: ServerFrame) -> (Option<String>, ErrorCode, String) {
 }
 
 #[tokio::test]
-async fn notification_reaches_discord_and_returns_the_message_id() {
+async fn a_session_gets_its_thread_and_notifications_land_in_it() {
     let dir = TestDir::new();
     let emulator = emulator().await;
     let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
@@ -35,12 +39,21 @@ async fn notification_reaches_discord_and_returns_the_message_id() {
     let note = Notification { message: "build passed".into(), level: Level::Success, ..Default::default() };
     let (seq, answer) = client.notify(&notify("r1", build_notification(&note, "demo"))).await;
     assert!(seq.is_some(), "accepted before delivery");
-    let ServerFrame::Delivered { id, channel_id, message_id } = answer else { panic!("{answer:?}") };
-    assert_eq!((id.as_str(), channel_id), ("r1", DEFAULT_HOME_CHANNEL_ID.to_string()));
+    let ServerFrame::Delivered { id, channel_id: thread_id, message_id } = answer else { panic!("{answer:?}") };
+    assert_eq!(id, "r1");
 
-    let posts = message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID);
-    assert_eq!(posts.len(), 1, "exactly one POST: {posts:#?}");
-    let post = &posts[0];
+    // The home channel got the session's starter message, and the thread was started from it.
+    let home = message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID);
+    assert_eq!(home.len(), 1, "only the starter goes to the home channel: {home:#?}");
+    assert_eq!(home[0]["body"]["embeds"][0]["title"], "Session · demo");
+    let starts = thread_starts(&emulator);
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0]["body"]["name"], "demo · fix the build");
+    assert_eq!(starts[0]["response"]["id"], thread_id.as_str());
+
+    let in_thread = message_posts(&emulator, thread_id.parse().unwrap());
+    assert_eq!(in_thread.len(), 1, "exactly one POST: {in_thread:#?}");
+    let post = &in_thread[0];
     assert_eq!(post["status"], 200);
     assert_eq!(post["response"]["id"], message_id.as_str());
     assert_eq!(post["body"]["embeds"][0]["description"], "build passed");
@@ -50,6 +63,32 @@ async fn notification_reaches_discord_and_returns_the_message_id() {
     assert!(post["body"]["nonce"].is_string());
     // The token went to Discord, but the emulator never records it.
     assert!(!post["headers"].to_string().contains(omp_discord_emulator::DEFAULT_BOT_TOKEN));
+
+    // The same session keeps its thread, across connections and sidecar restarts.
+    drop(client);
+    drop(sidecar);
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let (_, again) = client.notify(&notify("r2", build_notification(&note, "demo"))).await;
+    let ServerFrame::Delivered { channel_id, .. } = again else { panic!("{again:?}") };
+    assert_eq!(channel_id, thread_id);
+    assert_eq!(thread_starts(&emulator).len(), 1, "no second thread");
+    assert_eq!(message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID).len(), 1, "no second starter");
+}
+
+#[tokio::test]
+async fn threads_off_posts_into_the_home_channel() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let mut env = sidecar_env(&dir, Some(&emulator));
+    env.push(("OMP_DISCORD_THREADS".into(), "off".into()));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let note = Notification { message: "plain".into(), ..Default::default() };
+    let (_, answer) = client.notify(&notify("r1", build_notification(&note, "demo"))).await;
+    let ServerFrame::Delivered { channel_id, .. } = answer else { panic!("{answer:?}") };
+    assert_eq!(channel_id, DEFAULT_HOME_CHANNEL_ID.to_string());
+    assert!(thread_starts(&emulator).is_empty());
 }
 
 #[tokio::test]
@@ -67,7 +106,8 @@ async fn secrets_and_mass_mentions_from_any_client_are_neutralised() {
     .unwrap();
     let (_, answer) = client.notify(&notify("r1", raw)).await;
     assert!(matches!(answer, ServerFrame::Delivered { .. }), "{answer:?}");
-    let body = &message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID)[0]["body"];
+    let posts = all_message_posts(&emulator);
+    let body = &posts.last().unwrap()["body"];
     let content = body["content"].as_str().unwrap();
     assert!(!content.contains(secret) && content.contains("[REDACTED:"), "{content}");
     assert!(!content.contains("@everyone"), "{content}");
@@ -154,17 +194,19 @@ async fn discord_rejections_carry_discords_message() {
     let (_, code, message) = error_of(answer);
     assert_eq!(code, ErrorCode::InvalidMessage);
     assert_eq!(message, "the embed 1 title is 300 characters long, but the max is 256");
-    assert_eq!(message_posts(&emulator, omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID).len(), 1);
+    assert_eq!(all_message_posts(&emulator).len(), 2, "starter and the one rejected post");
     drop(client);
     drop(sidecar);
 
-    // An unknown channel is Discord's 10003.
+    // An unknown home channel is Discord's 10003, reported for a new session's thread.
     env.retain(|(k, _)| k != "OMP_DISCORD_CHANNEL_ID");
     env.push(("OMP_DISCORD_CHANNEL_ID".into(), "42".into()));
     let sidecar = Sidecar::start(&dir, &env).await;
     let mut client = Client::greeted(&sidecar.socket).await;
     let note = build_notification(&Notification { message: "x".into(), ..Default::default() }, "p");
-    let (_, code, message) = error_of(client.notify(&notify("r3", note)).await.1);
+    let ClientFrame::Notify(mut request) = notify("r3", note) else { unreachable!() };
+    request.session.id = "session-2".into();
+    let (_, code, message) = error_of(client.notify(&ClientFrame::Notify(request)).await.1);
     assert_eq!(code, ErrorCode::DiscordRejected);
     assert!(message.contains("10003") && message.contains("Unknown Channel"), "{message}");
 }
@@ -200,6 +242,7 @@ async fn idle_sidecar_exits_by_itself() {
         .args(["serve", "--exit-when-idle", "1"])
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let status =

@@ -45,7 +45,7 @@ pub struct TestDir {
 impl TestDir {
     pub fn new() -> Self {
         let dir = tempfile::Builder::new().prefix("omd").tempdir_in("/tmp").expect("a temp dir");
-        for sub in ["home", "tmp", "run"] {
+        for sub in ["home", "tmp", "run", "project"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         Self { dir }
@@ -235,7 +235,7 @@ pub async fn run_omp(dir: &TestDir, env: &[(String, String)], plugin: Plugin, sc
     let mut command = tokio::process::Command::new(repo().join("node_modules/.bin/omp"));
     command
         .kill_on_drop(true)
-        .current_dir(dir.home())
+        .current_dir(dir.path().join("project"))
         .env_clear()
         .env("PATH", omp_path())
         .env("HOME", dir.home())
@@ -272,6 +272,26 @@ pub fn message_posts(emulator: &Emulator, channel: u64) -> Vec<Value> {
         .into_iter()
         .map(|r| serde_json::to_value(r).unwrap())
         .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with(&path)))
+        .collect()
+}
+
+/// Every recorded request that created a message, in order.
+pub fn all_message_posts(emulator: &Emulator) -> Vec<Value> {
+    emulator
+        .requests()
+        .into_iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/messages")))
+        .collect()
+}
+
+/// Recorded requests that started a thread from a message.
+pub fn thread_starts(emulator: &Emulator) -> Vec<Value> {
+    emulator
+        .requests()
+        .into_iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .filter(|r| r["method"] == "POST" && r["path"].as_str().is_some_and(|p| p.ends_with("/threads")))
         .collect()
 }
 

@@ -1,32 +1,37 @@
 //! Discord's REST API through twilight-http, with what twilight leaves to us:
-//! an overall deadline per send, a cap on retries, idempotent retries through
-//! `nonce` + `enforce_nonce`, and Discord's error explained in words.
+//! an overall deadline per request, a cap on retries, idempotent retries
+//! through `nonce` + `enforce_nonce`, and Discord's error explained in words.
 
+use std::future::Future;
 use std::time::Duration;
 
 use omp_discord_core::embed::MessagePayload;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use twilight_http::error::ErrorType;
 use twilight_http::request::Request;
+use twilight_http::response::{Response, ResponseFuture};
 use twilight_http::routing::Route;
-use twilight_model::channel::Message;
+use twilight_model::channel::{Channel, Message};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, MessageMarker};
 
 use crate::config::{ApiBase, Token};
 
-/// Attempts per send (the first plus retries) for 5xx answers and timeouts.
+/// Attempts per request (the first plus retries) for 5xx answers and timeouts.
 const MAX_ATTEMPTS: u32 = 4;
 /// Deadline of one HTTP attempt.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// First retry delay, doubled per retry.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Discord's code for "a thread has already been created for this message".
+pub const THREAD_ALREADY_CREATED: u64 = 160_004;
 
-/// Why a send failed.
+/// Why a request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     /// Discord refused the request; retrying would not help.
-    #[error("Discord refused the message (HTTP {status}, code {code}): {message}")]
+    #[error("Discord refused the request (HTTP {status}, code {code}): {message}")]
     Rejected {
         /// HTTP status.
         status: u16,
@@ -50,6 +55,16 @@ pub enum SendError {
     },
 }
 
+impl SendError {
+    /// Discord's error code, when Discord refused the request.
+    pub fn code(&self) -> Option<u64> {
+        match self {
+            Self::Rejected { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
 /// The sidecar's Discord REST client.
 #[derive(Debug)]
 pub struct Discord {
@@ -70,8 +85,8 @@ impl Discord {
         Self { client: builder.build() }
     }
 
-    /// Posts `payload` to `channel`. The nonce makes a retried post return the
-    /// first message instead of posting twice.
+    /// Posts `payload` to `channel` (a channel or a thread). The nonce makes a
+    /// retried post return the first message instead of posting twice.
     ///
     /// # Errors
     ///
@@ -87,32 +102,72 @@ impl Discord {
         body["enforce_nonce"] = Value::Bool(true);
         // Whatever the caller set, mentions never ping from here.
         body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+        // twilight's typed builder has no `enforce_nonce`; the raw request keeps its rate limiter.
+        let message: Message = self
+            .with_retries(|| {
+                let request = Request::builder(&Route::CreateMessage { channel_id: channel.get() })
+                    .json(&body)
+                    .build()
+                    .expect("a JSON value always serializes");
+                self.client.request::<Message>(request)
+            })
+            .await?;
+        Ok(message.id)
+    }
+
+    /// Starts a public thread from `message` in `channel`; returns the thread's id.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`]; code [`THREAD_ALREADY_CREATED`] when the message already has one.
+    pub async fn start_thread(
+        &self,
+        channel: Id<ChannelMarker>,
+        message: Id<MessageMarker>,
+        name: &str,
+    ) -> Result<Id<ChannelMarker>, SendError> {
+        let body = serde_json::json!({ "name": name, "auto_archive_duration": 1440 });
+        let thread: Channel = self
+            .with_retries(|| {
+                let route = Route::CreateThreadFromMessage { channel_id: channel.get(), message_id: message.get() };
+                let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
+                self.client.request::<Channel>(request)
+            })
+            .await?;
+        Ok(thread.id)
+    }
+
+    /// Runs one request with a deadline per attempt, retrying 5xx answers,
+    /// 429s that twilight gave up on, and network failures with backoff.
+    async fn with_retries<T, F>(&self, mut attempt: F) -> Result<T, SendError>
+    where
+        T: DeserializeOwned + Unpin + Send + 'static,
+        F: FnMut() -> ResponseFuture<T>,
+    {
         let mut backoff = FIRST_BACKOFF;
         let mut last = String::new();
-        for attempt in 1..=MAX_ATTEMPTS {
-            let request = Request::builder(&Route::CreateMessage { channel_id: channel.get() })
-                .json(&body)
-                .build()
-                .expect("a JSON value always serializes");
-            let outcome = tokio::time::timeout(ATTEMPT_TIMEOUT * 2, async {
-                let response = self.client.request::<Message>(request).await?;
-                response.model().await.map_err(|_| Failure::Retry("Discord's answer was not a message".to_owned()))
-            })
-            .await;
-            match outcome {
-                Ok(Ok(message)) => return Ok(message.id),
+        for n in 1..=MAX_ATTEMPTS {
+            match tokio::time::timeout(ATTEMPT_TIMEOUT * 2, model(attempt())).await {
+                Ok(Ok(value)) => return Ok(value),
                 Ok(Err(Failure::Fatal(err))) => return Err(err),
                 Ok(Err(Failure::Retry(reason))) => last = reason,
                 Err(_) => last = "the request timed out".to_owned(),
             }
-            tracing::warn!(attempt, channel_id = %channel, reason = %last, "send failed, will retry");
-            if attempt < MAX_ATTEMPTS {
+            tracing::warn!(attempt = n, reason = %last, "discord request failed, will retry");
+            if n < MAX_ATTEMPTS {
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
         }
         Err(SendError::Unavailable { attempts: MAX_ATTEMPTS, last })
     }
+}
+
+async fn model<T: DeserializeOwned + Unpin + Send + 'static>(
+    response: impl Future<Output = Result<Response<T>, twilight_http::Error>>,
+) -> Result<T, Failure> {
+    let response = response.await?;
+    response.model().await.map_err(|_| Failure::Retry("Discord's answer could not be read".to_owned()))
 }
 
 enum Failure {
@@ -161,9 +216,7 @@ pub fn describe_api_error(body: &[u8]) -> (u64, String) {
 }
 
 fn flatten_errors(node: &Value, path: &mut String, out: &mut Vec<String>) {
-    let Some(object) = node.as_object() else {
-        return;
-    };
+    let Some(object) = node.as_object() else { return };
     for (key, child) in object {
         if key == "_errors" {
             for error in child.as_array().into_iter().flatten() {

@@ -32,7 +32,19 @@ use tracing::Instrument;
 use twilight_model::id::Id;
 
 use crate::config::Config;
-use discord::{Discord, SendError};
+use discord::{Discord, SendError, THREAD_ALREADY_CREATED};
+use omp_discord_core::thread::{project_name, session_starter, thread_name};
+use twilight_model::id::marker::ChannelMarker;
+
+/// Outbox destinations: a session (its thread) or a plain channel.
+const SESSION_PREFIX: &str = "session:";
+const CHANNEL_PREFIX: &str = "channel:";
+/// Discord's "Unknown Channel" error code.
+const UNKNOWN_CHANNEL: u64 = 10_003;
+
+fn parse_id<T>(raw: &str) -> Option<Id<T>> {
+    raw.parse().ok().and_then(Id::new_checked)
+}
 use outbox::{Outbox, OutboxError, Pending};
 
 /// How long a destination rests after Discord was unreachable, doubling up to the max.
@@ -103,6 +115,18 @@ impl Sidecar {
             "failed": self.failed.load(Ordering::SeqCst),
             "last_error": self.last_error.lock().await.clone(),
             "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
+            "threads": self.config.threads,
+            "sessions": self.with_outbox(|outbox| outbox.recent_sessions(20)).ok().map(|sessions| {
+                sessions
+                    .into_iter()
+                    .map(|s| serde_json::json!({
+                        "session_id": s.session_id,
+                        "project": project_name(s.cwd.as_deref()),
+                        "host": s.host,
+                        "thread_id": s.thread_id,
+                    }))
+                    .collect::<Vec<_>>()
+            }),
         })
     }
 
@@ -113,7 +137,7 @@ impl Sidecar {
 
     /// Journals a notification, tells the client it is accepted, then waits
     /// for the delivery loop to report the outcome.
-    async fn notify(&self, request: NotifyRequest, tx: &mpsc::Sender<ServerFrame>) -> ServerFrame {
+    async fn notify(&self, request: NotifyRequest, host: &str, tx: &mpsc::Sender<ServerFrame>) -> ServerFrame {
         let id = request.id.clone();
         let error = |code, message: String| ServerFrame::Error { id: Some(id.clone()), code, message };
         let (Some(_), Some(channel)) = (&self.discord, self.config.home_channel) else {
@@ -133,9 +157,18 @@ impl Sidecar {
         let body = serde_json::to_string(&payload).expect("payloads serialize");
         let nonce = fresh_nonce(&request.session.id, &id).to_string();
         let (done, outcome) = oneshot::channel();
+        let session = &request.session;
+        let destination = if self.config.threads {
+            format!("{SESSION_PREFIX}{}", session.id)
+        } else {
+            format!("{CHANNEL_PREFIX}{channel}")
+        };
         let journaled = self.with_outbox(|outbox| {
-            let seq =
-                outbox.enqueue(&format!("channel:{channel}"), &request.session.id, &id, &body, &nonce, now_ms())?;
+            let now = now_ms();
+            let starter_nonce = fresh_nonce(&session.id, "starter").to_string();
+            let prompt = session.prompt.as_deref();
+            outbox.touch_session(&session.id, session.cwd.as_deref(), prompt, host, &starter_nonce, now)?;
+            let seq = outbox.enqueue(&destination, &session.id, &id, &body, &nonce, now)?;
             // Registered under the same lock, so the delivery loop cannot finish first unseen.
             self.waiters.lock().expect("waiters lock").insert(seq, done);
             Ok(seq)
@@ -171,11 +204,49 @@ impl Sidecar {
         }
     }
 
+    /// The thread of `session_id`, opening it (starter message in the home
+    /// channel, then a thread from it) when it does not exist yet. Each step is
+    /// recorded, so a crash in between resumes instead of opening a second one.
+    async fn ensure_thread(&self, discord: &Discord, session_id: &str) -> Result<Id<ChannelMarker>, SendError> {
+        let home = self.config.home_channel.expect("notify refuses requests without a home channel");
+        let record = |err: OutboxError| SendError::Unavailable { attempts: 0, last: err.to_string() };
+        let session = self.with_outbox(|o| o.session(session_id)).map_err(record)?;
+        let Some(session) = session else {
+            return Err(SendError::Unavailable { attempts: 0, last: "the session record is missing".into() });
+        };
+        if let Some(thread) = session.thread_id.as_deref().and_then(parse_id) {
+            return Ok(thread);
+        }
+        let starter = match session.starter_message_id.as_deref().and_then(parse_id) {
+            Some(starter) => starter,
+            None => {
+                let payload =
+                    session_starter(session_id, session.cwd.as_deref(), session.prompt.as_deref(), &session.host);
+                let nonce = session.starter_nonce.parse().unwrap_or_default();
+                let starter = discord.create_message(home, &payload, nonce).await?;
+                self.with_outbox(|o| o.set_starter(session_id, &starter.to_string())).map_err(record)?;
+                starter
+            }
+        };
+        let name = thread_name(&project_name(session.cwd.as_deref()), session.prompt.as_deref());
+        let thread = match discord.start_thread(home, starter, &name).await {
+            Ok(thread) => thread,
+            // Created before a crash: a thread started from a message has the message's id.
+            Err(err) if err.code() == Some(THREAD_ALREADY_CREATED) => starter.cast(),
+            Err(err) => return Err(err),
+        };
+        self.with_outbox(|o| o.set_thread(session_id, &thread.to_string())).map_err(record)?;
+        tracing::info!(session_id, thread_id = %thread, "thread created");
+        Ok(thread)
+    }
+
     /// Sends one pending row; returns whether the destination may go on.
     async fn deliver_one(&self, discord: &Discord, row: Pending) -> bool {
-        let Some(channel) =
-            row.destination.strip_prefix("channel:").and_then(|id| id.parse().ok()).and_then(Id::new_checked)
-        else {
+        let target = if let Some(session_id) = row.destination.strip_prefix(SESSION_PREFIX) {
+            self.ensure_thread(discord, session_id).await
+        } else if let Some(channel) = row.destination.strip_prefix(CHANNEL_PREFIX).and_then(parse_id) {
+            Ok(channel)
+        } else {
             let _ = self.with_outbox(|o| o.mark_failed(row.seq, "unknown destination", now_ms()));
             return true;
         };
@@ -193,8 +264,22 @@ impl Sidecar {
             return false;
         }
         let request_id = Some(row.request_id.clone());
-        match discord.create_message(channel, &payload, nonce).await {
-            Ok(message_id) => {
+        let sent = match target {
+            Ok(channel) => match discord.create_message(channel, &payload, nonce).await {
+                Err(err) if err.code() == Some(UNKNOWN_CHANNEL) && row.destination.starts_with(SESSION_PREFIX) => {
+                    // Someone deleted the session's thread: open a new one on the next attempt.
+                    let session_id = &row.destination[SESSION_PREFIX.len()..];
+                    let nonce = fresh_nonce(session_id, "starter").to_string();
+                    let _ = self.with_outbox(|o| o.reset_thread(session_id, &nonce));
+                    tracing::warn!(session_id, "the session's thread is gone; opening a new one");
+                    return false;
+                }
+                sent => sent.map(|id| (channel, id)),
+            },
+            Err(err) => Err(err),
+        };
+        match sent {
+            Ok((channel, message_id)) => {
                 if let Err(err) = self.with_outbox(|o| o.mark_delivered(row.seq, &message_id.to_string(), now_ms())) {
                     // Sent but not recorded: the retry reuses the nonce, so Discord will not post twice.
                     tracing::error!(error = %err, "cannot record a delivery");
@@ -212,7 +297,7 @@ impl Sidecar {
             }
             Err(SendError::Rejected { status, code, message }) => {
                 let text = SendError::Rejected { status, code, message }.to_string();
-                tracing::warn!(seq = row.seq, channel_id = %channel, status, code, "discord refused a message");
+                tracing::warn!(seq = row.seq, destination = %row.destination, status, code, "discord refused a message");
                 let _ = self.with_outbox(|o| o.mark_failed(row.seq, &text, now_ms()));
                 self.failed.fetch_add(1, Ordering::SeqCst);
                 *self.last_error.lock().await = Some(text.clone());
@@ -225,7 +310,7 @@ impl Sidecar {
             Err(err) => {
                 // Unreachable or unauthorized: keep the row (and everything behind it) and rest.
                 let text = format!("{err}; the message stays queued and will be retried");
-                tracing::warn!(seq = row.seq, channel_id = %channel, error = %err, "delivery postponed");
+                tracing::warn!(seq = row.seq, destination = %row.destination, error = %err, "delivery postponed");
                 *self.last_error.lock().await = Some(err.to_string());
                 self.report(
                     row.seq,
@@ -384,6 +469,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
         }
     });
     let mut greeted = false;
+    let mut host = String::new();
     loop {
         let line = tokio::select! {
             () = sidecar.shutdown.cancelled() => break,
@@ -418,6 +504,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
             match frame {
                 ClientFrame::Hello(hello) if hello.protocol == PROTOCOL_VERSION => {
                     greeted = true;
+                    host.clone_from(&hello.host);
                     tracing::debug!(client = %hello.client, pid = hello.pid, host = %hello.host, "client connected");
                     let welcome = ServerFrame::Welcome {
                         protocol: PROTOCOL_VERSION,
@@ -444,6 +531,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
         }
         let sidecar = sidecar.clone();
         let tx = tx.clone();
+        let host = host.clone();
         sidecar.in_flight.fetch_add(1, Ordering::SeqCst);
         tasks.spawn(async move {
             let reply = match frame {
@@ -452,7 +540,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                     code: ErrorCode::MalformedFrame,
                     message: "hello was already sent on this connection".to_owned(),
                 },
-                ClientFrame::Notify(request) => sidecar.notify(request, &tx).await,
+                ClientFrame::Notify(request) => sidecar.notify(request, &host, &tx).await,
                 ClientFrame::Status { id } => ServerFrame::Status { id, status: sidecar.status().await },
                 ClientFrame::Shutdown { id } => {
                     tracing::info!("shutdown requested over the socket");

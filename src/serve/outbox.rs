@@ -16,10 +16,11 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// One migration per schema version, applied in order inside a transaction.
-const MIGRATIONS: &[&str] = &["CREATE TABLE outbox (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE outbox (
         seq          INTEGER PRIMARY KEY AUTOINCREMENT,
         destination  TEXT    NOT NULL,
         session_id   TEXT    NOT NULL,
@@ -33,7 +34,20 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE outbox (
         message_id   TEXT,
         last_error   TEXT
     );
-    CREATE INDEX outbox_pending ON outbox (destination, seq) WHERE state = 'pending';"];
+    CREATE INDEX outbox_pending ON outbox (destination, seq) WHERE state = 'pending';",
+    // Each OMP session's thread, so a resumed session returns to it.
+    "CREATE TABLE sessions (
+        session_id          TEXT    PRIMARY KEY,
+        cwd                 TEXT,
+        prompt              TEXT,
+        host                TEXT    NOT NULL DEFAULT '',
+        starter_nonce       TEXT    NOT NULL,
+        starter_message_id  TEXT,
+        thread_id           TEXT,
+        created_ms          INTEGER NOT NULL,
+        last_seen_ms        INTEGER NOT NULL
+    );",
+];
 
 /// Why the outbox failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +80,25 @@ pub struct Pending {
     pub nonce: String,
     /// Attempts made so far.
     pub attempts: i64,
+}
+
+/// A session and its thread, as far as it exists yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionThread {
+    /// OMP's session id.
+    pub session_id: String,
+    /// Its working directory.
+    pub cwd: Option<String>,
+    /// Its first prompt.
+    pub prompt: Option<String>,
+    /// The machine it runs on.
+    pub host: String,
+    /// Nonce of the message that opens the thread.
+    pub starter_nonce: String,
+    /// That message, once posted.
+    pub starter_message_id: Option<String>,
+    /// The thread, once created.
+    pub thread_id: Option<String>,
 }
 
 /// Counts for `status`.
@@ -209,6 +242,109 @@ impl Outbox {
         Ok(self.conn.execute("DELETE FROM outbox WHERE state != 'pending' AND finished_ms < ?1", [before_ms])?)
     }
 
+    /// Records a session the first time it is seen; later calls fill in a
+    /// missing first prompt and refresh its last-seen time.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn touch_session(
+        &mut self,
+        session_id: &str,
+        cwd: Option<&str>,
+        prompt: Option<&str>,
+        host: &str,
+        starter_nonce: &str,
+        now_ms: i64,
+    ) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "INSERT INTO sessions (session_id, cwd, prompt, host, starter_nonce, created_ms, last_seen_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (session_id) DO UPDATE SET
+                 prompt = COALESCE(sessions.prompt, excluded.prompt),
+                 cwd = COALESCE(sessions.cwd, excluded.cwd),
+                 last_seen_ms = excluded.last_seen_ms",
+            params![session_id, cwd, prompt, host, starter_nonce, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// A session's thread record.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn session(&self, session_id: &str) -> Result<Option<SessionThread>, OutboxError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT session_id, cwd, prompt, host, starter_nonce, starter_message_id, thread_id
+             FROM sessions WHERE session_id = ?1",
+        )?;
+        let mut rows = statement.query_map([session_id], |row| {
+            Ok(SessionThread {
+                session_id: row.get(0)?,
+                cwd: row.get(1)?,
+                prompt: row.get(2)?,
+                host: row.get(3)?,
+                starter_nonce: row.get(4)?,
+                starter_message_id: row.get(5)?,
+                thread_id: row.get(6)?,
+            })
+        })?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// Records the message that opens a session's thread.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn set_starter(&mut self, session_id: &str, message_id: &str) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "UPDATE sessions SET starter_message_id = ?2 WHERE session_id = ?1",
+            params![session_id, message_id],
+        )?;
+        Ok(())
+    }
+
+    /// Records a session's thread.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn set_thread(&mut self, session_id: &str, thread_id: &str) -> Result<(), OutboxError> {
+        self.conn
+            .execute("UPDATE sessions SET thread_id = ?2 WHERE session_id = ?1", params![session_id, thread_id])?;
+        Ok(())
+    }
+
+    /// Forgets a session's thread (it was deleted in Discord) so the next
+    /// message opens a new one, with a new starter nonce.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn reset_thread(&mut self, session_id: &str, starter_nonce: &str) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "UPDATE sessions SET thread_id = NULL, starter_message_id = NULL, starter_nonce = ?2 WHERE session_id = ?1",
+            params![session_id, starter_nonce],
+        )?;
+        Ok(())
+    }
+
+    /// Sessions and their threads, most recently seen first, for `status`.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn recent_sessions(&self, limit: usize) -> Result<Vec<SessionThread>, OutboxError> {
+        let mut statement =
+            self.conn.prepare_cached("SELECT session_id FROM sessions ORDER BY last_seen_ms DESC LIMIT ?1")?;
+        let ids: Vec<String> = statement
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(ids.iter().filter_map(|id| self.session(id).transpose()).collect::<Result<_, _>>()?)
+    }
+
     /// Counts for `status`.
     ///
     /// # Errors
@@ -285,12 +421,47 @@ mod tests {
     }
 
     #[test]
+    fn sessions_keep_their_thread_and_first_prompt() {
+        let (_dir, mut outbox) = open();
+        outbox.touch_session("s", Some("/w/api"), None, "box", "n1", 1).unwrap();
+        outbox.touch_session("s", None, Some("fix it"), "box", "n2", 2).unwrap();
+        outbox.touch_session("s", None, Some("later prompt"), "box", "n3", 3).unwrap();
+        let session = outbox.session("s").unwrap().unwrap();
+        assert_eq!(session.cwd.as_deref(), Some("/w/api"));
+        assert_eq!(session.prompt.as_deref(), Some("fix it"));
+        assert_eq!(session.starter_nonce, "n1", "the first nonce is kept for retries");
+        outbox.set_starter("s", "100").unwrap();
+        outbox.set_thread("s", "100").unwrap();
+        assert_eq!(outbox.session("s").unwrap().unwrap().thread_id.as_deref(), Some("100"));
+        outbox.reset_thread("s", "n9").unwrap();
+        let session = outbox.session("s").unwrap().unwrap();
+        assert_eq!((session.thread_id, session.starter_message_id, session.starter_nonce.as_str()), (None, None, "n9"));
+        assert_eq!(outbox.recent_sessions(5).unwrap().len(), 1);
+        assert!(outbox.session("unknown").unwrap().is_none());
+    }
+
+    #[test]
+    fn version_one_files_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let mut outbox = Outbox::open(&path).unwrap();
+        outbox.touch_session("s", None, None, "", "n", 0).unwrap();
+        let version: i64 = outbox.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.sqlite3");
         Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
         let err = Outbox::open(&path).unwrap_err();
-        assert!(matches!(err, OutboxError::TooNew { found: 99, supported: 1 }), "{err}");
+        assert!(matches!(err, OutboxError::TooNew { found: 99, supported: SCHEMA_VERSION }), "{err}");
     }
 
     #[test]

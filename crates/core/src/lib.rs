@@ -12,6 +12,7 @@
 //! - [`embed`]: Discord's limits as constants, embed builders, payload validation.
 //! - [`redact`]: secret detection and replacement for everything bound for Discord.
 //! - [`schema`]: JSON Schemas of the tools the model sees.
+//! - [`thread`]: a session's thread: its name and starter message.
 //! - [`paths`]: where the sidecar's socket lives.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
 
@@ -21,3 +22,4 @@ pub mod paths;
 pub mod protocol;
 pub mod redact;
 pub mod schema;
+pub mod thread;

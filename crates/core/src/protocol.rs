@@ -72,6 +72,9 @@ pub struct SessionRef {
     /// The session's working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cwd: Option<String>,
+    /// The session's first prompt, when known: it names the session's thread.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
 }
 
 /// A request to post one message.
