@@ -174,6 +174,11 @@ impl EmulatorState {
         result
     }
 
+    /// The token of an interaction, as the bot received it in INTERACTION_CREATE.
+    pub fn interaction_token(&self, interaction_id: u64) -> Option<String> {
+        self.world().interactions.get(&interaction_id).map(|i| i.token.clone())
+    }
+
     /// Injects faults, exactly as `POST /_emulator/faults` with this body does (see the
     /// README), e.g. `{"gateway": {"action": "drop"}}` or `{"http": {"status": 503, "count": 2}}`.
     /// Returns `{"connections": N}`, the number of gateway connections a gateway fault reached.

@@ -3,6 +3,7 @@
 
 mod control;
 mod gateway;
+mod interactions;
 mod resources;
 mod rest;
 mod support;

@@ -305,3 +305,33 @@ async fn guild_routes() {
     assert_eq!(call(&state, "GET", "/api/v10/guilds/1", None).await.body["code"], 10004);
     assert_eq!(call(&state, "GET", "/api/v10/nope", None).await.status, 404);
 }
+
+#[tokio::test]
+async fn multipart_uploads_become_attachments_and_are_recorded() {
+    use axum::body::{Body, to_bytes};
+    use tower::ServiceExt;
+    let state = unlimited();
+    let boundary = "XyZ";
+    let body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"payload_json\"\r\nContent-Type: application/json\r\n\r\n{}\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"log.txt\"\r\nContent-Type: text/plain\r\n\r\nhello file\r\n\
+         --{boundary}--\r\n",
+        json!({"content": "see attached", "attachments": [{"id": 0, "description": "the log"}]})
+    );
+    let request = axum::http::Request::post(format!("/api/v10/channels/{DEFAULT_HOME_CHANNEL_ID}/messages"))
+        .header("authorization", format!("Bot {DEFAULT_BOT_TOKEN}"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(Body::from(body))
+        .unwrap();
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let message: Value = serde_json::from_slice(&to_bytes(response.into_body(), usize::MAX).await.unwrap()).unwrap();
+    assert_eq!(message["content"], "see attached");
+    let attachment = &message["attachments"][0];
+    assert_eq!(attachment["filename"], "log.txt");
+    assert_eq!(attachment["size"], 10);
+    assert_eq!(attachment["description"], "the log");
+    let recorded = &state.requests()[0];
+    assert_eq!(recorded.body["payload_json"]["content"], "see attached");
+    assert_eq!(recorded.body["files"][0]["filename"], "log.txt");
+}
