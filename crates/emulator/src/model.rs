@@ -28,6 +28,8 @@ impl User {
             "accent_color": null,
             "public_flags": 0,
             "flags": 0,
+            "primary_guild": null,
+            "collectibles": null,
         });
         if self.bot {
             user["bot"] = json!(true);
@@ -115,6 +117,12 @@ impl Guild {
             "name": self.name,
             "icon": null,
             "icon_hash": null,
+            "home_header": null,
+            "region": "deprecated",
+            "widget_channel_id": null,
+            "max_presences": null,
+            "nsfw": false,
+            "incidents_data": null,
             "splash": null,
             "discovery_splash": null,
             "owner_id": self.owner_id.to_string(),
@@ -350,6 +358,7 @@ impl Message {
                 "global_name": null,
                 "public_flags": 0,
                 "flags": 0,
+                "primary_guild": null,
             }),
         };
         let mut message = json!({

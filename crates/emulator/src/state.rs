@@ -655,7 +655,7 @@ impl World {
             mention_roles,
             attachments,
             embeds,
-            components: body["components"].as_array().cloned().unwrap_or_default(),
+            components: body["components"].as_array().map(|c| number_components(c)).unwrap_or_default(),
             pinned: false,
             kind: if let Some(kind) = kind {
                 kind
@@ -757,7 +757,7 @@ impl World {
             message.embeds.clear();
         }
         if let Some(components) = body["components"].as_array() {
-            message.components.clone_from(components);
+            message.components = number_components(components);
         } else if body.get("components").is_some_and(Value::is_null) {
             message.components.clear();
         }
@@ -949,6 +949,32 @@ pub(crate) fn thread_member_json(thread_id: u64, user_id: u64, joined_ms: u64) -
         "join_timestamp": crate::snowflake::iso8601(joined_ms),
         "flags": 1,
     })
+}
+
+/// Discord numbers every component of a message (`id`, in tree order) unless given one.
+fn number_components(components: &[Value]) -> Vec<Value> {
+    fn walk(component: &mut Value, next: &mut u64) {
+        if let Some(object) = component.as_object_mut() {
+            if !object.contains_key("id") {
+                object.insert("id".into(), json!(*next));
+            }
+            *next += 1;
+            if let Some(children) = object.get_mut("components").and_then(Value::as_array_mut) {
+                for child in children {
+                    walk(child, next);
+                }
+            }
+            if let Some(accessory) = object.get_mut("accessory") {
+                walk(accessory, next);
+            }
+        }
+    }
+    let mut next = 1;
+    let mut numbered = components.to_vec();
+    for component in &mut numbered {
+        walk(component, &mut next);
+    }
+    numbered
 }
 
 /// Discord fills in `type: "rich"` and drops nulls; keep what was sent otherwise.

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 
@@ -132,7 +133,8 @@ fn overwrite(state: &EmulatorState, guild: Option<u64>, body: &Value) -> Result<
     Ok(list(&world, guild))
 }
 
-fn create(state: &EmulatorState, guild: Option<u64>, body: &Value) -> Result<Value, ApiError> {
+/// Creates or replaces a command by name: 201 when new, 200 when it existed.
+fn create(state: &EmulatorState, guild: Option<u64>, body: &Value) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut errors = FormErrors::default();
     validate_command(&mut errors, &[], body);
     errors.into_result()?;
@@ -142,7 +144,8 @@ fn create(state: &EmulatorState, guild: Option<u64>, body: &Value) -> Result<Val
     let id = existing.unwrap_or_else(|| state.next_id());
     let json = normalize(&world, id, guild, body);
     world.commands.insert(id, (guild, json.clone()));
-    Ok(json)
+    let status = if existing.is_some() { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(json)))
 }
 
 fn find(world: &World, guild: Option<u64>, command_id: &str) -> Result<u64, ApiError> {
@@ -190,9 +193,9 @@ pub(super) async fn create_global(
     State(state): State<EmulatorState>,
     Path(app): Path<String>,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     check_application(&state.world(), &app)?;
-    create(&state, None, &body).map(Json)
+    create(&state, None, &body)
 }
 
 pub(super) async fn get_global(
@@ -252,13 +255,13 @@ pub(super) async fn create_guild(
     State(state): State<EmulatorState>,
     Path((app, guild)): Path<(String, String)>,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let guild = {
         let world = state.world();
         check_application(&world, &app)?;
         check_guild(&world, &guild)?
     };
-    create(&state, Some(guild), &body).map(Json)
+    create(&state, Some(guild), &body)
 }
 
 pub(super) async fn get_guild(

@@ -88,7 +88,7 @@ pub(super) async fn start_without_message(
         thread["member"] = thread_member_json(id, bot, now_ms());
         drop(world);
         state.touch();
-        return Ok(respond(thread, body.recorded));
+        return Ok(created(respond(thread, body.recorded)));
     }
     if !matches!(parent.kind, 0 | 5) {
         return Err(ApiError::wrong_channel_type());
@@ -129,14 +129,20 @@ pub(super) async fn start_without_message(
     thread["member"] = thread_member_json(id, bot, now_ms());
     drop(world);
     state.touch();
-    Ok(respond(thread, None))
+    Ok(created(respond(thread, None)))
+}
+
+/// Thread creation answers 201 Created.
+fn created(mut response: Response) -> Response {
+    *response.status_mut() = axum::http::StatusCode::CREATED;
+    response
 }
 
 pub(super) async fn start_from_message(
     State(state): State<EmulatorState>,
     Path((channel_id, message_id)): Path<(String, String)>,
     JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut world = state.world();
     let channel_id = visible(&world, &channel_id)?;
     let parent = world.channels[&channel_id].clone();
@@ -174,7 +180,7 @@ pub(super) async fn start_from_message(
     thread["member"] = thread_member_json(message_id, bot, now_ms());
     drop(world);
     state.touch();
-    Ok(Json(thread))
+    Ok(created(respond(thread, None)))
 }
 
 pub(super) async fn modify_channel(

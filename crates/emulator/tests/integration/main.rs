@@ -6,5 +6,6 @@ mod gateway;
 mod interactions;
 mod resources;
 mod rest;
+mod spec;
 mod support;
 mod twilight;

@@ -283,6 +283,11 @@ async fn commands_bulk_overwrite_keeps_ids_and_validates() {
     assert_eq!(call(&state, "GET", &global, None).await.body.as_array().unwrap().len(), 2);
     let bad = call(&state, "PUT", &global, Some(json!([{"name": "Bad Name", "description": "x"}]))).await;
     assert_eq!(bad.body["code"], 50035);
+    let created = call(&state, "POST", &global, Some(json!({"name": "new", "description": "x"}))).await;
+    assert_eq!(created.status, 201);
+    let replaced = call(&state, "POST", &global, Some(json!({"name": "new", "description": "y"}))).await;
+    assert_eq!((replaced.status.as_u16(), replaced.body["id"].clone()), (200, created.body["id"].clone()));
+    call(&state, "DELETE", &format!("{global}/{}", created.body["id"].as_str().unwrap()), None).await;
     let guild = format!("/api/v10/applications/{DEFAULT_APPLICATION_ID}/guilds/{DEFAULT_GUILD_ID}/commands");
     let guild_cmds = call(&state, "PUT", &guild, Some(json!([{"name": "local", "description": "x"}]))).await.body;
     assert_eq!(guild_cmds[0]["guild_id"], DEFAULT_GUILD_ID.to_string());
