@@ -59,7 +59,7 @@ mod shape;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Serialize;
 
 /// One secret found in a text, as a byte range.
@@ -138,13 +138,55 @@ impl Redactor {
             if !found.iter().any(|f| splits_run(text.as_bytes(), f)) {
                 break;
             }
-            let again = self.find_once(&replace(text, &found));
+            let again = self.rescan_lines(text, &found);
             if again.is_empty() {
                 break;
             }
             found = merge_rescan(text, found, &again);
         }
         found
+    }
+
+    /// Scans the lines of the redacted text that hold a replacement which
+    /// split a run; returns the findings in the redacted text's offsets.
+    /// (Only those lines can read differently once redacted.)
+    fn rescan_lines(&self, text: &str, found: &[Finding]) -> Vec<Finding> {
+        const MAX_LINE: usize = 4096;
+        let out = replace(text, found);
+        let o = out.as_bytes();
+        let mut windows: Vec<(usize, usize)> = Vec::new();
+        let mut out_pos = 0;
+        let mut last = 0;
+        for f in found {
+            let start = out_pos + (f.start - last);
+            let end = start + "[REDACTED:]".len() + f.kind.len();
+            out_pos = end;
+            last = f.end;
+            if !splits_run(text.as_bytes(), f) {
+                continue;
+            }
+            let lo = start.saturating_sub(MAX_LINE);
+            let ws = memchr::memrchr(b'\n', &o[lo..start]).map_or(lo, |i| lo + i + 1);
+            let hi = (end + MAX_LINE).min(o.len());
+            let we = memchr::memchr(b'\n', &o[end..hi]).map_or(hi, |i| end + i);
+            match windows.last_mut() {
+                Some(w) if ws <= w.1 => w.1 = w.1.max(we),
+                _ => windows.push((ws, we)),
+            }
+        }
+        let mut again = Vec::new();
+        for (ws, we) in windows {
+            // Bounds are line ends, or bytes far from the split: step to
+            // char boundaries should one land inside a character.
+            let ws = (0..=ws).rev().find(|&i| out.is_char_boundary(i)).unwrap_or(0);
+            let we = (we..=out.len()).find(|&i| out.is_char_boundary(i)).unwrap_or(out.len());
+            again.extend(self.find_once(&out[ws..we]).into_iter().map(|f| Finding {
+                kind: f.kind,
+                start: f.start + ws,
+                end: f.end + ws,
+            }));
+        }
+        again
     }
 
     fn find_once(&self, text: &str) -> Vec<Finding> {
@@ -217,7 +259,12 @@ fn redact_repeats(text: &str, found: Vec<Finding>) -> Vec<Finding> {
     }
     values.sort_unstable_by_key(|&(v, _)| v);
     values.dedup_by_key(|&mut (v, _)| v);
-    let Ok(ac) = AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(values.iter().map(|&(v, _)| v))
+    // A contiguous NFA: cheap to build for the few patterns of a typical
+    // text (the default picks a DFA, whose build dominates small texts).
+    let Ok(ac) = AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::ContiguousNFA))
+        .match_kind(MatchKind::LeftmostLongest)
+        .build(values.iter().map(|&(v, _)| v))
     else {
         return found;
     };

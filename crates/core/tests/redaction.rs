@@ -43,9 +43,7 @@ impl Score {
 
 /// Byte ranges of every occurrence of `value` in `text`.
 fn occurrences(text: &str, value: &str) -> Vec<(usize, usize)> {
-    text.match_indices(value)
-        .map(|(i, v)| (i, i + v.len()))
-        .collect()
+    text.match_indices(value).map(|(i, v)| (i, i + v.len())).collect()
 }
 
 fn covered(findings: &[Finding], (start, end): (usize, usize)) -> bool {
@@ -70,27 +68,19 @@ fn score(cases: &[Case]) -> Score {
         let mut labelled = Vec::new();
         for (kind, value) in &case.secrets {
             let spots = occurrences(&case.text, value);
-            assert!(
-                !spots.is_empty(),
-                "corpus bug: {value:?} not in {:?}",
-                case.text
-            );
+            assert!(!spots.is_empty(), "corpus bug: {value:?} not in {:?}", case.text);
             s.secrets += 1;
             if spots.iter().all(|&spot| covered(&findings, spot)) {
                 s.found += 1;
             } else {
                 *s.misses.entry(kind).or_default() += 1;
                 if s.examples.len() < 10 {
-                    s.examples
-                        .push(format!("MISS {kind} {value:?} in {:?}", case.text));
+                    s.examples.push(format!("MISS {kind} {value:?} in {:?}", case.text));
                 }
             }
             labelled.extend(spots);
         }
-        s.stray += findings
-            .iter()
-            .filter(|f| !labelled.iter().any(|&(a, b)| f.start < b && a < f.end))
-            .count();
+        s.stray += findings.iter().filter(|f| !labelled.iter().any(|&(a, b)| f.start < b && a < f.end)).count();
     }
     s
 }
@@ -114,18 +104,8 @@ fn fixture_cases() -> Vec<(String, Case)> {
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
             let c: FixtureCase = serde_json::from_str(line).expect("valid fixture line");
-            let secrets = c
-                .secrets
-                .into_iter()
-                .map(|s| (&*s.kind.leak(), s.value))
-                .collect();
-            (
-                c.note,
-                Case {
-                    text: c.text,
-                    secrets,
-                },
-            )
+            let secrets = c.secrets.into_iter().map(|s| (&*s.kind.leak(), s.value)).collect();
+            (c.note, Case { text: c.text, secrets })
         })
         .collect()
 }
@@ -142,12 +122,7 @@ fn corpus() -> Vec<Case> {
 fn corpus_recall_and_false_positive_rate() {
     let cases = corpus();
     let s = score(&cases);
-    println!(
-        "redaction corpus: {} cases, {} secrets, {} near-misses",
-        cases.len(),
-        s.secrets,
-        s.negatives
-    );
+    println!("redaction corpus: {} cases, {} secrets, {} near-misses", cases.len(), s.secrets, s.negatives);
     println!(
         "recall {:.4} ({}/{}), false-positive rate {:.4} ({}/{}), stray findings in positives {}",
         s.recall(),
@@ -165,22 +140,14 @@ fn corpus_recall_and_false_positive_rate() {
         println!("  misses by kind: {:?}", s.misses);
     }
     assert!(s.recall() >= 0.98, "recall {:.4} < 0.98", s.recall());
-    assert!(
-        s.false_positive_rate() <= 0.01,
-        "false-positive rate {:.4} > 0.01",
-        s.false_positive_rate()
-    );
+    assert!(s.false_positive_rate() <= 0.01, "false-positive rate {:.4} > 0.01", s.false_positive_rate());
 }
 
 #[test]
 fn every_hand_picked_case_passes() {
     for (note, case) in fixture_cases() {
         let s = score(std::slice::from_ref(&case));
-        assert_eq!(
-            s.found, s.secrets,
-            "{note}: missed a secret in {:?}",
-            case.text
-        );
+        assert_eq!(s.found, s.secrets, "{note}: missed a secret in {:?}", case.text);
         assert_eq!(s.flagged, 0, "{note}: false positive in {:?}", case.text);
         assert_eq!(s.stray, 0, "{note}: stray finding in {:?}", case.text);
     }
@@ -194,10 +161,7 @@ fn every_generated_format_is_found() {
             let token = corpus::token(&mut rng, kind);
             let text = format!("x {token} y");
             let f = find_secrets(&text);
-            assert!(
-                f.len() == 1 && f[0].start == 2 && f[0].end == 2 + token.len(),
-                "{kind}: {token:?} gave {f:?}"
-            );
+            assert!(f.len() == 1 && f[0].start == 2 && f[0].end == 2 + token.len(), "{kind}: {token:?} gave {f:?}");
         }
     }
 }
@@ -209,10 +173,7 @@ fn check_invariants(text: &str) {
         let mut last = 0;
         let mut expected = String::new();
         for f in &findings {
-            assert!(
-                f.start >= last && f.start < f.end && f.end <= text.len(),
-                "{findings:?}"
-            );
+            assert!(f.start >= last && f.start < f.end && f.end <= text.len(), "{findings:?}");
             assert!(text.is_char_boundary(f.start) && text.is_char_boundary(f.end));
             expected.push_str(&text[last..f.start]);
             expected.push_str(&format!("[REDACTED:{}]", f.kind));
@@ -229,11 +190,7 @@ fn check_invariants(text: &str) {
         // No found secret survives anywhere in the output.
         for f in &findings {
             let secret = &text[f.start..f.end];
-            assert!(
-                !out.text.contains(secret),
-                "{secret:?} survives in {:?}",
-                out.text
-            );
+            assert!(!out.text.contains(secret), "{secret:?} survives in {:?}", out.text);
         }
     }
 }
@@ -241,10 +198,7 @@ fn check_invariants(text: &str) {
 /// Pieces that make rule-shaped inputs likelier than random bytes do.
 fn fragment() -> impl Strategy<Value = String> {
     let mut rng = corpus::Rng::new(99);
-    let mut pieces: Vec<String> = corpus::TOKEN_KINDS
-        .iter()
-        .map(|k| corpus::token(&mut rng, k))
-        .collect();
+    let mut pieces: Vec<String> = corpus::TOKEN_KINDS.iter().map(|k| corpus::token(&mut rng, k)).collect();
     pieces.extend(
         [
             "password",
@@ -345,14 +299,8 @@ fn adversarial_megabyte_inputs_stay_linear() {
     let inputs = [
         ("plain", repeat("lorem ipsum dolor sit amet ")),
         ("one long run", "a".repeat(MB)),
-        (
-            "begin without end",
-            repeat("-----BEGIN RSA PRIVATE KEY-----\n"),
-        ),
-        (
-            "begin with far end",
-            format!("{}-----END", repeat("-----BEGIN PRIVATE KEY----- ")),
-        ),
+        ("begin without end", repeat("-----BEGIN RSA PRIVATE KEY-----\n")),
+        ("begin with far end", format!("{}-----END", repeat("-----BEGIN PRIVATE KEY----- "))),
         ("unclosed quotes", repeat("password=\"")),
         ("keys without values", repeat("token=")),
         ("nested keys", repeat("password=password=")),
@@ -367,22 +315,13 @@ fn adversarial_megabyte_inputs_stay_linear() {
         ("tildes", repeat("ab8Q~")),
         ("webhook ids", repeat("/webhooks/123456789012345678/")),
         ("many secrets", repeat("password=FAKEpw9x7 ")),
-        (
-            "many distinct secrets",
-            (0..40_000)
-                .map(|i| format!("token=FAKE{i:08}abcdefgh\n"))
-                .collect(),
-        ),
+        ("many distinct secrets", (0..40_000).map(|i| format!("token=FAKE{i:08}abcdefgh\n")).collect()),
     ];
     for (name, input) in &inputs {
         let start = std::time::Instant::now();
         let out = redact_text(input);
         let elapsed = start.elapsed();
-        println!(
-            "{name:>24}: {} bytes in {elapsed:?} -> {} bytes",
-            input.len(),
-            out.len()
-        );
+        println!("{name:>24}: {} bytes in {elapsed:?} -> {} bytes", input.len(), out.len());
         assert!(elapsed.as_secs() < 10, "{name} took {elapsed:?}");
     }
 }

@@ -228,28 +228,52 @@ pub(super) fn classify_key(key: &[u8]) -> Option<KeyClass> {
     if whole.ends_with(b"authorization") {
         return Some(KeyClass::Authorization);
     }
-    if words.iter().any(|w| STOP_WORDS.contains(&word(w))) {
+    // Most keys name no secret: reject them, in one pass over the key,
+    // before comparing whole words.
+    if !has_secret_stem(whole) {
         return None;
     }
-    if words.iter().any(|w| PASSWORD_WORDS.contains(&word(w)))
+    let class = if words.iter().any(|w| PASSWORD_WORDS.contains(&word(w)))
         || contains(whole, b"password")
         || contains(whole, b"passwd")
     {
-        return Some(KeyClass::Password);
-    }
-    if words.iter().any(|w| SECRET_WORDS.contains(&word(w))) || SECRET_ENDINGS.iter().any(|e| whole.ends_with(e)) {
-        return Some(KeyClass::Secret);
-    }
-    if let Some(last) = words.last() {
-        let last = word(last);
+        KeyClass::Password
+    } else if words.iter().any(|w| SECRET_WORDS.contains(&word(w))) || SECRET_ENDINGS.iter().any(|e| whole.ends_with(e))
+    {
+        KeyClass::Secret
+    } else {
+        let last = word(words.last()?);
         if words.len() >= 2 && (last == b"key" || last == b"keys") {
-            return Some(KeyClass::Secret);
+            KeyClass::Secret
+        } else if last == b"sig" {
+            KeyClass::Signature
+        } else {
+            return None;
         }
-        if last == b"sig" {
-            return Some(KeyClass::Signature);
-        }
+    };
+    // Checked last: only for keys that would otherwise name a secret.
+    if words.iter().any(|w| STOP_WORDS.contains(&word(w))) {
+        return None;
     }
-    None
+    Some(class)
+}
+
+/// Whether a lowercase key contains `pass`, `pw`, `secret`, `token`, `key`,
+/// `auth`, `cred`, `sig` or `bearer`.
+fn has_secret_stem(whole: &[u8]) -> bool {
+    (0..whole.len()).any(|i| {
+        let rest = &whole[i + 1..];
+        match whole[i] {
+            b'p' => rest.starts_with(b"ass") || rest.starts_with(b"w"),
+            b's' => rest.starts_with(b"ecret") || rest.starts_with(b"ig"),
+            b't' => rest.starts_with(b"oken"),
+            b'k' => rest.starts_with(b"ey"),
+            b'a' => rest.starts_with(b"uth"),
+            b'c' => rest.starts_with(b"red"),
+            b'b' => rest.starts_with(b"earer"),
+            _ => false,
+        }
+    })
 }
 
 /// Whether `v` (the value of a key of class `class`) looks like a real
