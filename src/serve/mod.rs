@@ -13,12 +13,12 @@ pub mod discord;
 pub mod outbox;
 pub mod socket;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as SyncMutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use omp_discord_core::embed::{MessagePayload, redact_payload, validate_message};
+use omp_discord_core::embed::{MessagePayload, coalesce, limits as embed_limits, redact_payload, validate_message};
 use omp_discord_core::protocol::{
     ClientFrame, ErrorCode, MAX_FRAME_BYTES, NotifyRequest, PROTOCOL_VERSION, ServerFrame, decode_client_frame,
     encode_frame,
@@ -71,6 +71,10 @@ pub struct Sidecar {
     wake: Notify,
     /// Clients waiting for the outcome of a journaled row, by sequence number.
     waiters: SyncMutex<HashMap<i64, oneshot::Sender<ServerFrame>>>,
+    /// Destinations whose merged message Discord refused: their next send is one row.
+    split_next: SyncMutex<HashSet<String>>,
+    /// Destinations that have a delivery worker.
+    active: SyncMutex<HashSet<String>>,
     /// Cancelled when the sidecar should stop.
     pub shutdown: CancellationToken,
 }
@@ -91,6 +95,8 @@ impl Sidecar {
             outbox: SyncMutex::new(outbox),
             wake: Notify::new(),
             waiters: SyncMutex::new(HashMap::new()),
+            split_next: SyncMutex::new(HashSet::new()),
+            active: SyncMutex::new(HashSet::new()),
             shutdown: CancellationToken::new(),
         })
     }
@@ -240,35 +246,51 @@ impl Sidecar {
         Ok(thread)
     }
 
-    /// Sends one pending row; returns whether the destination may go on.
-    async fn deliver_one(&self, discord: &Discord, row: Pending) -> bool {
-        let target = if let Some(session_id) = row.destination.strip_prefix(SESSION_PREFIX) {
-            self.ensure_thread(discord, session_id).await
-        } else if let Some(channel) = row.destination.strip_prefix(CHANNEL_PREFIX).and_then(parse_id) {
-            Ok(channel)
-        } else {
-            let _ = self.with_outbox(|o| o.mark_failed(row.seq, "unknown destination", now_ms()));
-            return true;
-        };
-        let payload: MessagePayload = match serde_json::from_str(&row.payload) {
-            Ok(payload) => payload,
-            Err(err) => {
-                let _ =
-                    self.with_outbox(|o| o.mark_failed(row.seq, &format!("unreadable journal row: {err}"), now_ms()));
-                return true;
+    /// Sends the next message of one destination: a claimed batch again, or
+    /// as many of its oldest rows as coalesce into one message. Returns
+    /// whether the destination may go on (false: rest, then retry).
+    async fn deliver_next(&self, discord: &Discord, rows: Vec<Pending>) -> bool {
+        let Some(head) = rows.first() else { return true };
+        let destination = head.destination.clone();
+        let mut payloads = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match serde_json::from_str::<MessagePayload>(&row.payload) {
+                Ok(payload) => payloads.push(payload),
+                // Stop at a bad row: it is failed on its own once it reaches the head.
+                Err(_) if !payloads.is_empty() => break,
+                Err(err) => {
+                    self.finish_failed(&rows[..1], &format!("unreadable journal row: {err}")).await;
+                    return true;
+                }
             }
+        }
+        let (message, taken) = match head.batch {
+            // A claimed batch goes out exactly as claimed, whatever it contains.
+            Some(_) => (coalesce_all(&payloads), payloads.len()),
+            None => coalesce(&payloads).expect("at least one payload"),
         };
-        let nonce = row.nonce.parse().unwrap_or_default();
-        if let Err(err) = self.with_outbox(|o| o.record_attempt(row.seq)) {
+        let batch = &rows[..taken];
+        let seqs: Vec<i64> = batch.iter().map(|r| r.seq).collect();
+        if head.batch.is_none()
+            && let Err(err) = self.with_outbox(|o| o.claim(&seqs))
+        {
             tracing::error!(error = %err, "cannot update the outbox");
             return false;
         }
-        let request_id = Some(row.request_id.clone());
+        let nonce = head.nonce.parse().unwrap_or_default();
+        let target = if let Some(session_id) = destination.strip_prefix(SESSION_PREFIX) {
+            self.ensure_thread(discord, session_id).await
+        } else if let Some(channel) = destination.strip_prefix(CHANNEL_PREFIX).and_then(parse_id) {
+            Ok(channel)
+        } else {
+            self.finish_failed(batch, "unknown destination").await;
+            return true;
+        };
         let sent = match target {
-            Ok(channel) => match discord.create_message(channel, &payload, nonce).await {
-                Err(err) if err.code() == Some(UNKNOWN_CHANNEL) && row.destination.starts_with(SESSION_PREFIX) => {
+            Ok(channel) => match discord.create_message(channel, &message, nonce).await {
+                Err(err) if err.code() == Some(UNKNOWN_CHANNEL) && destination.starts_with(SESSION_PREFIX) => {
                     // Someone deleted the session's thread: open a new one on the next attempt.
-                    let session_id = &row.destination[SESSION_PREFIX.len()..];
+                    let session_id = &destination[SESSION_PREFIX.len()..];
                     let nonce = fresh_nonce(session_id, "starter").to_string();
                     let _ = self.with_outbox(|o| o.reset_thread(session_id, &nonce));
                     tracing::warn!(session_id, "the session's thread is gone; opening a new one");
@@ -280,112 +302,159 @@ impl Sidecar {
         };
         match sent {
             Ok((channel, message_id)) => {
-                if let Err(err) = self.with_outbox(|o| o.mark_delivered(row.seq, &message_id.to_string(), now_ms())) {
-                    // Sent but not recorded: the retry reuses the nonce, so Discord will not post twice.
+                if let Err(err) = self.with_outbox(|o| o.mark_delivered(&seqs, &message_id.to_string(), now_ms())) {
+                    // Sent but not recorded: the resend reuses the nonce, so Discord will not post twice.
                     tracing::error!(error = %err, "cannot record a delivery");
                     return false;
                 }
-                self.delivered.fetch_add(1, Ordering::SeqCst);
-                tracing::debug!(seq = row.seq, channel_id = %channel, message_id = %message_id, "message delivered");
-                let frame = ServerFrame::Delivered {
-                    id: row.request_id,
-                    channel_id: channel.to_string(),
-                    message_id: message_id.to_string(),
-                };
-                self.report(row.seq, frame);
+                self.delivered.fetch_add(seqs.len() as u64, Ordering::SeqCst);
+                tracing::debug!(rows = seqs.len(), channel_id = %channel, message_id = %message_id, "message delivered");
+                for row in batch {
+                    let frame = ServerFrame::Delivered {
+                        id: row.request_id.clone(),
+                        channel_id: channel.to_string(),
+                        message_id: message_id.to_string(),
+                    };
+                    self.report(row.seq, frame);
+                }
                 true
             }
-            Err(SendError::Rejected { status, code, message }) => {
-                let text = SendError::Rejected { status, code, message }.to_string();
-                tracing::warn!(seq = row.seq, destination = %row.destination, status, code, "discord refused a message");
-                let _ = self.with_outbox(|o| o.mark_failed(row.seq, &text, now_ms()));
-                self.failed.fetch_add(1, Ordering::SeqCst);
-                *self.last_error.lock().await = Some(text.clone());
-                self.report(
-                    row.seq,
-                    ServerFrame::Error { id: request_id, code: ErrorCode::DiscordRejected, message: text },
-                );
+            Err(SendError::Rejected { status, code, message }) if batch.len() > 1 => {
+                // One row may have broken the merged message: retry each on its own.
+                tracing::warn!(%destination, status, code, %message, "merged message refused; splitting the batch");
+                let _ = self.with_outbox(|o| o.unclaim(seqs[0]));
+                self.split_next.lock().expect("split lock").insert(destination);
+                true
+            }
+            Err(err @ SendError::Rejected { .. }) => {
+                tracing::warn!(%destination, error = %err, "discord refused a message");
+                self.finish_failed(batch, &err.to_string()).await;
                 true
             }
             Err(err) => {
-                // Unreachable or unauthorized: keep the row (and everything behind it) and rest.
-                let text = format!("{err}; the message stays queued and will be retried");
-                tracing::warn!(seq = row.seq, destination = %row.destination, error = %err, "delivery postponed");
+                // Unreachable or unauthorized: keep the rows (and everything behind them) and rest.
+                tracing::warn!(%destination, error = %err, "delivery postponed");
                 *self.last_error.lock().await = Some(err.to_string());
-                self.report(
-                    row.seq,
-                    ServerFrame::Error { id: request_id, code: ErrorCode::DiscordUnavailable, message: text },
-                );
+                let text = format!("{err}; the message stays queued and will be retried");
+                for row in batch {
+                    let frame = ServerFrame::Error {
+                        id: Some(row.request_id.clone()),
+                        code: ErrorCode::DiscordUnavailable,
+                        message: text.clone(),
+                    };
+                    self.report(row.seq, frame);
+                }
                 false
             }
         }
     }
+
+    async fn finish_failed(&self, rows: &[Pending], reason: &str) {
+        let now = now_ms();
+        for row in rows {
+            let _ = self.with_outbox(|o| o.mark_failed(row.seq, reason, now));
+            self.failed.fetch_add(1, Ordering::SeqCst);
+            let frame = ServerFrame::Error {
+                id: Some(row.request_id.clone()),
+                code: ErrorCode::DiscordRejected,
+                message: reason.to_owned(),
+            };
+            self.report(row.seq, frame);
+        }
+        *self.last_error.lock().await = Some(reason.to_owned());
+    }
 }
 
-/// The delivery loop: sends the head of every destination's queue, in
-/// journal order, until shutdown. A destination that fails rests (with
-/// backoff) without holding up the others.
+/// All payloads of a claimed batch as one message (they were merged once already).
+fn coalesce_all(payloads: &[MessagePayload]) -> MessagePayload {
+    let mut merged = payloads[0].clone();
+    for next in &payloads[1..] {
+        merged.embeds.extend(next.embeds.iter().cloned());
+    }
+    merged
+}
+
+/// The delivery loop: one worker per destination with pending rows, each
+/// sending its queue in journal order. A destination that fails rests (with
+/// backoff) without holding up the others. On shutdown, sends in flight get
+/// a grace period to finish and be recorded.
 pub async fn deliver(sidecar: Arc<Sidecar>) {
-    let Some(discord) = sidecar.discord.as_ref() else { return };
-    let mut resting: HashMap<String, (Instant, Duration)> = HashMap::new();
+    if sidecar.discord.is_none() {
+        return;
+    }
+    let workers = TaskTracker::new();
     let mut last_prune = Instant::now() - Duration::from_secs(3600);
     loop {
         if last_prune.elapsed() > Duration::from_secs(600) {
             last_prune = Instant::now();
             let _ = sidecar.with_outbox(|o| o.prune(now_ms() - KEEP_DELIVERED_MS));
         }
-        let heads = match sidecar.with_outbox(|o| o.heads()) {
-            Ok(heads) => heads,
+        {
+            // Under the same lock a worker takes to retire, so no destination is left without one.
+            let mut active = sidecar.active.lock().expect("active lock");
+            match sidecar.with_outbox(|o| o.pending_destinations()) {
+                Ok(destinations) => {
+                    for destination in destinations {
+                        if active.insert(destination.clone()) {
+                            workers.spawn(destination_worker(sidecar.clone(), destination));
+                        }
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "cannot read the outbox"),
+            }
+        }
+        tokio::select! {
+            () = sidecar.shutdown.cancelled() => break,
+            () = sidecar.wake.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+    workers.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, workers.wait()).await.is_err() {
+        tracing::warn!("sends still in flight at shutdown; they resume after a restart");
+    }
+    // Whoever still waits learns that the message stays queued for the next start.
+    sidecar.waiters.lock().expect("waiters lock").clear();
+}
+
+async fn destination_worker(sidecar: Arc<Sidecar>, destination: String) {
+    let discord = sidecar.discord.as_ref().expect("workers run only with a Discord client");
+    let mut pause = RETRY_PAUSE;
+    loop {
+        if sidecar.shutdown.is_cancelled() {
+            break;
+        }
+        let mut rows = match sidecar.with_outbox(|o| o.next_rows(&destination, embed_limits::EMBEDS)) {
+            Ok(rows) => rows,
             Err(err) => {
                 tracing::error!(error = %err, "cannot read the outbox");
                 Vec::new()
             }
         };
-        let now = Instant::now();
-        let ready: Vec<Pending> = heads
-            .into_iter()
-            .filter(|row| resting.get(&row.destination).is_none_or(|(until, _)| *until <= now))
-            .collect();
-        if ready.is_empty() {
-            let next_wake = resting.values().map(|(until, _)| *until).min();
-            let pause = next_wake.map_or(Duration::from_secs(60), |until| until.saturating_duration_since(now));
-            tokio::select! {
-                () = sidecar.shutdown.cancelled() => break,
-                () = sidecar.wake.notified() => {}
-                () = tokio::time::sleep(pause) => {}
+        if rows.is_empty() {
+            let mut active = sidecar.active.lock().expect("active lock");
+            // Checked again under the lock: a row journaled meanwhile keeps this worker alive.
+            if sidecar.with_outbox(|o| o.next_rows(&destination, 1)).map_or(true, |rows| rows.is_empty()) {
+                active.remove(&destination);
+                return;
             }
             continue;
         }
-        let sends = ready.into_iter().map(|row| {
-            let sidecar = &sidecar;
-            async move {
-                let destination = row.destination.clone();
-                (destination, sidecar.deliver_one(discord, row).await)
-            }
-        });
-        // On shutdown, sends in flight get a grace period to finish and be recorded.
-        let grace = async {
-            sidecar.shutdown.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        let results = tokio::select! {
-            results = futures_util::future::join_all(sends) => results,
-            () = grace => break,
-        };
-        for (destination, ok) in results {
-            if ok {
-                resting.remove(&destination);
-            } else {
-                let pause = resting.get(&destination).map_or(RETRY_PAUSE, |(_, p)| (*p * 2).min(MAX_RETRY_PAUSE));
-                resting.insert(destination, (Instant::now() + pause, pause));
-            }
+        // After a refused merge, the next attempt sends the head alone.
+        if sidecar.split_next.lock().expect("split lock").remove(&destination) {
+            rows.truncate(1);
         }
-        if sidecar.shutdown.is_cancelled() {
-            break;
+        if sidecar.deliver_next(discord, rows).await {
+            pause = RETRY_PAUSE;
+        } else {
+            tokio::select! {
+                () = sidecar.shutdown.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+            pause = (pause * 2).min(MAX_RETRY_PAUSE);
         }
     }
-    // Whoever still waits learns that the message stays queued for the next start.
-    sidecar.waiters.lock().expect("waiters lock").clear();
+    sidecar.active.lock().expect("active lock").remove(&destination);
 }
 
 fn now_ms() -> i64 {

@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -47,6 +47,9 @@ const MIGRATIONS: &[&str] = &[
         created_ms          INTEGER NOT NULL,
         last_seen_ms        INTEGER NOT NULL
     );",
+    // Rows sent together as one message share the leader's seq, so a resend
+    // after a crash sends exactly the same message with the same nonce.
+    "ALTER TABLE outbox ADD COLUMN batch INTEGER;",
 ];
 
 /// Why the outbox failed.
@@ -80,6 +83,22 @@ pub struct Pending {
     pub nonce: String,
     /// Attempts made so far.
     pub attempts: i64,
+    /// The batch this row was claimed into, if any (the leader's seq).
+    pub batch: Option<i64>,
+}
+
+const PENDING_COLUMNS: &str = "seq, destination, request_id, payload, nonce, attempts, batch";
+
+fn read_pending(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
+    Ok(Pending {
+        seq: row.get(0)?,
+        destination: row.get(1)?,
+        request_id: row.get(2)?,
+        payload: row.get(3)?,
+        nonce: row.get(4)?,
+        attempts: row.get(5)?,
+        batch: row.get(6)?,
+    })
 }
 
 /// A session and its thread, as far as it exists yet.
@@ -172,51 +191,85 @@ impl Outbox {
         Ok(self.conn.last_insert_rowid())
     }
 
-    /// The oldest pending row of each destination: what may be sent next
-    /// without breaking per-destination order.
+    /// Destinations with pending rows, oldest first.
     ///
     /// # Errors
     ///
     /// When the read fails.
-    pub fn heads(&self) -> Result<Vec<Pending>, OutboxError> {
+    pub fn pending_destinations(&self) -> Result<Vec<String>, OutboxError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT seq, destination, request_id, payload, nonce, attempts FROM outbox
-             WHERE seq IN (SELECT MIN(seq) FROM outbox WHERE state = 'pending' GROUP BY destination)
-             ORDER BY seq",
+            "SELECT destination FROM outbox WHERE state = 'pending' GROUP BY destination ORDER BY MIN(seq)",
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok(Pending {
-                seq: row.get(0)?,
-                destination: row.get(1)?,
-                request_id: row.get(2)?,
-                payload: row.get(3)?,
-                nonce: row.get(4)?,
-                attempts: row.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(statement.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?)
     }
 
-    /// Counts an attempt before it is made, so a crash loop is visible in `status`.
+    /// What `destination` should send next, in journal order: its claimed
+    /// batch if it has one (a send that may have happened before a crash),
+    /// else up to `max_rows` of its oldest pending rows. Empty when nothing waits.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn next_rows(&self, destination: &str, max_rows: usize) -> Result<Vec<Pending>, OutboxError> {
+        let mut oldest = self.conn.prepare_cached(&format!(
+            "SELECT {PENDING_COLUMNS} FROM outbox WHERE destination = ?1 AND state = 'pending' ORDER BY seq LIMIT ?2"
+        ))?;
+        let limit = i64::try_from(max_rows).unwrap_or(i64::MAX);
+        let rows = oldest.query_map(params![destination, limit], read_pending)?.collect::<Result<Vec<_>, _>>()?;
+        let Some(batch) = rows.first().and_then(|head| head.batch) else { return Ok(rows) };
+        let mut by_batch = self.conn.prepare_cached(&format!(
+            "SELECT {PENDING_COLUMNS} FROM outbox WHERE batch = ?1 AND state = 'pending' ORDER BY seq"
+        ))?;
+        Ok(by_batch.query_map([batch], read_pending)?.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that `seqs` go out together as one message led by `seqs[0]`,
+    /// and counts the attempt, before anything is sent.
     ///
     /// # Errors
     ///
     /// When the write fails.
-    pub fn record_attempt(&mut self, seq: i64) -> Result<(), OutboxError> {
-        self.conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?1", [seq])?;
+    pub fn claim(&mut self, seqs: &[i64]) -> Result<(), OutboxError> {
+        let Some(&leader) = seqs.first() else { return Ok(()) };
+        let tx = self.conn.transaction()?;
+        {
+            let mut update =
+                tx.prepare_cached("UPDATE outbox SET batch = ?1, attempts = attempts + 1 WHERE seq = ?2")?;
+            for seq in seqs {
+                update.execute(params![leader, seq])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
-    /// Marks a row delivered with Discord's message id.
+    /// Marks rows delivered with Discord's message id, in one transaction.
     ///
     /// # Errors
     ///
     /// When the write fails.
-    pub fn mark_delivered(&mut self, seq: i64, message_id: &str, now_ms: i64) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "UPDATE outbox SET state = 'delivered', message_id = ?2, finished_ms = ?3 WHERE seq = ?1",
-            params![seq, message_id, now_ms],
-        )?;
+    pub fn mark_delivered(&mut self, seqs: &[i64], message_id: &str, now_ms: i64) -> Result<(), OutboxError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut update = tx.prepare_cached(
+                "UPDATE outbox SET state = 'delivered', message_id = ?2, finished_ms = ?3 WHERE seq = ?1",
+            )?;
+            for seq in seqs {
+                update.execute(params![seq, message_id, now_ms])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Releases a claimed batch whose rows may now be regrouped (Discord
+    /// refused the merged message, so each row is tried on its own).
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn unclaim(&mut self, leader: i64) -> Result<(), OutboxError> {
+        self.conn.execute("UPDATE outbox SET batch = NULL WHERE batch = ?1 AND state = 'pending'", [leader])?;
         Ok(())
     }
 
@@ -342,7 +395,7 @@ impl Outbox {
         let ids: Vec<String> = statement
             .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |row| row.get(0))?
             .collect::<Result<_, _>>()?;
-        Ok(ids.iter().filter_map(|id| self.session(id).transpose()).collect::<Result<_, _>>()?)
+        ids.iter().filter_map(|id| self.session(id).transpose()).collect()
     }
 
     /// Counts for `status`.
@@ -378,17 +431,43 @@ mod tests {
         (dir, outbox)
     }
 
+    fn seqs(rows: &[Pending]) -> Vec<i64> {
+        rows.iter().map(|p| p.seq).collect()
+    }
+
     #[test]
-    fn heads_keep_order_per_destination() {
+    fn next_rows_keep_order_per_destination() {
         let (_dir, mut outbox) = open();
         let a1 = outbox.enqueue("channel:1", "s", "a1", "{}", "n1", 0).unwrap();
         let b1 = outbox.enqueue("channel:2", "s", "b1", "{}", "n2", 0).unwrap();
         let a2 = outbox.enqueue("channel:1", "s", "a2", "{}", "n3", 0).unwrap();
-        let heads: Vec<i64> = outbox.heads().unwrap().iter().map(|p| p.seq).collect();
-        assert_eq!(heads, [a1, b1]);
-        outbox.mark_delivered(a1, "m1", 5).unwrap();
-        let heads: Vec<i64> = outbox.heads().unwrap().iter().map(|p| p.seq).collect();
-        assert_eq!(heads, [b1, a2]);
+        let a3 = outbox.enqueue("channel:1", "s", "a3", "{}", "n4", 0).unwrap();
+        assert_eq!(outbox.pending_destinations().unwrap(), ["channel:1", "channel:2"]);
+        assert_eq!(seqs(&outbox.next_rows("channel:1", 2).unwrap()), [a1, a2]);
+        assert_eq!(seqs(&outbox.next_rows("channel:2", 2).unwrap()), [b1]);
+        outbox.mark_delivered(&[a1], "m1", 5).unwrap();
+        outbox.mark_delivered(&[b1], "m2", 5).unwrap();
+        assert_eq!(outbox.pending_destinations().unwrap(), ["channel:1"]);
+        assert_eq!(seqs(&outbox.next_rows("channel:1", 10).unwrap()), [a2, a3]);
+        assert!(outbox.next_rows("channel:2", 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_claimed_batch_is_resent_as_it_was() {
+        let (_dir, mut outbox) = open();
+        let a1 = outbox.enqueue("channel:1", "s", "a1", "{}", "n1", 0).unwrap();
+        let a2 = outbox.enqueue("channel:1", "s", "a2", "{}", "n2", 0).unwrap();
+        outbox.claim(&[a1, a2]).unwrap();
+        // Rows journaled after the claim wait for the next message.
+        let a3 = outbox.enqueue("channel:1", "s", "a3", "{}", "n3", 0).unwrap();
+        let next = outbox.next_rows("channel:1", 10).unwrap();
+        assert_eq!(seqs(&next), [a1, a2]);
+        assert_eq!((next[0].batch, next[0].attempts), (Some(a1), 1));
+        outbox.unclaim(a1).unwrap();
+        assert_eq!(seqs(&outbox.next_rows("channel:1", 10).unwrap()), [a1, a2, a3]);
+        outbox.claim(&[a1, a2, a3]).unwrap();
+        outbox.mark_delivered(&[a1, a2, a3], "m", 1).unwrap();
+        assert!(outbox.next_rows("channel:1", 10).unwrap().is_empty());
     }
 
     #[test]
@@ -398,11 +477,11 @@ mod tests {
         let seq = {
             let mut outbox = Outbox::open(&path).unwrap();
             let seq = outbox.enqueue("channel:1", "s", "r", r#"{"content":"x"}"#, "777", 1).unwrap();
-            outbox.record_attempt(seq).unwrap();
+            outbox.claim(&[seq]).unwrap();
             seq
         };
         let outbox = Outbox::open(&path).unwrap();
-        let head = &outbox.heads().unwrap()[0];
+        let head = &outbox.next_rows("channel:1", 10).unwrap()[0];
         assert_eq!((head.seq, head.nonce.as_str(), head.attempts), (seq, "777", 1));
     }
 
@@ -412,7 +491,7 @@ mod tests {
         let a = outbox.enqueue("channel:1", "s", "a", "{}", "1", 10).unwrap();
         let b = outbox.enqueue("channel:1", "s", "b", "{}", "2", 20).unwrap();
         outbox.enqueue("channel:1", "s", "c", "{}", "3", 30).unwrap();
-        outbox.mark_delivered(a, "m", 100).unwrap();
+        outbox.mark_delivered(&[a], "m", 100).unwrap();
         outbox.mark_failed(b, "Unknown Channel", 200).unwrap();
         let stats = outbox.stats().unwrap();
         assert_eq!(stats, OutboxStats { pending: 1, delivered: 1, failed: 1, oldest_pending_ms: Some(30) });

@@ -140,6 +140,39 @@ pub fn build_notification(note: &Notification, project: &str) -> MessagePayload 
     payload
 }
 
+/// Merges as many payloads from the front of `queue` as fit into one message
+/// (embeds only, at most [`limits::EMBEDS`] and [`limits::EMBED_TOTAL`]
+/// characters in all); returns that message and how many it took. A payload
+/// with plain content is always sent on its own. `None` for an empty queue.
+///
+/// This is how a backlog for one thread drains in fewer requests without
+/// reordering anything.
+#[must_use]
+pub fn coalesce(queue: &[MessagePayload]) -> Option<(MessagePayload, usize)> {
+    let first = queue.first()?;
+    let mergeable = |p: &MessagePayload| p.content.is_none() && !p.embeds.is_empty();
+    if !mergeable(first) {
+        return Some((first.clone(), 1));
+    }
+    let mut merged = first.clone();
+    let mut chars: usize = first.embeds.iter().map(embed_chars).sum();
+    let mut taken = 1;
+    for next in &queue[1..] {
+        let next_chars: usize = next.embeds.iter().map(embed_chars).sum();
+        if !mergeable(next)
+            || merged.embeds.len() + next.embeds.len() > limits::EMBEDS
+            || chars + next_chars > limits::EMBED_TOTAL
+        {
+            break;
+        }
+        merged.embeds.extend(next.embeds.iter().cloned());
+        chars += next_chars;
+        taken += 1;
+    }
+    merged.allowed_mentions = AllowedMentions::default();
+    Some((merged, taken))
+}
+
 /// Redacts every text part of a payload in place and forbids all pings.
 /// The sidecar applies it to whatever a client sends, as a second line of defence.
 pub fn redact_payload(payload: &mut MessagePayload) {
@@ -489,6 +522,31 @@ mod tests {
         let json = serde_json::to_string(&payload).unwrap();
         assert!(!json.contains(secret) && !json.contains("@everyone"), "{json}");
         assert_eq!(payload.allowed_mentions, AllowedMentions::default());
+    }
+
+    #[test]
+    fn coalesce_packs_embeds_in_order_within_limits() {
+        let small = |i: usize| build_notification(&note(format!("note {i}")), "p");
+        let queue: Vec<MessagePayload> = (0..14).map(small).collect();
+        let (merged, taken) = coalesce(&queue).unwrap();
+        assert_eq!(taken, limits::EMBEDS);
+        let descriptions: Vec<_> = merged.embeds.iter().map(|e| e.description.clone().unwrap()).collect();
+        assert_eq!(descriptions, (0..10).map(|i| format!("note {i}")).collect::<Vec<_>>());
+        validate_message(&merged).unwrap();
+        let (rest, taken) = coalesce(&queue[10..]).unwrap();
+        assert_eq!((rest.embeds.len(), taken), (4, 4));
+    }
+
+    #[test]
+    fn coalesce_respects_the_total_and_content() {
+        let big = build_notification(&note("x".repeat(3500)), "p");
+        let (merged, taken) = coalesce(&[big.clone(), big.clone()]).unwrap();
+        assert_eq!(taken, 1, "two 3500-character embeds exceed 6000");
+        validate_message(&merged).unwrap();
+        let text = MessagePayload { content: Some("hi".into()), embeds: vec![], allowed_mentions: Default::default() };
+        assert_eq!(coalesce(&[text.clone(), big.clone()]).unwrap().1, 1);
+        assert_eq!(coalesce(&[big, text]).unwrap().1, 1);
+        assert!(coalesce(&[]).is_none());
     }
 
     #[test]
