@@ -28,10 +28,12 @@ cleanup() {
 trap cleanup EXIT
 
 start_emulator() {
+    # A stale line from an earlier run must not be mistaken for this one's.
+    rm -f "$workdir/emulator.out"
     "$CARGO_TARGET_DIR/debug/omp-discord-emulator" >"$workdir/emulator.out" 2>"$workdir/emulator.err" &
     emulator_pid=$!
     for _ in $(seq 1 100); do
-        if grep -q '^listening on ' "$workdir/emulator.out"; then break; fi
+        if grep -qs '^listening on ' "$workdir/emulator.out"; then break; fi
         if ! kill -0 "$emulator_pid" 2>/dev/null; then cat "$workdir/emulator.err"; exit 1; fi
         read -r -t 0.1 <> <(:) || true
     done
@@ -46,5 +48,5 @@ kill "$emulator_pid"; wait "$emulator_pid" 2>/dev/null || true; emulator_pid=""
 if [ -f crates/emulator/tests/web/check.sh ]; then
     echo "== emulator: web view in headless chromium"
     start_emulator
-    bash crates/emulator/tests/web/check.sh "$base_url"
+    venv="$venv" bash crates/emulator/tests/web/check.sh "$base_url"
 fi

@@ -201,3 +201,12 @@ async fn requests_endpoint_keeps_its_shape() {
     assert_eq!(entry["status"], 200);
     assert_eq!(entry["response"]["content"], "hi");
 }
+
+#[tokio::test]
+async fn root_serves_the_web_view_without_an_upgrade() {
+    let state = state();
+    let page = call_as(&state, "GET", "/", None, None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.body.as_str().unwrap().contains("/_emulator/state"));
+}
