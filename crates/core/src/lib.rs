@@ -15,11 +15,15 @@
 //! - [`thread`]: a session's thread: its name and starter message.
 //! - [`paths`]: where the sidecar's socket lives.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
+//! - [`filter`]: what a session reports (levels, thresholds, tools) and its live run card.
+//! - [`report`]: message templates, safe Markdown and splitting of long output.
 
 pub mod embed;
 pub mod event;
+pub mod filter;
 pub mod paths;
 pub mod protocol;
 pub mod redact;
+pub mod report;
 pub mod schema;
 pub mod thread;

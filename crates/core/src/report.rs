@@ -1,0 +1,1079 @@
+//! Message templates: what omp-discord posts for a session, a run, a tool
+//! error, an approval, a question and a long output, plus safe Markdown.
+//!
+//! Every template returns a [`MessagePayload`] that Discord accepts by
+//! construction:
+//!
+//! - all text is redacted ([`crate::redact::redact_text`]) before anything
+//!   else, so escaping cannot hide a secret from the scanner;
+//! - `@everyone` and `@here` are defused and `allowed_mentions` is empty;
+//! - each part is budgeted below its limit in [`embed::limits`], and text that
+//!   must be cut ends with [`embed::TRUNCATION_MARKER`], never silently;
+//! - text from tools and the model that is shown as code goes through
+//!   [`code_block`], which no input can break out of; names and paths go
+//!   through [`escape_markdown`]. The model's own answers stay Markdown.
+//!
+//! Output too long for one message is split by [`split_long_output`] into
+//! numbered parts that together hold all of it.
+//!
+//! ```
+//! use omp_discord_core::embed::validate_message;
+//! use omp_discord_core::report::split_long_output;
+//!
+//! let log = "cargo test\n".repeat(5000); // 55,000 characters
+//! let parts = split_long_output("cargo test", &log, "text");
+//! assert!(parts.len() > 1);
+//! for part in &parts {
+//!     validate_message(part)?;
+//! }
+//! assert!(parts[0].embeds[0].title.as_deref().unwrap().ends_with(&format!("(1/{})", parts.len())));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use twilight_model::channel::message::embed::{EmbedField, EmbedFooter};
+use twilight_model::channel::message::{AllowedMentions, Embed};
+
+use crate::embed::{self, Level, MessagePayload, clean, defuse_mass_mentions, limits, truncate_chars};
+use crate::event::RunSummary;
+use crate::redact::redact_text;
+
+/// Zero-width space: invisible, and enough to break a run of backticks or a
+/// mass mention.
+const ZWSP: char = '\u{200b}';
+
+/// Characters of a run's answer shown in its summary; longer answers are cut
+/// there (visibly) and [`answer_overflows`] tells the caller to post them in
+/// full with [`split_long_output`].
+pub const ANSWER_MAX: usize = 3000;
+
+/// Embed text one part of [`split_long_output`] carries, leaving room for the
+/// longest title under [`limits::EMBED_TOTAL`].
+const PART_BUDGET: usize = limits::EMBED_TOTAL - limits::TITLE - 44;
+
+/// Smallest code chunk worth an extra embed in a part.
+const MIN_CHUNK: usize = 200;
+
+/// Embed text a template may use in total: the rest is kept free for the
+/// subagent marker and footer notes, so [`embed::fit_total`] never has to cut
+/// through a code block.
+const TEMPLATE_BUDGET: usize = limits::EMBED_TOTAL - 200;
+
+/// Prefix of every title posted for a subagent session.
+pub const SUBAGENT_MARK: &str = "↳ subagent · ";
+
+// ---------------------------------------------------------------------------
+// Safe Markdown
+// ---------------------------------------------------------------------------
+
+/// Escapes Discord Markdown so `text` shows literally: `\ * _ ~ ` | [ ] < >`
+/// everywhere, `# - + >` and `1.` at the start of a line (headings, lists,
+/// quotes). Mentions are not touched here; see [`embed::defuse_mass_mentions`]
+/// and `allowed_mentions`.
+///
+/// ```
+/// use omp_discord_core::report::escape_markdown;
+///
+/// assert_eq!(escape_markdown("**bold** [x](y)"), r"\*\*bold\*\* \[x\](y)");
+/// assert_eq!(escape_markdown("# h\n1. a\n- b"), "\\# h\n1\\. a\n\\- b");
+/// ```
+#[must_use]
+pub fn escape_markdown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut line_start = true;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']' | '<' | '>' => {
+                out.push('\\');
+                out.push(c);
+                line_start = false;
+            }
+            '#' | '-' | '+' if line_start => {
+                out.push('\\');
+                out.push(c);
+                line_start = false;
+            }
+            '0'..='9' if line_start => {
+                out.push(c);
+                while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    out.push(d);
+                    chars.next();
+                }
+                if chars.peek() == Some(&'.') {
+                    chars.next();
+                    out.push_str("\\.");
+                }
+                line_start = false;
+            }
+            '\n' => {
+                out.push(c);
+                line_start = true;
+            }
+            c if c.is_whitespace() => out.push(c),
+            c => {
+                out.push(c);
+                line_start = false;
+            }
+        }
+    }
+    out
+}
+
+/// Fences `text` as a code block in language `lang`, so nothing in it can end
+/// the block early: a zero-width space goes between any two backticks in a row
+/// (the text still reads the same). `lang` is kept only if it looks like a
+/// language tag (`rust`, `c++`, `sh`), otherwise the block has none.
+///
+/// The result is as long as the text needs; templates use a bounded variant.
+///
+/// ```
+/// use omp_discord_core::report::code_block;
+///
+/// let block = code_block("rust", "let s = \"```\";");
+/// assert!(block.starts_with("```rust\n") && block.ends_with("\n```"));
+/// assert_eq!(block.matches("```").count(), 2);
+/// ```
+#[must_use]
+pub fn code_block(lang: &str, text: &str) -> String {
+    let lang = code_lang(lang);
+    format!("```{lang}\n{}\n```", break_backtick_runs(text))
+}
+
+/// The language tag of a code block: ASCII letters, digits and `+-#._`, at
+/// most 16 characters; anything else becomes no tag at all.
+fn code_lang(lang: &str) -> &str {
+    let lang = lang.trim();
+    let ok = lang.len() <= 16 && lang.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-#._".contains(&b));
+    if ok { lang } else { "" }
+}
+
+/// Puts a zero-width space between backticks that follow each other, so no
+/// run of two or more (and so no fence) is left.
+fn break_backtick_runs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut previous_tick = false;
+    for c in text.chars() {
+        if c == '`' && previous_tick {
+            out.push(ZWSP);
+        }
+        previous_tick = c == '`';
+        out.push(c);
+    }
+    out
+}
+
+/// A code block of at most `max` characters including its fences; a body that
+/// does not fit is cut, and the marker stays inside the block.
+fn fenced(lang: &str, body: &str, max: usize) -> String {
+    let lang = code_lang(lang);
+    let overhead = fence_overhead(lang);
+    let Some(room) = max.checked_sub(overhead).filter(|room| *room > 0) else {
+        return String::new();
+    };
+    let body = truncate_chars(&break_backtick_runs(body), room);
+    format!("```{lang}\n{body}\n```")
+}
+
+/// Characters a fence adds around its body: "```lang\n" and "\n```".
+fn fence_overhead(lang: &str) -> usize {
+    8 + lang.chars().count()
+}
+
+/// Redacts, defuses mentions and fences as code, within `max` characters.
+fn clean_code(lang: &str, text: &str, max: usize) -> String {
+    let text = if text.trim().is_empty() { "(empty)" } else { text };
+    fenced(lang, &defuse_mass_mentions(&redact_text(text)), max)
+}
+
+/// Redacts, defuses mentions and escapes Markdown, within `max` characters.
+/// Redaction comes first: an escaped secret (`sk\_live\_…`) would no longer
+/// match its pattern.
+fn clean_literal(text: &str, max: usize) -> String {
+    truncate_chars(&escape_markdown(&defuse_mass_mentions(&redact_text(text))), max)
+}
+
+// ---------------------------------------------------------------------------
+// Small formatting helpers
+// ---------------------------------------------------------------------------
+
+/// The project's name as shown in footers and titles: the last component of
+/// `cwd` (either slash), or `cwd` itself when it has none.
+///
+/// ```
+/// use omp_discord_core::report::project_name;
+///
+/// assert_eq!(project_name("/home/ana/src/omp-discord/"), "omp-discord");
+/// assert_eq!(project_name(r"C:\work\app"), "app");
+/// assert_eq!(project_name("/"), "/");
+/// ```
+#[must_use]
+pub fn project_name(cwd: &str) -> String {
+    let trimmed = cwd.trim_end_matches(['/', '\\']);
+    match trimmed.rsplit(['/', '\\']).next() {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ if cwd.is_empty() => "omp".to_owned(),
+        _ => cwd.to_owned(),
+    }
+}
+
+/// A duration for people: `850 ms`, `42s`, `3m 07s`, `2h 05m`.
+///
+/// ```
+/// use omp_discord_core::report::format_duration;
+///
+/// assert_eq!(format_duration(850), "850 ms");
+/// assert_eq!(format_duration(187_000), "3m 07s");
+/// ```
+#[must_use]
+pub fn format_duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0 => format!("{ms} ms"),
+        1..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+    }
+}
+
+/// Token counts for people: `950`, `12.3k`, `1.20M`.
+fn format_tokens(n: u64) -> String {
+    match n {
+        0..=999 => n.to_string(),
+        1000..=999_999 => format!("{:.1}k", n as f64 / 1e3),
+        _ => format!("{:.2}M", n as f64 / 1e6),
+    }
+}
+
+/// A cost in US dollars with enough digits to be non-zero.
+fn format_cost(cost: f64) -> String {
+    if cost >= 1.0 { format!("${cost:.2}") } else { format!("${cost:.4}") }
+}
+
+/// `read ×3, bash ×1` in first-use order.
+#[must_use]
+pub fn tool_histogram(calls: &[String]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for call in calls {
+        match counts.iter_mut().find(|(name, _)| name == call) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((call, 1)),
+        }
+    }
+    format_counts(counts.iter().map(|(name, n)| (*name, *n)))
+}
+
+fn format_counts<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> String {
+    counts.map(|(name, n)| format!("{name} ×{n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// One line saying what a tool was asked to do, without dumping its whole
+/// input: the command for `bash`, the path (and size) for file tools, compact
+/// JSON cut to 300 characters otherwise. Not yet redacted: every template
+/// redacts what it shows.
+///
+/// ```
+/// use omp_discord_core::report::summarize_input;
+/// use serde_json::json;
+///
+/// assert_eq!(summarize_input("bash", &json!({ "command": "cargo test" })), "cargo test");
+/// assert_eq!(summarize_input("write", &json!({ "path": "a.rs", "content": "fn main() {}" })), "a.rs (12 chars)");
+/// ```
+#[must_use]
+pub fn summarize_input(tool: &str, input: &Value) -> String {
+    const MAX: usize = 300;
+    let text = |key: &str| input.get(key).and_then(Value::as_str);
+    let path = ["path", "file_path", "filePath", "file"].into_iter().find_map(text);
+    let summary = match (tool, path) {
+        ("bash", _) if text("command").is_some() => text("command").unwrap_or_default().to_owned(),
+        ("write", Some(path)) => match text("content") {
+            Some(content) => format!("{path} ({} chars)", content.chars().count()),
+            None => path.to_owned(),
+        },
+        ("edit", Some(path)) => match input.get("edits").and_then(Value::as_array) {
+            Some(edits) => format!("{path} ({} edits)", edits.len()),
+            None => path.to_owned(),
+        },
+        (_, Some(path)) => path.to_owned(),
+        _ => match input {
+            Value::Null => String::new(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+    };
+    truncate_chars(&summary, MAX)
+}
+
+/// The code-block language for a tool's summarised input.
+fn input_lang(tool: &str) -> &'static str {
+    if tool == "bash" { "sh" } else { "" }
+}
+
+fn field(name: &str, value: String, inline: bool) -> EmbedField {
+    EmbedField { name: clean(name, limits::FIELD_NAME), value, inline }
+}
+
+/// Wraps a finished embed: footer, one-embed payload, and the total-size
+/// safety net (templates stay under [`TEMPLATE_BUDGET`], so it never cuts).
+fn finish(mut embed: Embed, project: &str) -> MessagePayload {
+    embed.footer = Some(embed::footer(project));
+    finish_with_footer(embed)
+}
+
+fn finish_with_footer(embed: Embed) -> MessagePayload {
+    let mut payload = embed::single_embed(embed);
+    embed::fit_total(&mut payload);
+    payload
+}
+
+// ---------------------------------------------------------------------------
+// Templates
+// ---------------------------------------------------------------------------
+
+/// What is known when a session starts.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SessionStart {
+    /// The session's working directory; its last component names the project.
+    pub cwd: String,
+    /// The machine's host name (several machines may share a bot).
+    #[serde(default)]
+    pub host: String,
+    /// The model, e.g. `anthropic/claude-sonnet-4`, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The first prompt, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+}
+
+/// "Session started": project, directory, host, model and first prompt.
+#[must_use]
+pub fn session_started(start: &SessionStart) -> MessagePayload {
+    let project = project_name(&start.cwd);
+    let mut embed = embed::empty_embed(Level::Info);
+    embed.title = Some(clean(&format!("Session started · {project}"), limits::TITLE));
+    embed.description = Some(match start.prompt.as_deref().map(strip_system_reminders) {
+        Some(prompt) if !prompt.trim().is_empty() => clean(&prompt, 2000),
+        _ => "*Waiting for the first prompt.*".to_owned(),
+    });
+    let mut fields = vec![field("Directory", clean_literal(&start.cwd, 1000), false)];
+    if !start.host.trim().is_empty() {
+        fields.push(field("Host", clean_literal(&start.host, 200), true));
+    }
+    if let Some(model) = start.model.as_deref().filter(|m| !m.trim().is_empty()) {
+        fields.push(field("Model", clean_literal(model, 200), true));
+    }
+    embed.fields = fields;
+    finish(embed, &project)
+}
+
+/// Removes `<system-reminder>…</system-reminder>` blocks OMP wraps around a
+/// prompt (date, cwd): they are for the model, not for people.
+#[must_use]
+pub fn strip_system_reminders(prompt: &str) -> String {
+    const OPEN: &str = "<system-reminder>";
+    const CLOSE: &str = "</system-reminder>";
+    let mut out = String::with_capacity(prompt.len());
+    let mut rest = prompt;
+    while let Some(start) = rest.find(OPEN) {
+        out.push_str(&rest[..start]);
+        match rest[start..].find(CLOSE) {
+            Some(end) => rest = &rest[start + end + CLOSE.len()..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out.trim().to_owned()
+}
+
+/// "Run finished", "Run failed", "Run aborted" or "Run interrupted": the
+/// answer (or error), turns, tools used, duration, tokens, cost and files
+/// changed, whichever are known.
+#[must_use]
+pub fn run_finished(summary: &RunSummary, project: &str) -> MessagePayload {
+    let (title, level) = if summary.failed() {
+        ("Run failed", Level::Error)
+    } else {
+        match summary.stop_reason.as_deref() {
+            Some("aborted") => ("Run aborted", Level::Warning),
+            Some("interrupted") => ("Run interrupted", Level::Warning),
+            Some("length") => ("Run stopped at the output limit", Level::Warning),
+            _ => ("Run finished", Level::Success),
+        }
+    };
+    let mut embed = embed::empty_embed(level);
+    embed.title = Some(title.to_owned());
+    let body = match (&summary.error, &summary.answer) {
+        (Some(error), _) if summary.failed() => error.as_str(),
+        (_, Some(answer)) => answer.as_str(),
+        _ if summary.stop_reason.as_deref() == Some("interrupted") => "(the session ended before the run finished)",
+        _ => "(no text answer)",
+    };
+    embed.description = Some(clean(body, ANSWER_MAX));
+    // Field order is part of the contract: `Turns`, then `Tool calls`.
+    let mut fields = vec![field("Turns", summary.turns.to_string(), true)];
+    if !summary.tool_calls.is_empty() {
+        fields.push(field("Tool calls", clean(&tool_histogram(&summary.tool_calls), limits::FIELD_VALUE), true));
+    }
+    if let Some(ms) = summary.duration_ms {
+        fields.push(field("Duration", format_duration(ms), true));
+    }
+    if summary.output_tokens > 0 || summary.input_tokens > 0 {
+        let tokens = if summary.input_tokens > 0 {
+            format!("{} in · {} out", format_tokens(summary.input_tokens), format_tokens(summary.output_tokens))
+        } else {
+            format_tokens(summary.output_tokens)
+        };
+        // The title stays "Output tokens" when only output is known, as before.
+        let name = if summary.input_tokens > 0 { "Tokens" } else { "Output tokens" };
+        let value = if summary.input_tokens > 0 { tokens } else { summary.output_tokens.to_string() };
+        fields.push(field(name, value, true));
+    }
+    if summary.cost > 0.0 && summary.cost.is_finite() {
+        fields.push(field("Cost", format_cost(summary.cost), true));
+    }
+    if !summary.files_changed.is_empty() {
+        fields.push(field("Files changed", list_literals(&summary.files_changed, limits::FIELD_VALUE), false));
+    }
+    embed.fields = fields;
+    finish(embed, project)
+}
+
+/// Whether a run's answer is longer than [`run_finished`] shows, so the caller
+/// should post it in full with [`split_long_output`].
+#[must_use]
+pub fn answer_overflows(summary: &RunSummary) -> bool {
+    !summary.failed() && summary.answer.as_deref().is_some_and(|a| redact_text(a).chars().count() > ANSWER_MAX)
+}
+
+/// One item per line, escaped, within `max` characters: `+N more` closes a
+/// list that does not fit.
+fn list_literals(items: &[String], max: usize) -> String {
+    let mut out = String::new();
+    for (index, item) in items.iter().enumerate() {
+        let line = clean_literal(item, 200);
+        let more = format!("+{} more", items.len() - index);
+        if out.chars().count() + line.chars().count() + more.chars().count() + 2 > max {
+            out.push_str(&more);
+            return out;
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.trim_end().to_owned()
+}
+
+/// A tool call that failed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ToolFailure {
+    /// The tool's name.
+    pub tool: String,
+    /// The arguments it was called with.
+    #[serde(default)]
+    pub input: Value,
+    /// The error text the tool returned.
+    #[serde(default)]
+    pub error: String,
+}
+
+/// "Tool error": the tool, its input summarised ([`summarize_input`]) and the
+/// error text, all redacted. Several failures make one message
+/// ([`tool_errors`]).
+#[must_use]
+pub fn tool_error(failure: &ToolFailure, project: &str) -> MessagePayload {
+    let mut embed = embed::empty_embed(Level::Error);
+    embed.title = Some(clean(&format!("Tool error: {}", failure.tool), limits::TITLE));
+    embed.description = Some(clean_code("", &failure.error, 3000));
+    let input = summarize_input(&failure.tool, &failure.input);
+    if !input.is_empty() {
+        embed.fields = vec![field("Input", clean_code(input_lang(&failure.tool), &input, 1000), false)];
+    }
+    finish(embed, project)
+}
+
+/// One message for a burst of tool failures: a field per failure (at most
+/// [`limits::FIELDS`], the rest counted), each with its input and error.
+#[must_use]
+pub fn tool_errors(failures: &[ToolFailure], project: &str) -> MessagePayload {
+    if let [one] = failures {
+        return tool_error(one, project);
+    }
+    let mut embed = embed::empty_embed(Level::Error);
+    embed.title = Some(format!("{} tool errors", failures.len()));
+    let shown = failures.len().min(limits::FIELDS);
+    // Each field gets an equal share of the budget (fields never get cut later).
+    let share = ((TEMPLATE_BUDGET - 400) / shown.max(1)).min(limits::FIELD_VALUE);
+    embed.fields = failures
+        .iter()
+        .take(shown)
+        .map(|f| {
+            let input = clean_literal(&summarize_input(&f.tool, &f.input), share / 3);
+            let room = share.saturating_sub(input.chars().count() + 1);
+            let value = format!("{input}\n{}", clean_code("", &f.error, room));
+            field(&truncate_chars(&f.tool, 200), truncate_chars(&value, share), false)
+        })
+        .collect();
+    if failures.len() > shown {
+        embed.description = Some(format!("{} more not shown.", failures.len() - shown));
+    }
+    finish(embed, project)
+}
+
+/// A tool call, as verbose reports list it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ToolUse {
+    /// The tool's name.
+    pub tool: String,
+    /// The arguments it was called with.
+    #[serde(default)]
+    pub input: Value,
+}
+
+/// "Tool calls": one line per call (tool and summarised input), for the
+/// verbose level. At most 40 lines; the rest are counted.
+#[must_use]
+pub fn tool_calls(calls: &[ToolUse], project: &str) -> MessagePayload {
+    const SHOWN: usize = 40;
+    let mut embed = embed::empty_embed(Level::Info);
+    embed.title = Some(match calls.len() {
+        1 => "Tool call".to_owned(),
+        n => format!("{n} tool calls"),
+    });
+    let share = (limits::DESCRIPTION - 100) / calls.len().clamp(1, SHOWN);
+    let mut lines: Vec<String> = calls
+        .iter()
+        .take(SHOWN)
+        .map(|c| {
+            let name = clean_literal(&c.tool, 100);
+            let input = clean_literal(&summarize_input(&c.tool, &c.input).replace('\n', " "), 300);
+            truncate_chars(&format!("**{name}** {input}"), share)
+        })
+        .collect();
+    if calls.len() > SHOWN {
+        lines.push(format!("… {} more", calls.len() - SHOWN));
+    }
+    if lines.is_empty() {
+        lines.push("(none)".to_owned());
+    }
+    embed.description = Some(truncate_chars(&lines.join("\n"), limits::DESCRIPTION));
+    finish(embed, project)
+}
+
+/// A tool call waiting for a person's approval.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// The tool's name.
+    pub tool: String,
+    /// The exact arguments it would run with.
+    #[serde(default)]
+    pub input: Value,
+    /// Why OMP asks, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// "Approval needed": the tool and the exact command (for `bash`) or input
+/// (as JSON), redacted and fenced. Only the embed; buttons are added by the
+/// caller. Input longer than the embed allows is cut with a visible marker.
+#[must_use]
+pub fn approval_request(request: &ApprovalRequest, project: &str) -> MessagePayload {
+    let mut embed = embed::empty_embed(Level::Warning);
+    embed.title = Some(clean(&format!("Approval needed: {}", request.tool), limits::TITLE));
+    let command = request.input.get("command").and_then(Value::as_str).filter(|_| request.tool == "bash");
+    let mut fields = Vec::new();
+    let description = match command {
+        Some(command) => {
+            let mut rest = request.input.clone();
+            if let Some(map) = rest.as_object_mut() {
+                map.remove("command");
+                if !map.is_empty() {
+                    fields.push(field("Other input", clean_code("json", &rest.to_string(), 1000), false));
+                }
+            }
+            clean_code("sh", command, 3500)
+        }
+        None => {
+            let json = serde_json::to_string_pretty(&request.input).unwrap_or_default();
+            clean_code("json", &json, 3500)
+        }
+    };
+    embed.description = Some(description);
+    if let Some(reason) = request.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+        fields.push(field("Reason", clean(reason, 500), false));
+    }
+    embed.fields = fields;
+    finish(embed, project)
+}
+
+/// A question the model asks a person.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Question {
+    /// The question.
+    pub question: String,
+    /// Answers to choose from; empty for a free answer.
+    #[serde(default)]
+    pub choices: Vec<String>,
+}
+
+/// "Question from the model": the question and its numbered choices, with a
+/// footer that says how to answer.
+#[must_use]
+pub fn question(q: &Question, project: &str) -> MessagePayload {
+    let mut embed = embed::empty_embed(Level::Warning);
+    embed.title = Some("Question from the model".to_owned());
+    let mut text = clean(&q.question, 2500);
+    if !q.choices.is_empty() {
+        let share = (TEMPLATE_BUDGET - 2800 - 400) / q.choices.len().clamp(1, limits::FIELDS);
+        text.push('\n');
+        for (index, choice) in q.choices.iter().take(limits::FIELDS).enumerate() {
+            let choice = clean_literal(&choice.replace('\n', " "), share.saturating_sub(8));
+            text.push_str(&format!("\n**{}.** {choice}", index + 1));
+        }
+        if q.choices.len() > limits::FIELDS {
+            text.push_str(&format!("\n… {} more", q.choices.len() - limits::FIELDS));
+        }
+    }
+    embed.description = Some(truncate_chars(&text, limits::DESCRIPTION));
+    let hint = if q.choices.is_empty() { "reply in this thread to answer" } else { "choose below or reply" };
+    embed.footer = Some(EmbedFooter {
+        icon_url: None,
+        proxy_icon_url: None,
+        text: clean(&format!("omp · {project} · {hint}"), 300),
+    });
+    finish_with_footer(embed)
+}
+
+/// The state of a running agent run, as its live card shows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunCard {
+    /// The prompt that started the run, when known.
+    pub prompt: Option<String>,
+    /// Time since the run started.
+    pub elapsed_ms: u64,
+    /// Tools running now, by name with their summarised input (latest last).
+    pub running: Vec<(String, String)>,
+    /// What OMP does besides tools, e.g. "compacting context".
+    pub activity: Option<String>,
+    /// Finished tool calls by name, in first-use order.
+    pub tools_done: Vec<(String, usize)>,
+    /// Tool calls that failed.
+    pub tool_errors: usize,
+    /// Assistant turns so far.
+    pub turns: usize,
+    /// Input tokens so far.
+    pub input_tokens: u64,
+    /// Output tokens so far.
+    pub output_tokens: u64,
+    /// Cost so far in US dollars.
+    pub cost: f64,
+}
+
+/// The live run card: elapsed time in the title, the prompt, the current tool
+/// and activity, tools done with counts, errors, tokens and cost.
+#[must_use]
+pub fn run_card(card: &RunCard, project: &str) -> MessagePayload {
+    let mut embed = embed::empty_embed(Level::Info);
+    embed.title = Some(format!("Running · {}", format_duration(card.elapsed_ms)));
+    embed.description = Some(match card.prompt.as_deref().map(strip_system_reminders) {
+        Some(prompt) if !prompt.is_empty() => clean(&prompt, 1000),
+        _ => "*Working…*".to_owned(),
+    });
+    let mut fields = Vec::new();
+    if let Some((tool, input)) = card.running.last() {
+        let mut now = format!("**{}**", clean_literal(tool, 100));
+        if !input.is_empty() {
+            now.push(' ');
+            now.push_str(&clean_literal(&input.replace('\n', " "), 300));
+        }
+        if card.running.len() > 1 {
+            now.push_str(&format!(" (+{} more running)", card.running.len() - 1));
+        }
+        fields.push(field("Now", now, false));
+    }
+    if let Some(activity) = card.activity.as_deref() {
+        fields.push(field("Status", clean(activity, 500), false));
+    }
+    if !card.tools_done.is_empty() {
+        let total: usize = card.tools_done.iter().map(|(_, n)| n).sum();
+        let list = format_counts(card.tools_done.iter().map(|(name, n)| (name.as_str(), *n)));
+        fields.push(field("Tools done", clean(&format!("{total}: {list}"), limits::FIELD_VALUE), false));
+    }
+    if card.tool_errors > 0 {
+        fields.push(field("Tool errors", card.tool_errors.to_string(), true));
+    }
+    if card.turns > 0 {
+        fields.push(field("Turns", card.turns.to_string(), true));
+    }
+    if card.input_tokens > 0 || card.output_tokens > 0 {
+        let tokens = format!("{} in · {} out", format_tokens(card.input_tokens), format_tokens(card.output_tokens));
+        fields.push(field("Tokens", tokens, true));
+    }
+    if card.cost > 0.0 && card.cost.is_finite() {
+        fields.push(field("Cost", format_cost(card.cost), true));
+    }
+    embed.fields = fields;
+    finish(embed, project)
+}
+
+/// Marks a payload as coming from a subagent: every title gets
+/// [`SUBAGENT_MARK`] in front (an untitled first embed gets the mark as its
+/// title), so the reader of the parent's thread sees where it came from.
+pub fn mark_subagent(payload: &mut MessagePayload) {
+    for (index, embed) in payload.embeds.iter_mut().enumerate() {
+        match &mut embed.title {
+            Some(title) => *title = truncate_chars(&format!("{SUBAGENT_MARK}{title}"), limits::TITLE),
+            None if index == 0 => embed.title = Some(SUBAGENT_MARK.trim_end_matches([' ', '·']).to_owned()),
+            None => {}
+        }
+    }
+    embed::fit_total(payload);
+}
+
+// ---------------------------------------------------------------------------
+// Long output
+// ---------------------------------------------------------------------------
+
+/// Splits `text` across as many messages as it needs, none of it dropped:
+/// each message carries code blocks in language `lang` (several embeds, up to
+/// Discord's total), and the first embed's title is `title (i/n)` when there
+/// is more than one part. Cuts prefer line ends.
+///
+/// The text is redacted as a whole first (a secret is never split in two
+/// before the scanner sees it), mass mentions are defused, and backtick runs
+/// are broken with a zero-width space so the text can never close its block;
+/// apart from those zero-width spaces, the parts' code bodies joined in order
+/// are exactly the redacted text.
+#[must_use]
+pub fn split_long_output(title: &str, text: &str, lang: &str) -> Vec<MessagePayload> {
+    let lang = code_lang(lang);
+    let prepared = break_backtick_runs(&defuse_mass_mentions(&redact_text(text)));
+    let body = if prepared.is_empty() { "(no output)" } else { prepared.as_str() };
+    let overhead = fence_overhead(lang);
+
+    let mut parts: Vec<Vec<String>> = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let mut blocks = Vec::new();
+        let mut budget = PART_BUDGET;
+        while !rest.is_empty() && blocks.len() < limits::EMBEDS && budget >= overhead + MIN_CHUNK {
+            let room = budget.min(limits::DESCRIPTION) - overhead;
+            let (chunk, tail) = next_chunk(rest, room);
+            blocks.push(format!("```{lang}\n{chunk}\n```"));
+            budget -= chunk.chars().count() + overhead;
+            rest = tail;
+        }
+        parts.push(blocks);
+    }
+
+    let count = parts.len();
+    let title = if title.trim().is_empty() { "Output" } else { title };
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(index, blocks)| {
+            let suffix = if count > 1 { format!(" ({}/{count})", index + 1) } else { String::new() };
+            let embeds = blocks
+                .into_iter()
+                .enumerate()
+                .map(|(block_index, block)| {
+                    let mut embed = embed::empty_embed(Level::Info);
+                    if block_index == 0 {
+                        let head = clean(title, limits::TITLE - suffix.chars().count());
+                        embed.title = Some(format!("{head}{suffix}"));
+                    }
+                    embed.description = Some(block);
+                    embed
+                })
+                .collect();
+            MessagePayload { content: None, embeds, allowed_mentions: AllowedMentions::default() }
+        })
+        .collect()
+}
+
+/// Splits off the first at most `max` characters of `text`, after the last
+/// newline in its second half when there is one.
+fn next_chunk(text: &str, max: usize) -> (&str, &str) {
+    let Some((cut, _)) = text.char_indices().nth(max) else {
+        return (text, "");
+    };
+    let head = &text[..cut];
+    let half = head.char_indices().nth(max / 2).map_or(0, |(i, _)| i);
+    match head[half..].rfind('\n') {
+        Some(newline) => text.split_at(half + newline + 1),
+        None => text.split_at(cut),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::validate_message;
+    use serde_json::json;
+
+    fn bodies(parts: &[MessagePayload]) -> String {
+        let mut joined = String::new();
+        for part in parts {
+            for embed in &part.embeds {
+                let d = embed.description.as_deref().unwrap();
+                let body = d.split_once('\n').unwrap().1.strip_suffix("\n```").unwrap();
+                joined.push_str(body);
+            }
+        }
+        joined
+    }
+
+    #[test]
+    fn escape_markdown_neutralises_formatting() {
+        assert_eq!(escape_markdown("a_b*c~d`e|f\\g"), r"a\_b\*c\~d\`e\|f\\g");
+        assert_eq!(
+            escape_markdown("> quote\n  - item\n12. x\nx - y 1. z"),
+            "\\> quote\n  \\- item\n12\\. x\nx - y 1. z"
+        );
+        assert_eq!(escape_markdown("<@123> [a](b)"), r"\<@123\> \[a\](b)");
+        assert_eq!(escape_markdown("Ünïcødé ✓"), "Ünïcødé ✓");
+    }
+
+    #[test]
+    fn code_block_cannot_be_escaped() {
+        for evil in ["```", "````", "a```\n@everyone```b", "`", "``", "x`"] {
+            let block = code_block("sh", evil);
+            assert_eq!(block.matches("```").count(), 2, "{block:?}");
+            assert!(block.starts_with("```sh\n") && block.ends_with("\n```"));
+            assert_eq!(block.replace(ZWSP, ""), format!("```sh\n{evil}\n```"));
+        }
+        assert_eq!(code_block("rust\n```", "x"), "```\nx\n```", "a hostile language tag is dropped");
+    }
+
+    #[test]
+    fn fenced_keeps_the_marker_inside() {
+        let block = fenced("", &"x".repeat(100), 50);
+        assert_eq!(block.chars().count(), 50);
+        assert!(block.ends_with(&format!("{}\n```", embed::TRUNCATION_MARKER)), "{block}");
+        assert_eq!(fenced("", "x", 3), "");
+    }
+
+    #[test]
+    fn project_and_duration_formatting() {
+        assert_eq!(project_name(""), "omp");
+        assert_eq!(project_name("repo"), "repo");
+        assert_eq!(format_duration(0), "0 ms");
+        assert_eq!(format_duration(59_999), "59s");
+        assert_eq!(format_duration(60_000), "1m 00s");
+        assert_eq!(format_duration(7_500_000), "2h 05m");
+        assert_eq!(format_tokens(12_345), "12.3k");
+        assert_eq!(format_cost(0.01234), "$0.0123");
+    }
+
+    #[test]
+    fn session_started_shows_what_is_known() {
+        let start = SessionStart {
+            cwd: "/home/ana/my_app".into(),
+            host: "box".into(),
+            model: Some("anthropic/claude".into()),
+            prompt: Some("<system-reminder>date</system-reminder>\nFix the @everyone bug".into()),
+        };
+        let payload = session_started(&start);
+        validate_message(&payload).unwrap();
+        let embed = &payload.embeds[0];
+        assert_eq!(embed.title.as_deref(), Some("Session started · my_app"));
+        assert_eq!(embed.description.as_deref(), Some("Fix the @\u{200b}everyone bug"));
+        assert_eq!(embed.fields[0].value, r"/home/ana/my\_app");
+        assert_eq!(embed.fields.len(), 3);
+        let bare = session_started(&SessionStart { cwd: "/x".into(), ..Default::default() });
+        assert_eq!(bare.embeds[0].fields.len(), 1);
+    }
+
+    #[test]
+    fn run_finished_adds_duration_cost_and_files() {
+        let summary = RunSummary {
+            answer: Some("Done.".into()),
+            stop_reason: Some("stop".into()),
+            tool_calls: vec!["edit".into(), "bash".into(), "edit".into()],
+            turns: 3,
+            output_tokens: 1200,
+            input_tokens: 50_000,
+            duration_ms: Some(65_000),
+            cost: 0.25,
+            files_changed: vec!["src/a_b.rs".into(), "README.md".into()],
+            ..Default::default()
+        };
+        let payload = run_finished(&summary, "p");
+        validate_message(&payload).unwrap();
+        let fields: Vec<(&str, &str)> =
+            payload.embeds[0].fields.iter().map(|f| (f.name.as_str(), f.value.as_str())).collect();
+        assert_eq!(
+            fields,
+            [
+                ("Turns", "3"),
+                ("Tool calls", "edit ×2, bash ×1"),
+                ("Duration", "1m 05s"),
+                ("Tokens", "50.0k in · 1.2k out"),
+                ("Cost", "$0.2500"),
+                ("Files changed", "src/a\\_b.rs\nREADME.md"),
+            ]
+        );
+    }
+
+    #[test]
+    fn run_titles_follow_the_stop_reason() {
+        let title = |stop: &str, error: Option<&str>| {
+            let summary =
+                RunSummary { stop_reason: Some(stop.into()), error: error.map(str::to_owned), ..Default::default() };
+            run_finished(&summary, "p").embeds[0].title.clone().unwrap()
+        };
+        assert_eq!(title("stop", None), "Run finished");
+        assert_eq!(title("error", Some("boom")), "Run failed");
+        assert_eq!(title("aborted", None), "Run aborted");
+        assert_eq!(title("interrupted", None), "Run interrupted");
+        assert_eq!(title("length", None), "Run stopped at the output limit");
+    }
+
+    #[test]
+    fn long_answers_overflow_into_parts() {
+        let summary = RunSummary { answer: Some("a".repeat(ANSWER_MAX + 1)), ..Default::default() };
+        assert!(answer_overflows(&summary));
+        let description = run_finished(&summary, "p").embeds[0].description.clone().unwrap();
+        assert!(description.ends_with(embed::TRUNCATION_MARKER));
+        assert!(!answer_overflows(&RunSummary { answer: Some("a".repeat(ANSWER_MAX)), ..Default::default() }));
+    }
+
+    #[test]
+    fn tool_error_redacts_input_and_error() {
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let failure = ToolFailure {
+            tool: "bash".into(),
+            input: json!({ "command": format!("curl -H 'Authorization: token {secret}' x") }),
+            error: format!("exit 1: bad credentials {secret} ```\n@here"),
+        };
+        let payload = tool_error(&failure, "p");
+        validate_message(&payload).unwrap();
+        let json = serde_json::to_string(&payload).unwrap();
+        assert!(!json.contains(secret) && !json.contains("@here"), "{json}");
+        assert_eq!(payload.embeds[0].title.as_deref(), Some("Tool error: bash"));
+        assert_eq!(payload.embeds[0].description.as_deref().unwrap().matches("```").count(), 2);
+        assert!(payload.embeds[0].fields[0].value.starts_with("```sh\ncurl"));
+    }
+
+    #[test]
+    fn many_tool_errors_fit_one_message() {
+        let failures: Vec<ToolFailure> = (0..40)
+            .map(|i| ToolFailure {
+                tool: format!("t{i}"),
+                input: json!({ "x": "y".repeat(2000) }),
+                error: "e".repeat(5000),
+            })
+            .collect();
+        let payload = tool_errors(&failures, "p");
+        validate_message(&payload).unwrap();
+        let embed = &payload.embeds[0];
+        assert_eq!(embed.title.as_deref(), Some("40 tool errors"));
+        assert_eq!(embed.fields.len(), limits::FIELDS);
+        assert_eq!(embed.description.as_deref(), Some("15 more not shown."));
+        assert!(embed.fields.iter().all(|f| f.value.matches("```").count() == 2), "no field is cut inside a fence");
+    }
+
+    #[test]
+    fn approval_shows_the_exact_command() {
+        let request = ApprovalRequest {
+            tool: "bash".into(),
+            input: json!({ "command": "rm -rf build && echo ```done```", "timeout": 30 }),
+            reason: Some("destructive command".into()),
+        };
+        let payload = approval_request(&request, "p");
+        validate_message(&payload).unwrap();
+        let embed = &payload.embeds[0];
+        let description = embed.description.as_deref().unwrap();
+        assert_eq!(description.replace(ZWSP, ""), "```sh\nrm -rf build && echo ```done```\n```");
+        assert_eq!(embed.fields[0].name, "Other input");
+        assert_eq!(embed.fields[1].value, "destructive command");
+        let other = approval_request(
+            &ApprovalRequest { tool: "write".into(), input: json!({ "path": "a" }), reason: None },
+            "p",
+        );
+        assert!(other.embeds[0].description.as_deref().unwrap().starts_with("```json\n{\n  \"path\": \"a\""));
+    }
+
+    #[test]
+    fn question_lists_choices() {
+        let q = Question { question: "Which **db**?".into(), choices: vec!["sqlite".into(), "pg_*".into()] };
+        let payload = question(&q, "p");
+        validate_message(&payload).unwrap();
+        assert_eq!(payload.embeds[0].description.as_deref(), Some("Which **db**?\n\n**1.** sqlite\n**2.** pg\\_\\*"));
+        let many = Question { question: "q".repeat(10_000), choices: (0..100).map(|i| "c".repeat(i * 50)).collect() };
+        validate_message(&question(&many, "p")).unwrap();
+    }
+
+    #[test]
+    fn run_card_shows_progress() {
+        let card = RunCard {
+            prompt: Some("fix tests".into()),
+            elapsed_ms: 12_000,
+            running: vec![("bash".into(), "cargo test".into())],
+            tools_done: vec![("read".into(), 3), ("bash".into(), 1)],
+            tool_errors: 1,
+            turns: 2,
+            input_tokens: 1000,
+            output_tokens: 200,
+            ..Default::default()
+        };
+        let payload = run_card(&card, "p");
+        validate_message(&payload).unwrap();
+        let embed = &payload.embeds[0];
+        assert_eq!(embed.title.as_deref(), Some("Running · 12s"));
+        assert_eq!(embed.fields[0].value, "**bash** cargo test");
+        assert_eq!(embed.fields[1].value, "4: read ×3, bash ×1");
+    }
+
+    #[test]
+    fn subagent_mark_prefixes_titles() {
+        let mut payload = run_finished(&RunSummary::default(), "p");
+        mark_subagent(&mut payload);
+        assert_eq!(payload.embeds[0].title.as_deref(), Some("↳ subagent · Run finished"));
+        let mut long = tool_error(&ToolFailure { tool: "x".repeat(300), ..Default::default() }, "p");
+        mark_subagent(&mut long);
+        validate_message(&long).unwrap();
+    }
+
+    #[test]
+    fn split_keeps_everything_and_numbers_parts() {
+        let text: String = (0..3000).map(|i| format!("line {i} ```` @everyone ünï\n")).collect();
+        let parts = split_long_output("build log", &text, "text");
+        let n = parts.len();
+        assert!(n > 1);
+        for (i, part) in parts.iter().enumerate() {
+            validate_message(part).unwrap();
+            assert_eq!(part.embeds[0].title.as_deref(), Some(format!("build log ({}/{n})", i + 1).as_str()));
+            assert!(part.embeds.iter().all(|e| e.description.as_deref().unwrap().matches("```").count() == 2));
+        }
+        let joined = bodies(&parts);
+        assert!(!joined.contains("@everyone"));
+        assert_eq!(joined.replace(ZWSP, ""), text);
+    }
+
+    #[test]
+    fn split_at_the_boundaries() {
+        let one = split_long_output("t", "short", "rust");
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].embeds[0].title.as_deref(), Some("t"));
+        assert_eq!(one[0].embeds[0].description.as_deref(), Some("```rust\nshort\n```"));
+        let empty = split_long_output("", "", "");
+        validate_message(&empty[0]).unwrap();
+        // No newline at all: cuts at the character limit, multibyte safe.
+        let wide = "é".repeat(100_000);
+        let parts = split_long_output("t", &wide, "");
+        parts.iter().for_each(|p| validate_message(p).unwrap());
+        assert_eq!(bodies(&parts), wide);
+    }
+
+    #[test]
+    fn split_redacts_the_whole_text_first() {
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let text = format!("{}token={secret}\n{}", "x".repeat(4070), "y".repeat(10));
+        let parts = split_long_output("t", &text, "");
+        let json = serde_json::to_string(&parts).unwrap();
+        assert!(!json.contains(secret) && !json.contains("ghp_0123"), "{json}");
+    }
+}
