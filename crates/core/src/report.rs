@@ -317,8 +317,16 @@ fn field(name: &str, value: String, inline: bool) -> EmbedField {
 /// Wraps a finished embed: footer, one-embed payload, and the total-size
 /// safety net (templates stay under [`TEMPLATE_BUDGET`], so it never cuts).
 fn finish(mut embed: Embed, project: &str) -> MessagePayload {
-    embed.footer = Some(embed::footer(project));
+    embed.footer = Some(footer(&format!("omp · {project}")));
     finish_with_footer(embed)
+}
+
+/// Characters of a template's footer: a long project name must not take the
+/// room of the text (the footer's own limit is 2048).
+const FOOTER_MAX: usize = 200;
+
+fn footer(text: &str) -> EmbedFooter {
+    EmbedFooter { icon_url: None, proxy_icon_url: None, text: clean(text, FOOTER_MAX) }
 }
 
 fn finish_with_footer(embed: Embed) -> MessagePayload {
@@ -626,7 +634,8 @@ pub fn question(q: &Question, project: &str) -> MessagePayload {
     embed.title = Some("Question from the model".to_owned());
     let mut text = clean(&q.question, 2500);
     if !q.choices.is_empty() {
-        let share = (TEMPLATE_BUDGET - 2800 - 400) / q.choices.len().clamp(1, limits::FIELDS);
+        // The question takes at most 2500 characters; the choices share the rest.
+        let share = (limits::DESCRIPTION - 2600) / q.choices.len().clamp(1, limits::FIELDS);
         text.push('\n');
         for (index, choice) in q.choices.iter().take(limits::FIELDS).enumerate() {
             let choice = clean_literal(&choice.replace('\n', " "), share.saturating_sub(8));
@@ -638,11 +647,7 @@ pub fn question(q: &Question, project: &str) -> MessagePayload {
     }
     embed.description = Some(truncate_chars(&text, limits::DESCRIPTION));
     let hint = if q.choices.is_empty() { "reply in this thread to answer" } else { "choose below or reply" };
-    embed.footer = Some(EmbedFooter {
-        icon_url: None,
-        proxy_icon_url: None,
-        text: clean(&format!("omp · {project} · {hint}"), 300),
-    });
+    embed.footer = Some(footer(&format!("omp · {project} · {hint}")));
     finish_with_footer(embed)
 }
 
@@ -1025,6 +1030,21 @@ mod tests {
         assert_eq!(embed.title.as_deref(), Some("Running · 12s"));
         assert_eq!(embed.fields[0].value, "**bash** cargo test");
         assert_eq!(embed.fields[1].value, "4: read ×3, bash ×1");
+    }
+
+    #[test]
+    fn huge_project_names_do_not_squeeze_code_blocks() {
+        let project = "p".repeat(5000);
+        let failure = ToolFailure { tool: "bash".into(), input: json!({ "command": "x" }), error: "e".repeat(9000) };
+        let payload = tool_error(&failure, &project);
+        validate_message(&payload).unwrap();
+        assert_eq!(payload.embeds[0].description.as_deref().unwrap().matches("```").count(), 2);
+        assert_eq!(payload.embeds[0].footer.as_ref().unwrap().text.chars().count(), FOOTER_MAX);
+        let request =
+            ApprovalRequest { tool: "bash".into(), input: json!({ "command": "y".repeat(9000) }), reason: None };
+        let approval = approval_request(&request, &project);
+        validate_message(&approval).unwrap();
+        assert_eq!(approval.embeds[0].description.as_deref().unwrap().matches("```").count(), 2);
     }
 
     #[test]

@@ -116,6 +116,7 @@ proptest! {
         numbers in any::<(u64, u64, u32, u16)>(),
         cost in any::<f64>(),
         choices in prop::collection::vec(nasty_text(10), 0..40),
+        project in prop_oneof![nasty_text(8), "[a-zé@]{1000,3000}"],
     ) {
         let (big, small, turns, count) = numbers;
         check(&report::session_started(&SessionStart {
@@ -133,10 +134,10 @@ proptest! {
             files_changed: choices.clone(),
             duration_ms: Some(big),
         };
-        check(&report::run_finished(&summary, &c))?;
+        check(&report::run_finished(&summary, &project))?;
 
         let failure = ToolFailure { tool: c.clone(), input: json!({ "command": a, "path": b }), error: b.clone() };
-        let single = report::tool_error(&failure, &a);
+        let single = report::tool_error(&failure, &project);
         check(&single)?;
         check_fenced(single.embeds[0].description.as_deref().unwrap_or_default())?;
         let failures = vec![failure; usize::from(count % 60)];
@@ -154,7 +155,7 @@ proptest! {
                 input: json!({ "command": b, "env": { "K": a } }),
                 reason: Some(c.clone()),
             };
-            let approval = report::approval_request(&request, &a);
+            let approval = report::approval_request(&request, &project);
             check(&approval)?;
             check_fenced(approval.embeds[0].description.as_deref().unwrap_or_default())?;
         }
