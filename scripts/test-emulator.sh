@@ -6,10 +6,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 echo "== emulator: cargo tests"
-cargo test -p omp-discord-emulator --locked
+cargo test -p omp-discord-emulator
 
 echo "== emulator: discord.py 2.7.1"
-cargo build -p omp-discord-emulator --bin omp-discord-emulator --locked
+cargo build -p omp-discord-emulator --bin omp-discord-emulator
 venv="$CARGO_TARGET_DIR/emulator-venv"
 if ! "$venv/bin/python" -c 'import discord, sys; sys.exit(discord.__version__ != "2.7.1")' 2>/dev/null; then
     if ! python3 -m venv "$venv" 2>/dev/null; then

@@ -27,13 +27,15 @@ pub(crate) enum Encoder {
     Text,
     /// One zlib context for the whole connection, sync-flushed after every message.
     Zlib(Box<Compress>),
+    /// One zstd stream for the whole connection, flushed after every message.
+    Zstd(Box<zstd_safe::CCtx<'static>>),
 }
 
 impl Encoder {
     pub(crate) fn new(compress: Option<&str>) -> Self {
         match compress {
             Some("zlib-stream") => Self::Zlib(Box::new(Compress::new(Compression::fast(), true))),
-            // zstd-stream is not emulated: clients accept uncompressed text frames.
+            Some("zstd-stream") => Self::Zstd(Box::new(zstd_safe::CCtx::create())),
             _ => Self::Text,
         }
     }
@@ -52,6 +54,23 @@ impl Encoder {
                         .expect("in-memory deflate does not fail");
                     let done = usize::try_from(z.total_in() - start).expect("fits in memory") == input.len();
                     if done && out.ends_with(&[0, 0, 0xff, 0xff]) && out.len() < out.capacity() {
+                        break;
+                    }
+                }
+                WsMessage::Binary(out.into())
+            }
+            Self::Zstd(ctx) => {
+                let input = text.as_bytes();
+                let mut source = zstd_safe::InBuffer::around(input);
+                let mut out: Vec<u8> = Vec::with_capacity(input.len() / 2 + 128);
+                loop {
+                    let pos = out.len();
+                    out.reserve(input.len().max(1024));
+                    let mut sink = zstd_safe::OutBuffer::around_pos(&mut out, pos);
+                    let left = ctx
+                        .compress_stream2(&mut sink, &mut source, zstd_safe::zstd_sys::ZSTD_EndDirective::ZSTD_e_flush)
+                        .expect("in-memory zstd compression does not fail");
+                    if left == 0 && source.pos() == input.len() {
                         break;
                     }
                 }
@@ -497,6 +516,26 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+
+    #[test]
+    fn zstd_stream_frames_decode_one_by_one_with_one_context() {
+        let mut encoder = Encoder::new(Some("zstd-stream"));
+        let mut decoder = zstd_safe::DCtx::create();
+        for text in ["{\"op\":10}", &"y".repeat(200_000), "{\"op\":11}"] {
+            let WsMessage::Binary(bytes) = encoder.encode(text) else {
+                panic!("zstd frames are binary");
+            };
+            let mut source = zstd_safe::InBuffer::around(&bytes);
+            let mut out: Vec<u8> = Vec::with_capacity(text.len() + 1024);
+            while source.pos() < bytes.len() {
+                let pos = out.len();
+                out.reserve(64 * 1024);
+                let mut sink = zstd_safe::OutBuffer::around_pos(&mut out, pos);
+                decoder.decompress_stream(&mut sink, &mut source).unwrap();
+            }
+            assert_eq!(String::from_utf8(out).unwrap(), text);
+        }
+    }
 
     #[test]
     fn zlib_stream_frames_share_one_context_and_end_in_sync_marker() {

@@ -809,6 +809,14 @@ impl World {
         self.sessions.retain(|_, s| {
             s.attached.is_some() || s.detached_at.is_none_or(|at| now.duration_since(at) < SESSION_RESUME_WINDOW)
         });
+        // The bot gets no message, typing or reaction events from channels it cannot see.
+        let channel_event = name.starts_with("MESSAGE_") || name == "TYPING_START";
+        if channel_event
+            && let Some(channel_id) = data["channel_id"].as_str().and_then(|c| c.parse::<u64>().ok())
+            && self.permissions(self.bot_id, channel_id) & permissions::VIEW_CHANNEL == 0
+        {
+            return;
+        }
         let guild_id = data["guild_id"]
             .as_str()
             .and_then(|g| g.parse::<u64>().ok())

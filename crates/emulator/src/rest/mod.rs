@@ -151,12 +151,13 @@ async fn rate_limit(
     next: Next,
 ) -> Response {
     let template = template(&request);
-    // The major parameter: a channel, guild, webhook or interaction id.
-    let major = params
+    // The major parameter: a channel, guild, webhook (with its token) or interaction id.
+    let major: Vec<&str> = params
         .iter()
-        .find(|(name, _)| matches!(*name, "channel_id" | "guild_id" | "webhook_id" | "interaction_id"))
-        .map(|(_, value)| value.to_owned())
-        .unwrap_or_default();
+        .filter(|(name, _)| matches!(*name, "channel_id" | "guild_id" | "webhook_id" | "token" | "interaction_id"))
+        .map(|(_, value)| value)
+        .collect();
+    let major = major.join("/");
     let verdict = lock(&state.inner.limits).acquire(
         Instant::now(),
         request.method(),

@@ -326,3 +326,16 @@ impl Http {
         crate::support::call(&self.state, method, &format!("/api/v10{path}"), body).await.body
     }
 }
+
+#[tokio::test]
+async fn no_events_from_channels_the_bot_cannot_see() {
+    let emulator = Emulator::start(fast_config()).await.unwrap();
+    let mut client = Client::connect(&emulator, "").await;
+    client.identify(GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT).await;
+    let state = emulator.state();
+    state.inject_message(DEFAULT_HIDDEN_CHANNEL_ID, DEFAULT_OWNER_USER_ID, &json!({"content": "hidden"})).unwrap();
+    state.inject_message(DEFAULT_HOME_CHANNEL_ID, DEFAULT_OWNER_USER_ID, &json!({"content": "visible"})).unwrap();
+    // Dispatches keep their order, so the first MESSAGE_CREATE tells whether the hidden one leaked.
+    assert_eq!(client.dispatch("MESSAGE_CREATE").await["d"]["content"], "visible");
+    emulator.shutdown().await;
+}
