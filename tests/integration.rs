@@ -3,5 +3,6 @@
 //! module per area (as ripgrep does), sharing the harness in `util`.
 
 mod omp;
+mod outbox;
 mod sidecar;
 mod util;

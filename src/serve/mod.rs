@@ -143,22 +143,26 @@ impl Sidecar {
 
     /// Journals a notification, tells the client it is accepted, then waits
     /// for the delivery loop to report the outcome.
-    async fn notify(&self, request: NotifyRequest, host: &str, tx: &mpsc::Sender<ServerFrame>) -> ServerFrame {
+    /// Validates and journals a notification. Called in frame order on the
+    /// connection (never from a spawned task), so the journal keeps each
+    /// client's order. Returns the journal position and a receiver for the
+    /// outcome, or the error frame to send.
+    fn accept(&self, request: NotifyRequest, host: &str) -> Result<(i64, oneshot::Receiver<ServerFrame>), ServerFrame> {
         let id = request.id.clone();
         let error = |code, message: String| ServerFrame::Error { id: Some(id.clone()), code, message };
         let (Some(_), Some(channel)) = (&self.discord, self.config.home_channel) else {
-            return error(
+            return Err(error(
                 ErrorCode::NotConfigured,
                 "omp-discord serve has no Discord bot token or home channel: set OMP_DISCORD_TOKEN and \
                  OMP_DISCORD_CHANNEL_ID, then restart it (`omp-discord stop`)"
                     .to_owned(),
-            );
+            ));
         };
         let mut payload = request.message;
         // The shim redacted already; redact again so no client can bypass it.
         redact_payload(&mut payload);
         if let Err(err) = validate_message(&payload) {
-            return error(ErrorCode::InvalidMessage, err.to_string());
+            return Err(error(ErrorCode::InvalidMessage, err.to_string()));
         }
         let body = serde_json::to_string(&payload).expect("payloads serialize");
         let nonce = fresh_nonce(&request.session.id, &id).to_string();
@@ -179,28 +183,21 @@ impl Sidecar {
             self.waiters.lock().expect("waiters lock").insert(seq, done);
             Ok(seq)
         });
-        let seq = match journaled {
-            Ok(seq) => seq,
+        match journaled {
+            Ok(seq) => {
+                tracing::debug!(seq, request_id = %id, "message journaled");
+                self.wake.notify_one();
+                Ok((seq, outcome))
+            }
             Err(err) => {
                 tracing::error!(error = %err, "cannot journal a message");
-                return error(
+                Err(error(
                     ErrorCode::DiscordUnavailable,
                     format!(
                         "the message was not accepted: {err}; check the state directory's disk space and permissions"
                     ),
-                );
+                ))
             }
-        };
-        tracing::debug!(seq, request_id = %id, "message journaled");
-        let _ = tx.send(ServerFrame::Accepted { id: id.clone(), seq }).await;
-        self.wake.notify_one();
-        match outcome.await {
-            Ok(frame) => frame,
-            // The sidecar is stopping; the row stays journaled and is sent after a restart.
-            Err(_) => error(
-                ErrorCode::DiscordUnavailable,
-                "the sidecar stopped before delivery; the message stays queued".into(),
-            ),
         }
     }
 
@@ -598,25 +595,37 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
             }
             continue;
         }
-        let sidecar = sidecar.clone();
+        // Journaling happens here, in frame order; only the wait for Discord is spawned.
+        let accepted = match frame {
+            ClientFrame::Notify(request) => {
+                let id = request.id.clone();
+                match sidecar.accept(request, &host) {
+                    Ok((seq, outcome)) => {
+                        let _ = tx.send(ServerFrame::Accepted { id: id.clone(), seq }).await;
+                        Some((id, outcome))
+                    }
+                    Err(reply) => {
+                        let _ = tx.send(reply).await;
+                        continue;
+                    }
+                }
+            }
+            other => {
+                spawn_request(&tasks, &sidecar, &tx, other);
+                continue;
+            }
+        };
+        let Some((id, outcome)) = accepted else { continue };
         let tx = tx.clone();
-        let host = host.clone();
+        let sidecar = sidecar.clone();
         sidecar.in_flight.fetch_add(1, Ordering::SeqCst);
         tasks.spawn(async move {
-            let reply = match frame {
-                ClientFrame::Hello(_) => ServerFrame::Error {
-                    id: None,
-                    code: ErrorCode::MalformedFrame,
-                    message: "hello was already sent on this connection".to_owned(),
-                },
-                ClientFrame::Notify(request) => sidecar.notify(request, &host, &tx).await,
-                ClientFrame::Status { id } => ServerFrame::Status { id, status: sidecar.status().await },
-                ClientFrame::Shutdown { id } => {
-                    tracing::info!("shutdown requested over the socket");
-                    sidecar.shutdown.cancel();
-                    ServerFrame::ShuttingDown { id }
-                }
-            };
+            let reply = outcome.await.unwrap_or_else(|_| ServerFrame::Error {
+                // The sidecar is stopping; the row stays journaled and is sent after a restart.
+                id: Some(id),
+                code: ErrorCode::DiscordUnavailable,
+                message: "the sidecar stopped before delivery; the message stays queued".into(),
+            });
             let _ = tx.send(reply).await;
             sidecar.in_flight.fetch_sub(1, Ordering::SeqCst);
         });
@@ -624,4 +633,33 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
     drop(tx);
     let _ = writer.await;
     sidecar.clients.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Answers a request that needs no journal, in its own task.
+fn spawn_request(tasks: &TaskTracker, sidecar: &Arc<Sidecar>, tx: &mpsc::Sender<ServerFrame>, frame: ClientFrame) {
+    let sidecar = sidecar.clone();
+    let tx = tx.clone();
+    sidecar.in_flight.fetch_add(1, Ordering::SeqCst);
+    tasks.spawn(async move {
+        let reply = match frame {
+            ClientFrame::Hello(_) => ServerFrame::Error {
+                id: None,
+                code: ErrorCode::MalformedFrame,
+                message: "hello was already sent on this connection".to_owned(),
+            },
+            ClientFrame::Notify(request) => ServerFrame::Error {
+                id: Some(request.id),
+                code: ErrorCode::MalformedFrame,
+                message: "notify is handled on the connection".to_owned(),
+            },
+            ClientFrame::Status { id } => ServerFrame::Status { id, status: sidecar.status().await },
+            ClientFrame::Shutdown { id } => {
+                tracing::info!("shutdown requested over the socket");
+                sidecar.shutdown.cancel();
+                ServerFrame::ShuttingDown { id }
+            }
+        };
+        let _ = tx.send(reply).await;
+        sidecar.in_flight.fetch_sub(1, Ordering::SeqCst);
+    });
 }
