@@ -44,8 +44,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::embed::MessagePayload;
+use crate::embed::{MessagePayload, truncate_chars};
 use crate::event::{RunSummary, summarize_agent_end};
+use crate::redact::redact_text;
 use crate::report::{self, RunCard, SessionStart, ToolFailure, ToolUse};
 
 /// How much of a session is reported.
@@ -264,8 +265,11 @@ const CARD_REFRESH_MS: u64 = 30_000;
 const BURST_KEEP: usize = 50;
 /// Items of one burst remembered at all.
 const BURST_CAP: usize = 10_000;
-/// Tool inputs remembered per run (for error messages).
-const INPUTS_CAP: usize = 4096;
+/// Tool call ids remembered per run (to count each call once); beyond this a
+/// runaway run's calls are no longer told apart.
+const CALLS_CAP: usize = 100_000;
+/// Characters of a tool's error text kept for its message (redacted first).
+const ERROR_KEEP: usize = 4000;
 
 /// Items waiting to go out together as one message.
 #[derive(Debug)]
@@ -337,8 +341,10 @@ pub struct SessionReporter {
     first_prompt: Option<String>,
     session_posted: bool,
     session_shows_prompt: bool,
-    /// Tool call id → (tool name, input), for error messages.
-    inputs: BTreeMap<String, (String, Value)>,
+    /// Tool call id → (tool name, redacted input summary) of calls still
+    /// running, for their error messages. Summaries, not inputs: a `write`
+    /// call's input holds a whole file.
+    inputs: BTreeMap<String, (String, String)>,
     seen_calls: BTreeSet<String>,
     finished_calls: BTreeSet<String>,
     failed_calls: BTreeSet<String>,
@@ -517,35 +523,39 @@ impl SessionReporter {
     fn on_tool_call(&mut self, event: &Value, input_key: &str, executing: bool) {
         let id = self.call_id(event);
         let name = event["toolName"].as_str().unwrap_or("tool").to_owned();
-        let input = event.get(input_key).cloned().unwrap_or(Value::Null);
+        let input = report::summarize_input(&name, event.get(input_key).unwrap_or(&Value::Null));
         if executing
             && let Some(run) = &mut self.run
             && !run.running.iter().any(|(running, ..)| *running == id)
         {
-            run.running.push((id.clone(), name.clone(), report::summarize_input(&name, &input)));
+            run.running.push((id.clone(), name.clone(), input.clone()));
             run.dirty = true;
         }
-        if self.seen_calls.len() < INPUTS_CAP && self.seen_calls.insert(id.clone()) {
+        if self.seen_calls.len() < CALLS_CAP && self.seen_calls.insert(id.clone()) {
             if self.level() >= Level::Verbose && self.config.tool_selected(&name) {
                 let name_only = |u: ToolUse| ToolUse { tool: u.tool, input: Value::Null };
-                self.calls.push(ToolUse { tool: name.clone(), input: input.clone() }, name_only);
+                self.calls.push(ToolUse { tool: name.clone(), input: Value::String(input.clone()) }, name_only);
             }
-            self.inputs.insert(id, (name, input));
+            if !self.finished_calls.contains(&id) {
+                self.inputs.insert(id, (name, input));
+            }
         }
     }
 
     fn on_tool_end(&mut self, event: &Value, result: &Value) {
         let id = self.call_id(event);
-        let (name, input) = match self.inputs.get(&id) {
-            Some((name, input)) => (name.clone(), input.clone()),
-            None => (
-                event["toolName"].as_str().unwrap_or("tool").to_owned(),
-                event.get("input").or_else(|| event.get("args")).cloned().unwrap_or(Value::Null),
-            ),
+        let (name, input) = match self.inputs.remove(&id) {
+            Some(known) => known,
+            None => {
+                let name = event["toolName"].as_str().unwrap_or("tool").to_owned();
+                let input = event.get("input").or_else(|| event.get("args")).unwrap_or(&Value::Null);
+                let input = report::summarize_input(&name, input);
+                (name, input)
+            }
         };
         let failed = event["isError"] == true;
-        let first_end = self.finished_calls.len() < INPUTS_CAP && self.finished_calls.insert(id.clone());
-        let first_failure = failed && self.failed_calls.len() < INPUTS_CAP && self.failed_calls.insert(id.clone());
+        let first_end = self.finished_calls.len() < CALLS_CAP && self.finished_calls.insert(id.clone());
+        let first_failure = failed && self.failed_calls.len() < CALLS_CAP && self.failed_calls.insert(id.clone());
         if let Some(run) = &mut self.run {
             run.running.retain(|(running, ..)| *running != id);
             if first_end {
@@ -561,7 +571,9 @@ impl SessionReporter {
         }
         if first_failure && self.level() >= Level::Normal && self.config.tool_selected(&name) {
             let name_only = |f: ToolFailure| ToolFailure { tool: f.tool, ..Default::default() };
-            self.errors.push(ToolFailure { tool: name, input, error: content_text(result) }, name_only);
+            // Redact before cutting: half a secret would not be recognised.
+            let error = truncate_chars(&redact_text(&content_text(result)), ERROR_KEEP);
+            self.errors.push(ToolFailure { tool: name, input: Value::String(input), error }, name_only);
         }
     }
 
@@ -926,6 +938,24 @@ mod tests {
         let failed =
             json!({ "type": "tool_result", "toolCallId": "0", "toolName": "bash", "isError": true, "content": [] });
         assert!(r.on_event(&failed, 70 * SEC).iter().all(|r| r.key().is_some()));
+    }
+
+    #[test]
+    fn tool_errors_never_leak_a_cut_secret() {
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let mut r = reporter(ReportConfig::default());
+        let command = format!("{} {secret}", "x".repeat(279));
+        r.on_event(
+            &json!({ "type": "tool_call", "toolCallId": "1", "toolName": "bash", "input": { "command": command } }),
+            0,
+        );
+        let error = format!("{} {secret} tail", "e".repeat(ERROR_KEEP - 10));
+        let event = json!({ "type": "tool_result", "toolCallId": "1", "toolName": "bash", "isError": true,
+                            "content": [{ "type": "text", "text": error }] });
+        let out = r.on_event(&event, 1);
+        assert_eq!(titles(&out), ["Tool error: bash"]);
+        let json = serde_json::to_string(&out).unwrap();
+        assert!(!json.contains("ghp_"), "{json}");
     }
 
     #[test]

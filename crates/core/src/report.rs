@@ -189,9 +189,17 @@ fn clean_code(lang: &str, text: &str, max: usize) -> String {
 
 /// Redacts, defuses mentions and escapes Markdown, within `max` characters.
 /// Redaction comes first: an escaped secret (`sk\_live\_…`) would no longer
-/// match its pattern.
+/// match its pattern, and a secret cut in half would not be recognised.
 fn clean_literal(text: &str, max: usize) -> String {
     truncate_chars(&escape_markdown(&defuse_mass_mentions(&redact_text(text))), max)
+}
+
+/// [`clean_literal`] on one line: line breaks become spaces after redaction
+/// (a PEM block is recognised by its lines).
+fn clean_line(text: &str, max: usize) -> String {
+    let redacted = redact_text(text);
+    let line = redacted.replace(['\r', '\n'], " ");
+    truncate_chars(&escape_markdown(&defuse_mass_mentions(&line)), max)
 }
 
 // ---------------------------------------------------------------------------
@@ -270,8 +278,8 @@ fn format_counts<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> String {
 
 /// One line saying what a tool was asked to do, without dumping its whole
 /// input: the command for `bash`, the path (and size) for file tools, compact
-/// JSON cut to 300 characters otherwise. Not yet redacted: every template
-/// redacts what it shows.
+/// JSON otherwise; redacted, then cut to 300 characters (in that order, so a
+/// secret cut in half cannot slip past the scanner).
 ///
 /// ```
 /// use omp_discord_core::report::summarize_input;
@@ -302,7 +310,7 @@ pub fn summarize_input(tool: &str, input: &Value) -> String {
             other => other.to_string(),
         },
     };
-    truncate_chars(&summary, MAX)
+    truncate_chars(&redact_text(&summary), MAX)
 }
 
 /// The code-block language for a tool's summarised input.
@@ -521,7 +529,7 @@ pub fn tool_errors(failures: &[ToolFailure], project: &str) -> MessagePayload {
             let input = clean_literal(&summarize_input(&f.tool, &f.input), share / 3);
             let room = share.saturating_sub(input.chars().count() + 1);
             let value = format!("{input}\n{}", clean_code("", &f.error, room));
-            field(&truncate_chars(&f.tool, 200), truncate_chars(&value, share), false)
+            field(&f.tool, truncate_chars(&value, share), false)
         })
         .collect();
     if failures.len() > shown {
@@ -556,7 +564,7 @@ pub fn tool_calls(calls: &[ToolUse], project: &str) -> MessagePayload {
         .take(SHOWN)
         .map(|c| {
             let name = clean_literal(&c.tool, 100);
-            let input = clean_literal(&summarize_input(&c.tool, &c.input).replace('\n', " "), 300);
+            let input = clean_line(&summarize_input(&c.tool, &c.input), 300);
             truncate_chars(&format!("**{name}** {input}"), share)
         })
         .collect();
@@ -638,7 +646,7 @@ pub fn question(q: &Question, project: &str) -> MessagePayload {
         let share = (limits::DESCRIPTION - 2600) / q.choices.len().clamp(1, limits::FIELDS);
         text.push('\n');
         for (index, choice) in q.choices.iter().take(limits::FIELDS).enumerate() {
-            let choice = clean_literal(&choice.replace('\n', " "), share.saturating_sub(8));
+            let choice = clean_line(choice, share.saturating_sub(8));
             text.push_str(&format!("\n**{}.** {choice}", index + 1));
         }
         if q.choices.len() > limits::FIELDS {
@@ -691,7 +699,7 @@ pub fn run_card(card: &RunCard, project: &str) -> MessagePayload {
         let mut now = format!("**{}**", clean_literal(tool, 100));
         if !input.is_empty() {
             now.push(' ');
-            now.push_str(&clean_literal(&input.replace('\n', " "), 300));
+            now.push_str(&clean_line(input, 300));
         }
         if card.running.len() > 1 {
             now.push_str(&format!(" (+{} more running)", card.running.len() - 1));
@@ -960,6 +968,18 @@ mod tests {
         assert_eq!(payload.embeds[0].title.as_deref(), Some("Tool error: bash"));
         assert_eq!(payload.embeds[0].description.as_deref().unwrap().matches("```").count(), 2);
         assert!(payload.embeds[0].fields[0].value.starts_with("```sh\ncurl"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_before_anything_is_cut() {
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let command = format!("{} {secret}", "x".repeat(279));
+        let summary = summarize_input("bash", &json!({ "command": command }));
+        assert!(!summary.contains("ghp_"), "{summary}");
+        let choice =
+            format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----", "A".repeat(70));
+        let q = question(&Question { question: "which key?".into(), choices: vec![choice] }, "p");
+        assert!(!q.embeds[0].description.as_deref().unwrap().contains("AAAAAAAAAA"), "{q:?}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Property tests of the message templates and the session reporter: whatever
 //! the input (arbitrary Unicode, huge strings, backtick runs, mass mentions),
-//! every payload passes Discord's limits, never pings everyone, never lets
-//! text out of its code block, and long output arrives whole.
+//! every payload passes Discord's limits, never pings everyone, never shows
+//! any part of a secret, never lets text out of its code block, and long
+//! output arrives whole.
 
 use omp_discord_core::embed::{MessagePayload, validate_message};
 use omp_discord_core::event::RunSummary;
@@ -14,6 +15,9 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 const ZWSP: char = '\u{200b}';
+
+/// A fake token the redactor knows; no part of it may reach Discord.
+const SECRET: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
 
 /// Text built from the pieces that break naive builders, plus any Unicode.
 fn nasty_text(max_pieces: usize) -> impl Strategy<Value = String> {
@@ -28,7 +32,7 @@ fn nasty_text(max_pieces: usize) -> impl Strategy<Value = String> {
         Just("\r\n".to_owned()),
         Just("\\".to_owned()),
         Just("*_~|>#-[]()<>".to_owned()),
-        Just("ghp_0123456789abcdefghijklmnopqrstuvwxyzAB".to_owned()),
+        Just(format!(" {SECRET} ")),
         Just("password=hunter2hunter2".to_owned()),
         Just("<system-reminder>".to_owned()),
         Just("é🦀\u{301}\u{200b}".to_owned()),
@@ -58,6 +62,7 @@ fn check(payload: &MessagePayload) -> Result<(), TestCaseError> {
     prop_assert!(validate_message(payload).is_ok(), "{:?}", validate_message(payload));
     for text in all_text(payload) {
         prop_assert!(!text.contains("@everyone") && !text.contains("@here"), "{text:?}");
+        prop_assert!(!text.contains(&SECRET[..6]), "a secret leaked: {text:?}");
     }
     let json = serde_json::to_value(payload).expect("payloads serialize");
     prop_assert_eq!(&json["allowed_mentions"], &json!({ "parse": [] }));
