@@ -89,6 +89,8 @@ pub struct EmulatorConfig {
     /// The privileged intents the application has enabled (bits of `GUILD_MEMBERS` 1<<1,
     /// `GUILD_PRESENCES` 1<<8, `MESSAGE_CONTENT` 1<<15). Asking for others closes with 4014.
     pub privileged_intents: u64,
+    /// How many requests `GET /_emulator/requests` keeps (the oldest are dropped first).
+    pub max_recorded_requests: usize,
 }
 
 impl fmt::Debug for EmulatorConfig {
@@ -103,6 +105,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("interaction_ack_deadline", &self.interaction_ack_deadline)
             .field("interaction_token_lifetime", &self.interaction_token_lifetime)
             .field("privileged_intents", &self.privileged_intents)
+            .field("max_recorded_requests", &self.max_recorded_requests)
             .finish()
     }
 }
@@ -119,6 +122,7 @@ impl Default for EmulatorConfig {
             interaction_ack_deadline: Duration::from_secs(3),
             interaction_token_lifetime: Duration::from_secs(15 * 60),
             privileged_intents: (1 << 1) | (1 << 8) | (1 << 15),
+            max_recorded_requests: 100_000,
         }
     }
 }

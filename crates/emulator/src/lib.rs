@@ -169,14 +169,21 @@ impl Emulator {
 
     /// Stops serving and waits for the server task. Open gateway connections are closed.
     pub async fn shutdown(mut self) {
-        // Graceful shutdown waits for open connections; close the gateway ones first.
-        let _ = self.state.inner.gateway_faults.send(fault::GatewayFault::Close { code: 1001 });
+        // Stop accepting first, so a client that reconnects right away finds the port closed;
+        // then close the open gateway connections, which graceful shutdown would wait for.
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.task).await;
+        let _ = self.state.inner.gateway_faults.send(fault::GatewayFault::Close { code: 1001 });
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await.is_err() {
+            tracing::warn!("emulator connections outlived the shutdown grace period");
+            self.task.abort();
+        }
     }
 }
+
+/// How long [`Emulator::shutdown`] waits for open connections to finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for Emulator {
     fn drop(&mut self) {

@@ -99,7 +99,12 @@ pub(crate) async fn record(State(state): State<EmulatorState>, request: Request,
     }
     entry.status = parts.status.as_u16();
     entry.response = parse_body(&bytes);
-    lock(&state.inner.recorder).push(entry);
+    let mut recorder = lock(&state.inner.recorder);
+    recorder.push_back(entry);
+    while recorder.len() > state.config().max_recorded_requests {
+        recorder.pop_front();
+    }
+    drop(recorder);
     Response::from_parts(parts, Body::from(bytes))
 }
 

@@ -57,7 +57,7 @@ pub(crate) struct Shared {
     pub(crate) config: EmulatorConfig,
     pub(crate) ids: SnowflakeGenerator,
     world: Mutex<World>,
-    pub(crate) recorder: Mutex<Vec<RecordedRequest>>,
+    pub(crate) recorder: Mutex<VecDeque<RecordedRequest>>,
     pub(crate) limits: Mutex<RateLimits>,
     pub(crate) faults: Mutex<Faults>,
     pub(crate) gateway_faults: broadcast::Sender<GatewayFault>,
@@ -83,7 +83,7 @@ impl EmulatorState {
                 config,
                 ids,
                 world: Mutex::new(world),
-                recorder: Mutex::new(Vec::new()),
+                recorder: Mutex::new(VecDeque::new()),
                 limits: Mutex::new(limits),
                 faults: Mutex::new(Faults::default()),
                 gateway_faults: broadcast::channel(64).0,
@@ -112,7 +112,7 @@ impl EmulatorState {
 
     /// Every request made to `/api/…` so far (the same list as `GET /_emulator/requests`).
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.inner.recorder).clone()
+        lock(&self.inner.recorder).iter().cloned().collect()
     }
 
     /// Everything the emulator holds (the same JSON as `GET /_emulator/state`): guilds,

@@ -148,3 +148,17 @@ async fn stalled_gateway_withholds_acks_and_events_until_cleared() {
     assert_eq!(client.dispatch("MESSAGE_CREATE").await["d"]["content"], "held");
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn recorded_requests_are_capped_and_can_be_cleared() {
+    let state = EmulatorState::new(EmulatorConfig { max_recorded_requests: 3, ..EmulatorConfig::default() });
+    for _ in 0..5 {
+        call(&state, "GET", "/api/v10/users/@me", None).await;
+    }
+    call(&state, "GET", "/api/v10/gateway/bot", None).await;
+    let recorded = state.requests();
+    assert_eq!(recorded.len(), 3);
+    assert_eq!(recorded[2].path, "/api/v10/gateway/bot", "the newest are kept");
+    assert_eq!(call(&state, "DELETE", "/_emulator/requests", None).await.status, 204);
+    assert!(state.requests().is_empty());
+}

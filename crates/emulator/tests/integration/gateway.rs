@@ -339,3 +339,47 @@ async fn no_events_from_channels_the_bot_cannot_see() {
     assert_eq!(client.dispatch("MESSAGE_CREATE").await["d"]["content"], "visible");
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn protocol_errors_close_with_discords_codes() {
+    let emulator = Emulator::start(fast_config()).await.unwrap();
+    // Presence update before IDENTIFY: not authenticated.
+    let mut client = Client::connect(&emulator, "").await;
+    client.payload().await;
+    client.send(json!({"op": 3, "d": {"since": null, "activities": [], "status": "online", "afk": false}})).await;
+    assert_eq!(client.close_code().await, Some(4003));
+    // A shard id outside the shard count.
+    let mut client = Client::connect(&emulator, "").await;
+    client.payload().await;
+    client
+        .send(json!({"op": 2, "d": {"token": DEFAULT_BOT_TOKEN, "intents": 1, "shard": [1, 1], "properties": {}}}))
+        .await;
+    assert_eq!(client.close_code().await, Some(4010));
+    // A second IDENTIFY on one connection.
+    let mut client = Client::connect(&emulator, "").await;
+    client.identify(GUILDS).await;
+    client.send(json!({"op": 2, "d": {"token": DEFAULT_BOT_TOKEN, "intents": 1, "properties": {}}})).await;
+    assert_eq!(client.close_code().await, Some(4005));
+    // More than 120 client events in a minute.
+    let mut client = Client::connect(&emulator, "").await;
+    client.identify(GUILDS).await;
+    for _ in 0..121 {
+        client.send(json!({"op": 1, "d": null})).await;
+    }
+    assert_eq!(client.close_code().await, Some(4008));
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_guild_members_answers_with_one_chunk() {
+    let emulator = Emulator::start(fast_config()).await.unwrap();
+    let mut client = Client::connect(&emulator, "").await;
+    client.identify(GUILDS | (1 << 1)).await;
+    client
+        .send(json!({"op": 8, "d": {"guild_id": DEFAULT_GUILD_ID.to_string(), "query": "", "limit": 0, "nonce": "n1"}}))
+        .await;
+    let chunk = client.dispatch("GUILD_MEMBERS_CHUNK").await;
+    assert_eq!(chunk["d"]["nonce"], "n1");
+    assert_eq!(chunk["d"]["members"].as_array().unwrap().len(), 3);
+    emulator.shutdown().await;
+}
