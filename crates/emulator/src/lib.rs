@@ -111,7 +111,10 @@ async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    *state::lock(&state.inner.public_host) = Some(addr.to_string());
+    // On a wildcard address the Host header of each request says how clients reach us.
+    if !addr.ip().is_unspecified() {
+        *state::lock(&state.inner.public_host) = Some(addr.to_string());
+    }
     tracing::info!(%addr, "emulator listening");
     axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await
 }
