@@ -28,10 +28,13 @@ if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $bindgen_v
   cargo install wasm-bindgen-cli --version "$bindgen_version" --force
 fi
 
-# Bun and omp are pinned devDependencies; node_modules is rebuilt when the lock file changes.
+# Bun and omp are pinned devDependencies; node_modules is refreshed when the lock file changes.
+# (`npm install`, not `npm ci`: the lock cannot list the platform packages of
+# other systems that the registry mirror here does not carry, and `npm ci`
+# refuses such a lock.)
 if [ ! -x node_modules/.bin/omp ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log "installing Bun and omp from npm"
-  npm ci --no-audit --no-fund
+  npm install --no-audit --no-fund
 fi
 export PATH="$PWD/node_modules/.bin:$PATH"
 
