@@ -43,6 +43,33 @@ function describeOutcome(outcome: Outcome): string {
 	return "Sent to Discord.";
 }
 
+/** Tool results reach the model redacted unless OMP_DISCORD_REDACT_TOOL_RESULTS=off. */
+function redactsToolResults(): boolean {
+	return !["0", "off", "false", "no"].includes((process.env.OMP_DISCORD_REDACT_TOOL_RESULTS ?? "").trim().toLowerCase());
+}
+
+type Redaction = { content?: unknown; report: { count: number; kinds: Record<string, number> } };
+
+/** OMP passes a result on unmodified when a handler throws, so this never throws. */
+function redactToolResult(content: unknown, details: unknown): { content?: unknown; details?: unknown } | undefined {
+	let redaction: Redaction;
+	try {
+		redaction = wasm.redactToolContent(content, false) as Redaction;
+	} catch {
+		try {
+			redaction = wasm.redactToolContent(content, true) as Redaction;
+		} catch {
+			return { content: [{ type: "text", text: "[omp-discord withheld this output: it could not be checked for secrets]" }] };
+		}
+	}
+	if (!redaction.content) return undefined;
+	const isPlainObject = details === undefined || (typeof details === "object" && details !== null && !Array.isArray(details));
+	return {
+		content: redaction.content,
+		details: isPlainObject ? { ...(details as object), ompDiscordRedactions: redaction.report } : details,
+	};
+}
+
 export default function ompDiscord(pi: ExtensionAPI): void {
 	wasm.initWasm();
 	const tools = wasm.toolDefinitions() as ToolDefinition[];
@@ -70,6 +97,10 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 				return { content: [{ type: "text", text }], details: undefined, isError };
 			},
 		});
+	}
+
+	if (redactsToolResults()) {
+		pi.on("tool_result", (event) => redactToolResult(event.content, event.details) as never);
 	}
 
 	pi.on("before_agent_start", (event, ctx) => {

@@ -150,3 +150,35 @@ async fn plugin_link_makes_every_omp_run_load_the_extension() {
     assert_eq!(all_message_posts(&emulator).len(), 3, "starter, notification, run summary");
     sidecar.terminate().await;
 }
+
+/// A secret-shaped string built at run time, so no literal token sits in the repository.
+fn fake_github_token() -> String {
+    format!("ghp_{}", "FAKE0fake1FAKE2fake3FAKE4fake5FAKE6ab".chars().take(36).collect::<String>())
+}
+
+#[tokio::test]
+async fn secrets_in_tool_output_reach_neither_the_model_nor_discord() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let secret = fake_github_token();
+    let script = json!([
+        { "tool": "bash", "args": { "command": format!("echo deploy key {secret}"), "i": "print the key" } },
+        { "tool": "discord_notify", "args": { "message": format!("the key is {secret}") } },
+        { "text": format!("Done; the key was {secret}.") }
+    ]);
+    let run = run_omp(&dir, &env, Plugin::Flag, &script, "show the key").await;
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    // The model's next request carried the bash result: redacted, with the audit count.
+    let after_bash = run.seen[1]["last"].to_string();
+    assert!(after_bash.contains("deploy key [REDACTED:github-token]"), "{after_bash}");
+    assert!(!after_bash.contains(&secret), "the model saw the secret: {after_bash}");
+    let bash = run.tool_results("bash")[0];
+    assert_eq!(bash["result"]["details"]["ompDiscordRedactions"]["count"], 1, "{bash}");
+    // Nothing that reached the emulator contains it either.
+    let recorded = serde_json::to_string(&emulator.requests()).unwrap();
+    assert!(!recorded.contains(&secret), "a secret reached Discord");
+    assert!(recorded.contains("[REDACTED:github-token]"));
+    sidecar.terminate().await;
+}

@@ -54,7 +54,8 @@ async fn a_burst_survives_kill_9_exactly_once_and_in_order() {
         let mut client = Client::greeted(&sidecar.socket).await;
         let mut burst = String::new();
         for index in 0..PER_SESSION {
-            let message = build_notification(&Notification { message: text(session, index), ..Default::default() }, "p");
+            let message =
+                build_notification(&Notification { message: text(session, index), ..Default::default() }, "p");
             burst.push_str(&encode_frame(&ClientFrame::Notify(NotifyRequest {
                 id: format!("{session}-{index}"),
                 session: SessionRef { id: format!("burst-{session}"), cwd: Some("/w/burst".into()), prompt: None },

@@ -45,7 +45,7 @@ async fn a_session_gets_its_thread_and_notifications_land_in_it() {
     // The home channel got the session's starter message, and the thread was started from it.
     let home = message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID);
     assert_eq!(home.len(), 1, "only the starter goes to the home channel: {home:#?}");
-    assert_eq!(home[0]["body"]["embeds"][0]["title"], "Session · demo");
+    assert_eq!(home[0]["body"]["embeds"][0]["title"], "Session started · demo");
     let starts = thread_starts(&emulator);
     assert_eq!(starts.len(), 1);
     assert_eq!(starts[0]["body"]["name"], "demo · fix the build");

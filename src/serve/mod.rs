@@ -33,7 +33,8 @@ use twilight_model::id::Id;
 
 use crate::config::Config;
 use discord::{Discord, SendError, THREAD_ALREADY_CREATED};
-use omp_discord_core::thread::{project_name, session_starter, thread_name};
+use omp_discord_core::report::{SessionStart, project_name, session_started};
+use omp_discord_core::thread::thread_name;
 use twilight_model::id::marker::ChannelMarker;
 
 /// Outbox destinations: a session (its thread) or a plain channel.
@@ -127,7 +128,7 @@ impl Sidecar {
                     .into_iter()
                     .map(|s| serde_json::json!({
                         "session_id": s.session_id,
-                        "project": project_name(s.cwd.as_deref()),
+                        "project": project_name(s.cwd.as_deref().unwrap_or_default()),
                         "host": s.host,
                         "thread_id": s.thread_id,
                     }))
@@ -223,15 +224,19 @@ impl Sidecar {
         let starter = match session.starter_message_id.as_deref().and_then(parse_id) {
             Some(starter) => starter,
             None => {
-                let payload =
-                    session_starter(session_id, session.cwd.as_deref(), session.prompt.as_deref(), &session.host);
+                let payload = session_started(&SessionStart {
+                    cwd: session.cwd.clone().unwrap_or_default(),
+                    host: session.host.clone(),
+                    model: None,
+                    prompt: session.prompt.clone(),
+                });
                 let nonce = session.starter_nonce.parse().unwrap_or_default();
                 let starter = discord.create_message(home, &payload, nonce).await?;
                 self.with_outbox(|o| o.set_starter(session_id, &starter.to_string())).map_err(record)?;
                 starter
             }
         };
-        let name = thread_name(&project_name(session.cwd.as_deref()), session.prompt.as_deref());
+        let name = thread_name(&project_name(session.cwd.as_deref().unwrap_or_default()), session.prompt.as_deref());
         let thread = match discord.start_thread(home, starter, &name).await {
             Ok(thread) => thread,
             // Created before a crash: a thread started from a message has the message's id.

@@ -13,6 +13,7 @@
 //! - [`redact`]: secret detection and replacement for everything bound for Discord.
 //! - [`schema`]: JSON Schemas of the tools the model sees.
 //! - [`thread`]: a session's thread: its name and starter message.
+//! - [`tool_result`]: redaction of tool results before the model sees them.
 //! - [`paths`]: where the sidecar's socket lives.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
 //! - [`filter`]: what a session reports (levels, thresholds, tools) and its live run card.
@@ -27,3 +28,4 @@ pub mod redact;
 pub mod report;
 pub mod schema;
 pub mod thread;
+pub mod tool_result;

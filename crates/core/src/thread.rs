@@ -1,33 +1,18 @@
 //! Where a session's messages go in Discord: one thread per OMP session in
-//! the home channel, named after the project and the first prompt.
+//! the home channel, named after the project and the first prompt. The
+//! thread opens under [`crate::report::session_started`].
 
-use crate::embed::{self, Level, MessagePayload, clean, limits};
+use crate::embed::{clean, limits};
+use crate::report::strip_system_reminders;
 
-/// OMP wraps context it adds to a prompt in these tags; they are not the user's words.
-const REMINDER_OPEN: &str = "<system-reminder>";
-const REMINDER_CLOSE: &str = "</system-reminder>";
-
-/// The prompt as the user wrote it: system reminders removed, whitespace collapsed.
-#[must_use]
-pub fn user_words(prompt: &str) -> String {
-    let mut text = String::with_capacity(prompt.len());
-    let mut rest = prompt;
-    while let Some(start) = rest.find(REMINDER_OPEN) {
-        text.push_str(&rest[..start]);
-        rest = match rest[start..].find(REMINDER_CLOSE) {
-            Some(end) => &rest[start + end + REMINDER_CLOSE.len()..],
-            None => "",
-        };
-    }
-    text.push_str(rest);
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// `project · first prompt`, redacted and within Discord's 100-character thread name limit.
+/// `project · first prompt`, redacted and within Discord's 100-character
+/// thread-name limit; OMP's system reminders and line breaks are left out.
 #[must_use]
 pub fn thread_name(project: &str, prompt: Option<&str>) -> String {
     let project = if project.trim().is_empty() { "omp" } else { project.trim() };
-    let words = prompt.map(user_words).filter(|w| !w.is_empty());
+    let words = prompt
+        .map(|p| strip_system_reminders(p).split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|w| !w.is_empty());
     let name = match words {
         Some(words) => format!("{project} · {words}"),
         None => format!("{project} · session"),
@@ -36,49 +21,10 @@ pub fn thread_name(project: &str, prompt: Option<&str>) -> String {
     clean(&name.replace(['\n', '\r'], " "), limits::THREAD_NAME)
 }
 
-/// The project's name: the last component of the working directory.
-#[must_use]
-pub fn project_name(cwd: Option<&str>) -> String {
-    cwd.and_then(|cwd| cwd.trim_end_matches('/').rsplit('/').next())
-        .filter(|name| !name.is_empty())
-        .unwrap_or("omp")
-        .to_owned()
-}
-
-/// The message that opens a session's thread in the home channel.
-#[must_use]
-pub fn session_starter(session_id: &str, cwd: Option<&str>, prompt: Option<&str>, host: &str) -> MessagePayload {
-    let mut embed = embed::empty_embed(Level::Info);
-    embed.title = Some(clean(&format!("Session · {}", project_name(cwd)), limits::TITLE));
-    let words = prompt.map(user_words).filter(|w| !w.is_empty());
-    embed.description = Some(clean(words.as_deref().unwrap_or("A new OMP session."), limits::DESCRIPTION));
-    let mut fields = vec![twilight_model::channel::message::embed::EmbedField {
-        name: "Session".into(),
-        value: clean(&format!("`{session_id}`"), limits::FIELD_VALUE),
-        inline: true,
-    }];
-    if !host.is_empty() {
-        fields.push(twilight_model::channel::message::embed::EmbedField {
-            name: "Host".into(),
-            value: clean(host, limits::FIELD_VALUE),
-            inline: true,
-        });
-    }
-    if let Some(cwd) = cwd {
-        fields.push(twilight_model::channel::message::embed::EmbedField {
-            name: "Directory".into(),
-            value: clean(&format!("`{cwd}`"), limits::FIELD_VALUE),
-            inline: false,
-        });
-    }
-    embed.fields = fields;
-    embed.footer = Some(embed::footer(&project_name(cwd)));
-    embed::single_embed(embed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embed;
 
     #[test]
     fn reminders_are_not_part_of_the_name() {
@@ -100,16 +46,8 @@ mod tests {
     }
 
     #[test]
-    fn project_is_the_last_directory() {
-        assert_eq!(project_name(Some("/home/dev/api/")), "api");
-        assert_eq!(project_name(None), "omp");
+    fn an_empty_project_and_prompt_still_name_the_thread() {
         assert_eq!(thread_name(" ", None), "omp · session");
-    }
-
-    #[test]
-    fn starter_is_valid() {
-        let starter = session_starter("s-1", Some("/w/api"), Some("do it"), "box");
-        embed::validate_message(&starter).unwrap();
-        assert_eq!(starter.embeds[0].title.as_deref(), Some("Session · api"));
+        assert_eq!(thread_name("api", Some("<system-reminder>x</system-reminder>")), "api · session");
     }
 }

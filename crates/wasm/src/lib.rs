@@ -2,7 +2,7 @@
 //! extension shim. Each export decodes its input, calls core, and encodes the
 //! result; no decision is made here.
 
-use omp_discord_core::{embed, event, paths, protocol, redact, schema};
+use omp_discord_core::{embed, event, paths, protocol, redact, schema, tool_result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_wasm_bindgen::Serializer;
@@ -101,4 +101,18 @@ pub fn socket_path(
         state_home: state_home.as_deref(),
         home: home.as_deref(),
     })
+}
+
+/// Redacts a tool result's content for the model: `{content?, report: {count, kinds}}`
+/// (`content` only when something changed). `conservative` also redacts
+/// high-entropy runs: the fallback when the normal pass cannot be trusted.
+///
+/// # Errors
+///
+/// Never in practice; serialization errors surface as `JsError`.
+#[wasm_bindgen(js_name = redactToolContent)]
+pub fn redact_tool_content(content: JsValue, conservative: bool) -> Result<JsValue, JsError> {
+    let content: serde_json::Value = from_js(content).unwrap_or(serde_json::Value::Null);
+    let redactor = if conservative { redact::Redactor::conservative() } else { redact::Redactor::new() };
+    to_js(&tool_result::redact_tool_content(&content, redactor))
 }
