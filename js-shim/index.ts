@@ -11,6 +11,9 @@ const NOTIFY_DEADLINE_MS = 8000;
 
 type ToolDefinition = { name: string; label: string; description: string; parameters: Record<string, unknown> };
 
+/** The extension API of each session in this process, to hand it replies from Discord. */
+const sessionApis = new Map<string, ExtensionAPI>();
+
 /** First prompt of each session in this process: it names the session's thread. */
 const firstPrompts = new Map<string, string>();
 
@@ -98,6 +101,25 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 			},
 		});
 	}
+
+	pi.on("session_start", (_event, ctx) => {
+		const session = sessionOf(ctx);
+		sessionApis.set(session.id, pi);
+		// Not awaited: OMP's start-up never waits for Discord.
+		void sidecar().attach(session, NOTIFY_DEADLINE_MS);
+	});
+
+	sidecar().onInbound((frame) => {
+		const api = sessionApis.get(frame.session_id);
+		if (!api) return;
+		try {
+			// Starts a run when the session is idle, queues a follow-up when it is busy.
+			api.sendUserMessage(frame.text, { deliverAs: "followUp" });
+		} catch {
+			return; // Not acknowledged: the sidecar offers it again on the next attach.
+		}
+		void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
+	});
 
 	if (redactsToolResults()) {
 		pi.on("tool_result", (event) => redactToolResult(event.content, event.details) as never);

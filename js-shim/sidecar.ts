@@ -14,6 +14,8 @@ export type ServerFrame =
 	| { type: "delivered"; id: string; channel_id: string; message_id: string }
 	| { type: "status"; id: string; status: unknown }
 	| { type: "shutting_down"; id: string }
+	| { type: "ok"; id: string }
+	| { type: "inbound"; session_id: string; message_id: string; author_id: string; text: string }
 	| { type: "error"; id?: string; code: string; message: string };
 
 /**
@@ -48,6 +50,20 @@ class SidecarClient {
 	private connecting: Promise<Socket> | undefined;
 	private pending = new Map<string, (frame: ServerFrame) => void>();
 	private accepted = new Set<string>();
+	/** Sessions this process serves; attached again after every reconnect. */
+	private attached = new Map<string, Record<string, unknown>>();
+	private inboundHandler: ((frame: Extract<ServerFrame, { type: "inbound" }>) => void) | undefined;
+
+	/** Receives replies written in the threads of attached sessions. */
+	onInbound(handler: (frame: Extract<ServerFrame, { type: "inbound" }>) => void): void {
+		this.inboundHandler = handler;
+	}
+
+	/** Tells the sidecar this process serves `session`, so its thread's replies come here. */
+	async attach(session: Record<string, unknown> & { id: string }, deadlineMs: number): Promise<Outcome> {
+		this.attached.set(session.id, session);
+		return this.request({ type: "attach", session }, deadlineMs);
+	}
 	private nextId = 0;
 	private spawned = false;
 	private buffer = "";
@@ -98,6 +114,10 @@ class SidecarClient {
 				// An idle connection must not keep OMP alive after its run (print mode).
 				socket.unref();
 				this.socket = socket;
+				// A new sidecar (or a restarted one) learns again which sessions live here.
+				for (const session of this.attached.values()) {
+					socket.write(wasm.encodeClientFrame({ type: "attach", id: `${process.pid}-${++this.nextId}`, session }));
+				}
 				return socket;
 			} catch (err) {
 				if (isProtocolError(err)) throw err;
@@ -140,7 +160,9 @@ class SidecarClient {
 						}
 						continue;
 					}
-					if (frame.type === "accepted") {
+					if (frame.type === "inbound") {
+						this.inboundHandler?.(frame);
+					} else if (frame.type === "accepted") {
 						// Journaled: the final answer (delivered or error) follows.
 						this.accepted.add(frame.id);
 					} else if ("id" in frame && frame.id) {

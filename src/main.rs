@@ -121,8 +121,21 @@ async fn serve(exit_when_idle: Option<Duration>) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
     let outbox = serve::outbox::Outbox::open(&config.state_dir.join("outbox.sqlite3"))?;
-    let sidecar = serve::Sidecar::new(config, outbox);
+    let access = serve::Access {
+        users: config.allowed_users.iter().copied().collect(),
+        roles: config.allowed_roles.iter().copied().collect(),
+    };
+    // An emulator serves its gateway on the same port as its REST API.
+    let gateway_url = config.gateway_url.clone().or_else(|| {
+        config.api.proxy.as_ref().filter(|_| config.api.plain_http).map(|proxy| format!("ws://{proxy}"))
+    });
+    let token = config.token.clone();
+    let sidecar = serve::Sidecar::new(config, outbox, access);
     let delivery = tokio::spawn(serve::deliver(sidecar.clone()));
+    if let Some(token) = token {
+        tokio::spawn(serve::learn_owner(sidecar.clone()));
+        tokio::spawn(serve::gateway::run(sidecar.clone(), token, gateway_url));
+    }
     tracing::info!(socket = %bound.path.display(), "sidecar listening");
     let signals = tokio::spawn(cancel_on_signal(sidecar.clone()));
     if let Some(idle) = exit_when_idle {

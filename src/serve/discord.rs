@@ -2,7 +2,7 @@
 //! an overall deadline per request, a cap on retries, idempotent retries
 //! through `nonce` + `enforce_nonce`, and Discord's error explained in words.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::time::Duration;
 
 use omp_discord_core::embed::MessagePayload;
@@ -14,7 +14,7 @@ use twilight_http::response::{Response, ResponseFuture};
 use twilight_http::routing::Route;
 use twilight_model::channel::{Channel, Message};
 use twilight_model::id::Id;
-use twilight_model::id::marker::{ChannelMarker, MessageMarker};
+use twilight_model::id::marker::{ChannelMarker, MessageMarker, UserMarker};
 
 use crate::config::{ApiBase, Token};
 
@@ -135,6 +135,41 @@ impl Discord {
             })
             .await?;
         Ok(thread.id)
+    }
+
+    /// Adds the bot's reaction `emoji` (a Unicode emoji) to a message.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn react(
+        &self,
+        channel: Id<ChannelMarker>,
+        message: Id<MessageMarker>,
+        emoji: &str,
+    ) -> Result<(), SendError> {
+        let emoji = twilight_http::request::channel::reaction::RequestReactionType::Unicode { name: emoji };
+        let response = tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.create_reaction(channel, message, &emoji))
+            .await
+            .map_err(|_| SendError::Unavailable { attempts: 1, last: "the request timed out".into() })?;
+        match response {
+            Ok(_) => Ok(()),
+            Err(err) => match Failure::from(err) {
+                Failure::Fatal(err) => Err(err),
+                Failure::Retry(last) => Err(SendError::Unavailable { attempts: 1, last }),
+            },
+        }
+    }
+
+    /// The application's owner (for a team, its owner), who may always drive sessions.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn application_owner(&self) -> Result<Option<Id<UserMarker>>, SendError> {
+        let application = self.with_retries(|| self.client.current_user_application().into_future()).await?;
+        let application: twilight_model::oauth::Application = application;
+        Ok(application.team.map(|team| team.owner_user_id).or(application.owner.map(|owner| owner.id)))
     }
 
     /// Runs one request with a deadline per attempt, retrying 5xx answers,

@@ -10,6 +10,7 @@
 //! - this module: connections, the handshake, requests, and the delivery loop.
 
 pub mod discord;
+pub mod gateway;
 pub mod outbox;
 pub mod socket;
 
@@ -46,7 +47,34 @@ const UNKNOWN_CHANNEL: u64 = 10_003;
 fn parse_id<T>(raw: &str) -> Option<Id<T>> {
     raw.parse().ok().and_then(Id::new_checked)
 }
-use outbox::{Outbox, OutboxError, Pending};
+use omp_discord_core::inbound::prepare_inbound;
+use omp_discord_core::protocol::SessionRef;
+use outbox::{Inbound, Outbox, OutboxError, Pending};
+use twilight_model::channel::Message;
+use twilight_model::id::marker::{MessageMarker, RoleMarker, UserMarker};
+
+/// Who may drive sessions from Discord (reply, approve, start work).
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// Allowed user ids.
+    pub users: HashSet<Id<UserMarker>>,
+    /// Allowed role ids.
+    pub roles: HashSet<Id<RoleMarker>>,
+}
+
+/// Adds the application's owner to the allowlist: with no configuration,
+/// only the person who owns the bot can drive sessions.
+pub async fn learn_owner(sidecar: Arc<Sidecar>) {
+    let Some(discord) = sidecar.discord.as_ref() else { return };
+    match discord.application_owner().await {
+        Ok(Some(owner)) => {
+            tracing::info!(user_id = %owner, "the application's owner may drive sessions");
+            sidecar.allow_user(owner);
+        }
+        Ok(None) => {}
+        Err(err) => tracing::warn!(error = %err, "could not look up the application's owner"),
+    }
+}
 
 /// How long a destination rests after Discord was unreachable, doubling up to the max.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -76,13 +104,22 @@ pub struct Sidecar {
     split_next: SyncMutex<HashSet<String>>,
     /// Destinations that have a delivery worker.
     active: SyncMutex<HashSet<String>>,
+    /// The connection serving each attached session, for inbound replies.
+    attached: SyncMutex<HashMap<String, mpsc::Sender<ServerFrame>>>,
+    /// Who may drive a session from Discord: the configured users, plus the
+    /// application's owner once known.
+    allowed_users: SyncMutex<HashSet<Id<UserMarker>>>,
+    /// Roles whose members may drive a session.
+    allowed_roles: HashSet<Id<RoleMarker>>,
+    /// `connecting`, `ready` or `closed`, for status.
+    pub gateway_state: SyncMutex<String>,
     /// Cancelled when the sidecar should stop.
     pub shutdown: CancellationToken,
 }
 
 impl Sidecar {
-    /// Creates the state for `config`, with its outbox.
-    pub fn new(config: Config, outbox: Outbox) -> Arc<Self> {
+    /// Creates the state for `config`, with its outbox and allowlist.
+    pub fn new(config: Config, outbox: Outbox, access: Access) -> Arc<Self> {
         let discord = config.token.as_ref().map(|token| Discord::new(token, &config.api));
         Arc::new(Self {
             config,
@@ -98,6 +135,10 @@ impl Sidecar {
             waiters: SyncMutex::new(HashMap::new()),
             split_next: SyncMutex::new(HashSet::new()),
             active: SyncMutex::new(HashSet::new()),
+            attached: SyncMutex::new(HashMap::new()),
+            allowed_users: SyncMutex::new(access.users),
+            allowed_roles: access.roles,
+            gateway_state: SyncMutex::new("off".into()),
             shutdown: CancellationToken::new(),
         })
     }
@@ -121,8 +162,17 @@ impl Sidecar {
             "delivered": self.delivered.load(Ordering::SeqCst),
             "failed": self.failed.load(Ordering::SeqCst),
             "last_error": self.last_error.lock().await.clone(),
+            "queue": self.with_outbox(|outbox| outbox.stats()).ok().map(|stats| serde_json::json!({
+                "depth": stats.pending,
+                "oldest_age_secs": stats.oldest_pending_ms.map(|created| (now_ms() - created).max(0) / 1000),
+            })),
+            "config_file": self.config.file.as_ref().map(|path| path.display().to_string()),
+            "config_warnings": self.config.warnings,
+            "api": self.config.api.origin(),
             "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
             "threads": self.config.threads,
+            "gateway": self.gateway_state.lock().expect("gateway state lock").clone(),
+            "attached_sessions": self.attached.lock().expect("attached lock").len(),
             "sessions": self.with_outbox(|outbox| outbox.recent_sessions(20)).ok().map(|sessions| {
                 sessions
                     .into_iter()
@@ -199,6 +249,98 @@ impl Sidecar {
                     ),
                 ))
             }
+        }
+    }
+
+    /// Registers `tx` as the connection of `session` and sends it the replies
+    /// it has not acknowledged yet.
+    async fn attach(
+        &self,
+        session: &SessionRef,
+        host: &str,
+        tx: &mpsc::Sender<ServerFrame>,
+    ) -> Result<(), OutboxError> {
+        let pending = self.with_outbox(|o| {
+            let nonce = fresh_nonce(&session.id, "starter").to_string();
+            o.touch_session(&session.id, session.cwd.as_deref(), session.prompt.as_deref(), host, &nonce, now_ms())?;
+            o.pending_inbound(&session.id)
+        })?;
+        self.attached.lock().expect("attached lock").insert(session.id.clone(), tx.clone());
+        for inbound in pending {
+            let _ = tx.send(inbound_frame(inbound)).await;
+        }
+        Ok(())
+    }
+
+    /// Learns the application's owner, who may always drive sessions.
+    pub fn allow_user(&self, user: Id<UserMarker>) {
+        self.allowed_users.lock().expect("allowlist lock").insert(user);
+    }
+
+    fn is_allowed(&self, message: &Message) -> bool {
+        if self.allowed_users.lock().expect("allowlist lock").contains(&message.author.id) {
+            return true;
+        }
+        let roles = message.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
+        roles.iter().any(|role| self.allowed_roles.contains(role))
+    }
+
+    /// A message from the gateway: if it is an allowed person's reply in a
+    /// session's thread, journal it (once) and pass it to the session.
+    pub async fn on_discord_message(&self, message: &Message) {
+        if message.author.bot {
+            return;
+        }
+        let thread = message.channel_id.to_string();
+        let Ok(Some(session_id)) = self.with_outbox(|o| o.session_by_thread(&thread)) else { return };
+        if !self.is_allowed(message) {
+            tracing::info!(
+                audit = true, session_id, user_id = %message.author.id, message_id = %message.id,
+                "reply refused: the author is not on the allowlist"
+            );
+            return;
+        }
+        let text = match prepare_inbound(&message.author.name, &message.content) {
+            Ok(text) => text,
+            Err(refusal) => {
+                tracing::info!(audit = true, session_id, message_id = %message.id, reason = %refusal, "reply refused");
+                return;
+            }
+        };
+        let inbound = Inbound {
+            message_id: message.id.get(),
+            session_id: session_id.clone(),
+            author_id: message.author.id.to_string(),
+            text,
+        };
+        match self.with_outbox(|o| o.record_inbound(&inbound, now_ms())) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot journal a reply");
+                return;
+            }
+        }
+        tracing::info!(audit = true, session_id, user_id = %message.author.id, message_id = %message.id, "reply accepted");
+        let tx = self.attached.lock().expect("attached lock").get(&session_id).cloned();
+        if let Some(tx) = tx {
+            let _ = tx.send(inbound_frame(inbound)).await;
+        }
+    }
+
+    /// The session's shim handed a reply to OMP: never send it again, and
+    /// show the author it arrived.
+    async fn ack_inbound(&self, message_id: &str) {
+        let Some(id) = parse_id::<MessageMarker>(message_id) else { return };
+        if let Err(err) = self.with_outbox(|o| o.ack_inbound(id.get(), now_ms())) {
+            tracing::error!(error = %err, "cannot record a reply's delivery");
+            return;
+        }
+        let thread = self.with_outbox(|o| o.inbound_thread(id.get())).ok().flatten().and_then(|t| parse_id(&t));
+        if let (Some(discord), Some(thread)) = (&self.discord, thread)
+            && let Err(err) = discord.react(thread, id, "✅").await
+        {
+            tracing::debug!(error = %err, "could not react to a reply");
         }
     }
 
@@ -459,6 +601,15 @@ async fn destination_worker(sidecar: Arc<Sidecar>, destination: String) {
     sidecar.active.lock().expect("active lock").remove(&destination);
 }
 
+fn inbound_frame(inbound: Inbound) -> ServerFrame {
+    ServerFrame::Inbound {
+        session_id: inbound.session_id,
+        message_id: inbound.message_id.to_string(),
+        author_id: inbound.author_id,
+        text: inbound.text,
+    }
+}
+
 fn now_ms() -> i64 {
     let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
@@ -615,6 +766,23 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                     }
                 }
             }
+            ClientFrame::Attach { id, session } => {
+                let reply = match sidecar.attach(&session, &host, &tx).await {
+                    Ok(()) => ServerFrame::Ok { id },
+                    Err(err) => ServerFrame::Error {
+                        id: Some(id),
+                        code: ErrorCode::DiscordUnavailable,
+                        message: format!("cannot attach the session: {err}"),
+                    },
+                };
+                let _ = tx.send(reply).await;
+                continue;
+            }
+            ClientFrame::InboundAck { id, message_id } => {
+                sidecar.ack_inbound(&message_id).await;
+                let _ = tx.send(ServerFrame::Ok { id }).await;
+                continue;
+            }
             other => {
                 spawn_request(&tasks, &sidecar, &tx, other);
                 continue;
@@ -635,9 +803,15 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
             sidecar.in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
+    sidecar.attached.lock().expect("attached lock").retain(|_, sender| !sender.same_channel(&tx));
     drop(tx);
     let _ = writer.await;
     sidecar.clients.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Frames the connection loop answers itself never reach a spawned task.
+fn unhandled(id: String) -> ServerFrame {
+    ServerFrame::Error { id: Some(id), code: ErrorCode::MalformedFrame, message: "unexpected frame".to_owned() }
 }
 
 /// Answers a request that needs no journal, in its own task.
@@ -652,11 +826,8 @@ fn spawn_request(tasks: &TaskTracker, sidecar: &Arc<Sidecar>, tx: &mpsc::Sender<
                 code: ErrorCode::MalformedFrame,
                 message: "hello was already sent on this connection".to_owned(),
             },
-            ClientFrame::Notify(request) => ServerFrame::Error {
-                id: Some(request.id),
-                code: ErrorCode::MalformedFrame,
-                message: "notify is handled on the connection".to_owned(),
-            },
+            ClientFrame::Notify(request) => unhandled(request.id),
+            ClientFrame::Attach { id, .. } | ClientFrame::InboundAck { id, .. } => unhandled(id),
             ClientFrame::Status { id } => ServerFrame::Status { id, status: sidecar.status().await },
             ClientFrame::Shutdown { id } => {
                 tracing::info!("shutdown requested over the socket");

@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -50,6 +50,18 @@ const MIGRATIONS: &[&str] = &[
     // Rows sent together as one message share the leader's seq, so a resend
     // after a crash sends exactly the same message with the same nonce.
     "ALTER TABLE outbox ADD COLUMN batch INTEGER;",
+    // Replies from Discord, kept until the session's shim has handed them to OMP.
+    "CREATE TABLE inbound (
+        message_id    INTEGER PRIMARY KEY,
+        session_id    TEXT    NOT NULL,
+        author_id     TEXT    NOT NULL,
+        text          TEXT    NOT NULL,
+        state         TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered')),
+        received_ms   INTEGER NOT NULL,
+        delivered_ms  INTEGER
+    );
+    CREATE INDEX inbound_pending ON inbound (session_id, message_id) WHERE state = 'pending';
+    CREATE INDEX sessions_thread ON sessions (thread_id);",
 ];
 
 /// Why the outbox failed.
@@ -99,6 +111,19 @@ fn read_pending(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
         attempts: row.get(5)?,
         batch: row.get(6)?,
     })
+}
+
+/// A reply from Discord waiting for its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// The Discord message id.
+    pub message_id: u64,
+    /// The session it is for.
+    pub session_id: String,
+    /// Its author.
+    pub author_id: String,
+    /// The text for OMP.
+    pub text: String,
 }
 
 /// A session and its thread, as far as it exists yet.
@@ -398,6 +423,85 @@ impl Outbox {
         ids.iter().filter_map(|id| self.session(id).transpose()).collect()
     }
 
+    /// The session whose thread is `thread_id`.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn session_by_thread(&self, thread_id: &str) -> Result<Option<String>, OutboxError> {
+        let mut statement = self.conn.prepare_cached("SELECT session_id FROM sessions WHERE thread_id = ?1")?;
+        let mut rows = statement.query_map([thread_id], |row| row.get(0))?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// Journals a reply; returns false when it was already known (a replay
+    /// after a resume or a backfill), so each message is handed on once.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn record_inbound(&mut self, inbound: &Inbound, now_ms: i64) -> Result<bool, OutboxError> {
+        let added = self.conn.execute(
+            "INSERT OR IGNORE INTO inbound (message_id, session_id, author_id, text, received_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                i64::try_from(inbound.message_id).unwrap_or(i64::MAX),
+                inbound.session_id,
+                inbound.author_id,
+                inbound.text,
+                now_ms
+            ],
+        )?;
+        Ok(added == 1)
+    }
+
+    /// Replies a session has not acknowledged yet, in Discord's order.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn pending_inbound(&self, session_id: &str) -> Result<Vec<Inbound>, OutboxError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT message_id, session_id, author_id, text FROM inbound
+             WHERE session_id = ?1 AND state = 'pending' ORDER BY message_id",
+        )?;
+        let rows = statement.query_map([session_id], |row| {
+            Ok(Inbound {
+                message_id: u64::try_from(row.get::<_, i64>(0)?).unwrap_or_default(),
+                session_id: row.get(1)?,
+                author_id: row.get(2)?,
+                text: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The thread a reply was written in.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn inbound_thread(&self, message_id: u64) -> Result<Option<String>, OutboxError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT s.thread_id FROM inbound i JOIN sessions s ON s.session_id = i.session_id WHERE i.message_id = ?1",
+        )?;
+        let mut rows = statement.query_map([i64::try_from(message_id).unwrap_or(i64::MAX)], |row| row.get(0))?;
+        Ok(rows.next().transpose()?.flatten())
+    }
+
+    /// Marks a reply handed to OMP.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn ack_inbound(&mut self, message_id: u64, now_ms: i64) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "UPDATE inbound SET state = 'delivered', delivered_ms = ?2 WHERE message_id = ?1",
+            params![i64::try_from(message_id).unwrap_or(i64::MAX), now_ms],
+        )?;
+        Ok(())
+    }
+
     /// Counts for `status`.
     ///
     /// # Errors
@@ -532,6 +636,24 @@ mod tests {
         outbox.touch_session("s", None, None, "", "n", 0).unwrap();
         let version: i64 = outbox.conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn inbound_is_kept_once_in_order_until_acknowledged() {
+        let (_dir, mut outbox) = open();
+        let reply =
+            |id: u64| Inbound { message_id: id, session_id: "s".into(), author_id: "u".into(), text: format!("m{id}") };
+        assert!(outbox.record_inbound(&reply(1_300_000_000_000_000_020), 0).unwrap());
+        assert!(outbox.record_inbound(&reply(1_300_000_000_000_000_010), 0).unwrap());
+        assert!(!outbox.record_inbound(&reply(1_300_000_000_000_000_010), 0).unwrap(), "a replay is ignored");
+        let pending: Vec<u64> = outbox.pending_inbound("s").unwrap().iter().map(|i| i.message_id).collect();
+        assert_eq!(pending, [1_300_000_000_000_000_010, 1_300_000_000_000_000_020]);
+        outbox.ack_inbound(1_300_000_000_000_000_010, 1).unwrap();
+        assert_eq!(outbox.pending_inbound("s").unwrap().len(), 1);
+        outbox.touch_session("s", None, None, "", "n", 0).unwrap();
+        outbox.set_thread("s", "77").unwrap();
+        assert_eq!(outbox.session_by_thread("77").unwrap().as_deref(), Some("s"));
+        assert_eq!(outbox.session_by_thread("78").unwrap(), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! - [`thread`]: a session's thread: its name and starter message.
 //! - [`tool_result`]: redaction of tool results before the model sees them.
 //! - [`paths`]: where the sidecar's socket lives.
+//! - [`inbound`]: checking and shaping replies from Discord before OMP sees them.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
 //! - [`filter`]: what a session reports (levels, thresholds, tools) and its live run card.
 //! - [`report`]: message templates, safe Markdown and splitting of long output.
@@ -22,6 +23,7 @@
 pub mod embed;
 pub mod event;
 pub mod filter;
+pub mod inbound;
 pub mod paths;
 pub mod protocol;
 pub mod redact;

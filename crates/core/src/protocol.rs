@@ -38,6 +38,21 @@ pub enum ClientFrame {
     Hello(Hello),
     /// Post a message built by core to the session's Discord destination.
     Notify(NotifyRequest),
+    /// This connection serves `session`: replies written in its Discord thread
+    /// come here as [`ServerFrame::Inbound`] (also those missed while detached).
+    Attach {
+        /// Request id, echoed in the answer.
+        id: String,
+        /// The session.
+        session: SessionRef,
+    },
+    /// An inbound message was handed to OMP; it will not be sent again.
+    InboundAck {
+        /// Request id, echoed in the answer.
+        id: String,
+        /// The Discord message id from [`ServerFrame::Inbound`].
+        message_id: String,
+    },
     /// Ask for the sidecar's state.
     Status {
         /// Request id, echoed in the answer.
@@ -123,6 +138,23 @@ pub enum ServerFrame {
         id: String,
         /// A JSON object describing the sidecar's state.
         status: serde_json::Value,
+    },
+    /// A request was done (answer to `attach` and `inbound_ack`).
+    Ok {
+        /// The request id.
+        id: String,
+    },
+    /// Someone allowed to drive the session wrote in its thread. Sent until
+    /// acknowledged with [`ClientFrame::InboundAck`], in Discord's order.
+    Inbound {
+        /// The session it is for.
+        session_id: String,
+        /// The Discord message id (a snowflake, as a string).
+        message_id: String,
+        /// The author's Discord user id.
+        author_id: String,
+        /// The text for OMP, already checked and attributed.
+        text: String,
     },
     /// Answer to [`ClientFrame::Shutdown`]: the sidecar is stopping.
     ShuttingDown {
