@@ -2,6 +2,7 @@
 // Each handler is wiring only: wasm (Rust core) decides what to send and how,
 // sidecar.ts carries it to `omp-discord serve`.
 import type { ExtensionAPI, ExtensionContext } from "@oh-my-pi/pi-coding-agent";
+import { hostname } from "node:os";
 import { basename } from "node:path";
 import { type Outcome, sidecar } from "./sidecar";
 import * as wasm from "./wasm";
@@ -13,6 +14,27 @@ type ToolDefinition = { name: string; label: string; description: string; parame
 
 /** The extension API of each session in this process, to hand it replies from Discord. */
 const sessionApis = new Map<string, ExtensionAPI>();
+
+/** Each session's event filter and run card (state kept in wasm). */
+const reporters = new Map<string, wasm.Reporter>();
+
+/** OMP events the reporter reads. */
+const REPORTED_EVENTS = [
+	"session_start",
+	"before_agent_start",
+	"agent_start",
+	"turn_end",
+	"tool_execution_start",
+	"tool_execution_end",
+	"auto_compaction_start",
+	"auto_compaction_end",
+	"auto_retry_start",
+	"auto_retry_end",
+	"agent_end",
+	"session_shutdown",
+] as const;
+
+type Report = { kind: "post" | "edit"; key?: string | null; payload: unknown };
 
 /** First prompt of each session in this process: it names the session's thread. */
 const firstPrompts = new Map<string, string>();
@@ -32,6 +54,52 @@ function sessionOf(ctx: ExtensionContext): { id: string; cwd: string; prompt?: s
 
 async function notify(ctx: ExtensionContext, message: unknown): Promise<Outcome> {
 	return sidecar().request({ type: "notify", session: sessionOf(ctx), message }, NOTIFY_DEADLINE_MS);
+}
+
+/** The last known reference of each session, for reports sent from the timer. */
+const sessionRefs = new Map<string, ReturnType<typeof sessionOf>>();
+
+function reporterFor(ctx: ExtensionContext): wasm.Reporter {
+	const session = sessionOf(ctx);
+	sessionRefs.set(session.id, session);
+	let reporter = reporters.get(session.id);
+	if (!reporter) {
+		reporter = new wasm.Reporter(sidecar().reportConfig, { id: session.id, cwd: session.cwd, host: hostname() });
+		reporters.set(session.id, reporter);
+	}
+	return reporter;
+}
+
+/** Hands reports to the sidecar in order; each is done once journaled. */
+async function sendReports(session: ReturnType<typeof sessionOf>, reports: Report[]): Promise<void> {
+	for (const report of reports) {
+		const frame = {
+			type: "notify",
+			session,
+			message: report.payload,
+			key: report.key ?? undefined,
+			edit: report.kind === "edit",
+		};
+		await sidecar().request(frame, NOTIFY_DEADLINE_MS, true);
+	}
+}
+
+/** Due run-card edits and coalesced bursts, once a second while sessions live. */
+function startTicking(): void {
+	const global = globalThis as unknown as Record<symbol, boolean | undefined>;
+	const key = Symbol.for("omp-discord.tick");
+	if (global[key]) return;
+	global[key] = true;
+	setInterval(() => {
+		for (const [id, reporter] of reporters) {
+			let reports: Report[] = [];
+			try {
+				reports = reporter.tick(Date.now()) as Report[];
+			} catch {}
+			const session = sessionRefs.get(id);
+			if (session && reports.length > 0) void sendReports(session, reports);
+		}
+	}, 1000).unref();
 }
 
 function describeOutcome(outcome: Outcome): string {
@@ -102,12 +170,34 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		});
 	}
 
-	pi.on("session_start", (_event, ctx) => {
+	pi.on("session_start", async (_event, ctx) => {
 		const session = sessionOf(ctx);
 		sessionApis.set(session.id, pi);
-		// Not awaited: OMP's start-up never waits for Discord.
-		void sidecar().attach(session, NOTIFY_DEADLINE_MS);
+		// Connects (starting the sidecar if needed) and learns its report settings.
+		await sidecar().attach(session, 3000);
 	});
+
+	// Before the reporter's handlers: reports about the first prompt carry it (it names the thread).
+	pi.on("before_agent_start", (event, ctx) => {
+		const id = sessionId(ctx);
+		if (!firstPrompts.has(id) && typeof event.prompt === "string") firstPrompts.set(id, event.prompt);
+	});
+
+	for (const type of REPORTED_EVENTS) {
+		pi.on(type as never, async (event: unknown, ctx: ExtensionContext) => {
+			try {
+				const reports = reporterFor(ctx).onEvent(event, Date.now()) as Report[];
+				await sendReports(sessionOf(ctx), reports);
+				if (type === "session_shutdown") {
+					reporters.get(sessionId(ctx))?.free();
+					reporters.delete(sessionId(ctx));
+				}
+			} catch (err) {
+				if (ctx.hasUI) ctx.ui.notify(`omp-discord: ${err instanceof Error ? err.message : String(err)}`, "warning");
+			}
+		});
+	}
+	startTicking();
 
 	sidecar().onInbound((frame) => {
 		const api = sessionApis.get(frame.session_id);
@@ -125,18 +215,4 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		pi.on("tool_result", (event) => redactToolResult(event.content, event.details) as never);
 	}
 
-	pi.on("before_agent_start", (event, ctx) => {
-		const id = sessionId(ctx);
-		if (!firstPrompts.has(id) && typeof event.prompt === "string") firstPrompts.set(id, event.prompt);
-	});
-
-	pi.on("agent_end", async (event, ctx) => {
-		try {
-			const payload = wasm.buildRunFinished(event, basename(ctx.cwd));
-			const outcome = await notify(ctx, payload);
-			if (!outcome.ok && ctx.hasUI) ctx.ui.notify(describeOutcome(outcome), "warning");
-		} catch (err) {
-			if (ctx.hasUI) ctx.ui.notify(`omp-discord: ${err instanceof Error ? err.message : String(err)}`, "warning");
-		}
-	});
 }

@@ -9,7 +9,7 @@ import { connect, type Socket } from "node:net";
 import * as wasm from "./wasm";
 
 export type ServerFrame =
-	| { type: "welcome"; protocol: number; version: string }
+	| { type: "welcome"; protocol: number; version: string; report?: unknown }
 	| { type: "accepted"; id: string; seq: number }
 	| { type: "delivered"; id: string; channel_id: string; message_id: string }
 	| { type: "status"; id: string; status: unknown }
@@ -52,6 +52,10 @@ class SidecarClient {
 	private accepted = new Set<string>();
 	/** Sessions this process serves; attached again after every reconnect. */
 	private attached = new Map<string, Record<string, unknown>>();
+	/** The sidecar's `[report]` configuration, from its welcome. */
+	reportConfig: unknown = null;
+	/** Requests that are done once journaled (`accepted`), not delivered. */
+	private doneWhenAccepted = new Set<string>();
 	private inboundHandler: ((frame: Extract<ServerFrame, { type: "inbound" }>) => void) | undefined;
 
 	/** Receives replies written in the threads of attached sessions. */
@@ -68,8 +72,12 @@ class SidecarClient {
 	private spawned = false;
 	private buffer = "";
 
-	/** Sends a client frame (without `id`; one is assigned) and waits for its answer. */
-	async request(frame: Record<string, unknown>, deadlineMs: number): Promise<Outcome> {
+	/**
+	 * Sends a client frame (without `id`; one is assigned) and waits for its answer.
+	 * With `untilAccepted`, a notify is done once the sidecar has journaled it:
+	 * from then on it is delivered even if this process exits.
+	 */
+	async request(frame: Record<string, unknown>, deadlineMs: number, untilAccepted = false): Promise<Outcome> {
 		if (this.pending.size >= MAX_PENDING) {
 			return { ok: false, code: "queue_full", message: "too many Discord requests are waiting; this one was dropped" };
 		}
@@ -82,6 +90,7 @@ class SidecarClient {
 			return { ok: false, code: "sidecar_unavailable", message: describe(err) };
 		}
 		const answer = new Promise<ServerFrame>((resolve) => this.pending.set(id, resolve));
+		if (untilAccepted) this.doneWhenAccepted.add(id);
 		try {
 			socket.write(wasm.encodeClientFrame({ ...frame, id }));
 			const reply = await withDeadline(answer, deadline, "waiting for the omp-discord sidecar");
@@ -93,6 +102,7 @@ class SidecarClient {
 		} finally {
 			this.pending.delete(id);
 			this.accepted.delete(id);
+			this.doneWhenAccepted.delete(id);
 		}
 	}
 
@@ -153,6 +163,7 @@ class SidecarClient {
 					if (!welcomed) {
 						if (frame.type === "welcome") {
 							welcomed = true;
+							this.reportConfig = frame.report ?? null;
 							resolve(socket);
 						} else if (frame.type === "error") {
 							reject(new ProtocolError(frame.message));
@@ -165,6 +176,7 @@ class SidecarClient {
 					} else if (frame.type === "accepted") {
 						// Journaled: the final answer (delivered or error) follows.
 						this.accepted.add(frame.id);
+						if (this.doneWhenAccepted.has(frame.id)) this.pending.get(frame.id)?.(frame);
 					} else if ("id" in frame && frame.id) {
 						this.pending.get(frame.id)?.(frame);
 					}

@@ -51,17 +51,27 @@ describe("tools and messages", () => {
 	test("a bad notification is an error, not a trap", () => {
 		expect(() => wasm.buildNotification({ level: "loud" }, "p")).toThrow();
 	});
-	test("agent_end becomes a run summary", () => {
-		const event = {
-			messages: [
-				{ role: "assistant", stopReason: "toolUse", content: [{ type: "toolCall", name: "bash", id: "1", arguments: {} }] },
-				{ role: "assistant", stopReason: "stop", content: [{ type: "text", text: "Fixed it." }] },
-			],
-		};
-		const payload = wasm.buildRunFinished(event, "proj") as any;
-		expect(payload.embeds[0].title).toBe("Run finished");
-		expect(payload.embeds[0].description).toBe("Fixed it.");
-		expect(wasm.buildRunFinished("garbage", "p")).toBeTruthy();
+	test("a run becomes a live card, then its summary", () => {
+		const reporter = new wasm.Reporter(null, { id: "s1", cwd: "/w/proj", host: "box" });
+		const start = reporter.onEvent({ type: "agent_start" }, 1_000) as any[];
+		expect(start.length).toBe(1);
+		expect(start[0].kind).toBe("post");
+		const key = start[0].key;
+		expect(typeof key).toBe("string");
+		const end = reporter.onEvent(
+			{
+				type: "agent_end",
+				messages: [{ role: "assistant", stopReason: "stop", content: [{ type: "text", text: "Fixed it." }] }],
+			},
+			9_000,
+		) as any[];
+		const edit = end.find((r) => r.kind === "edit" && r.key === key);
+		expect(edit.payload.embeds[0].title).toContain("Run finished");
+		expect(edit.payload.embeds[0].description).toContain("Fixed it.");
+		expect(reporter.onEvent("garbage", 10_000)).toEqual([]);
+		expect(() => reporter.setLevel("loud")).toThrow();
+		reporter.setLevel("quiet");
+		reporter.free();
 	});
 	test("socket path agrees with the sidecar's rules", () => {
 		expect(wasm.socketPath(undefined, "/run/user/7", undefined, "/home/x")).toBe("/run/user/7/omp-discord/sidecar.sock");

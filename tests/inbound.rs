@@ -9,15 +9,14 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::util::{
-    Sidecar, TestDir, emulator, message_posts, omp_path, repo, sidecar_bin, sidecar_env, thread_starts, wait_for,
+    Sidecar, TestDir, emulator, omp_path, repo, sidecar_bin, sidecar_env, thread_messages, thread_starts, wait_for,
 };
 
-/// Descriptions of the run summaries posted in `thread`.
+/// Descriptions of the run summaries in `thread`, oldest first.
 fn run_summaries(emulator: &omp_discord_emulator::Emulator, thread: u64) -> Vec<String> {
-    message_posts(emulator, thread)
+    thread_messages(emulator, thread)
         .iter()
-        .filter(|p| p["status"] == 200)
-        .flat_map(|p| p["body"]["embeds"].as_array().cloned().unwrap_or_default())
+        .flat_map(|m| m["embeds"].as_array().cloned().unwrap_or_default())
         .filter(|e| e["title"].as_str().is_some_and(|t| t.starts_with("Run finished")))
         .map(|e| e["description"].as_str().unwrap_or_default().to_owned())
         .collect()

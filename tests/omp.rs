@@ -8,8 +8,8 @@ use omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID;
 use serde_json::{Value, json};
 
 use crate::util::{
-    Client, Plugin, Sidecar, TestDir, all_message_posts, emulator, message_posts, omp_path, process_alive, repo,
-    run_omp, sidecar_env, thread_starts, wait_for,
+    Client, Plugin, Sidecar, TestDir, emulator, message_posts, omp_path, process_alive, repo, run_omp, sidecar_env,
+    thread_messages, thread_starts, wait_for,
 };
 
 fn notify_then_answer() -> Value {
@@ -17,6 +17,20 @@ fn notify_then_answer() -> Value {
         { "tool": "discord_notify", "args": { "message": "tests are green", "title": "CI", "level": "success" } },
         { "text": "All done." }
     ])
+}
+
+/// Whether a message is a finished run's summary.
+fn is_summary(message: &Value) -> bool {
+    message["embeds"][0]["title"].as_str().is_some_and(|t| t.starts_with("Run finished"))
+}
+
+/// Waits until the only session thread shows a run summary.
+async fn wait_for_summary(emulator: &omp_discord_emulator::Emulator) {
+    wait_for("a run summary in the session's thread", Duration::from_secs(30), || {
+        let thread = thread_starts(emulator).first()?["response"]["id"].as_str()?.parse().ok()?;
+        thread_messages(emulator, thread).iter().any(is_summary).then_some(())
+    })
+    .await;
 }
 
 /// The schema OMP showed the model is core's schema (OMP adds its `i` intent parameter).
@@ -51,26 +65,36 @@ async fn model_calls_discord_notify_and_agent_end_reports_the_run() {
     let text = results[0]["result"]["content"][0]["text"].as_str().unwrap();
     assert!(text.starts_with("Posted to Discord"), "{text}");
 
-    // The session got a thread named after the project and the prompt.
+    // The session got a thread, opened from its session card in the home channel at
+    // session_start and renamed after the first prompt once that was known.
     let home = message_posts(&emulator, DEFAULT_HOME_CHANNEL_ID);
-    assert_eq!(home.len(), 1, "only the session's starter in the home channel: {home:#?}");
+    assert_eq!(home.len(), 1, "only the session's card in the home channel: {home:#?}");
+    assert!(home[0]["body"]["embeds"][0]["title"].as_str().unwrap().starts_with("Session"), "{home:#?}");
     let starts = thread_starts(&emulator);
     assert_eq!(starts.len(), 1);
-    assert_eq!(starts[0]["body"]["name"], "project · tell Discord");
-    let thread = starts[0]["response"]["id"].as_str().unwrap().parse().unwrap();
+    let thread: u64 = starts[0]["response"]["id"].as_str().unwrap().parse().unwrap();
+    wait_for("the thread to be named after the prompt", Duration::from_secs(30), || {
+        let name = emulator.state().channel(thread)?["name"].as_str()?.to_owned();
+        (name == "project · tell Discord").then_some(())
+    })
+    .await;
 
-    // agent_end is awaited before omp exits, so both posts are already there.
-    let posts = message_posts(&emulator, thread);
-    assert_eq!(posts.len(), 2, "{posts:#?}");
-    let notify = &posts[0]["body"]["embeds"][0];
+    // The run card, posted at agent_start, became the run's summary at agent_end;
+    // the model's notification follows it.
+    let messages = wait_for("the run summary", Duration::from_secs(30), || {
+        let messages = thread_messages(&emulator, thread);
+        messages.first().filter(|m| is_summary(m)).map(|_| messages.clone())
+    })
+    .await;
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    let finished = &messages[0]["embeds"][0];
+    assert_eq!(finished["description"], "All done.");
+    assert!(finished["fields"].to_string().contains("discord_notify ×1"), "{finished}");
+    assert!(messages[0]["edited_timestamp"].is_string(), "the card was edited in place");
+    let notify = &messages[1]["embeds"][0];
     assert_eq!(notify["title"], "CI");
     assert_eq!(notify["description"], "tests are green");
-    assert!(text.contains(posts[0]["response"]["id"].as_str().unwrap()), "{text}");
-    let finished = &posts[1]["body"]["embeds"][0];
-    assert_eq!(finished["title"], "Run finished");
-    assert_eq!(finished["description"], "All done.");
-    assert_eq!(finished["fields"][1]["value"], "discord_notify ×1");
-    assert!(posts.iter().all(|p| p["status"] == 200));
+    assert!(text.contains(messages[1]["id"].as_str().unwrap()), "{text}");
     sidecar.terminate().await;
 }
 
@@ -84,7 +108,7 @@ async fn the_shim_starts_a_sidecar_when_none_answers() {
     let run = run_omp(&dir, &env, Plugin::Flag, &notify_then_answer(), "tell Discord").await;
     assert!(run.status.success(), "omp failed: {}", run.stderr);
     assert_eq!(run.tool_results("discord_notify")[0]["isError"], false);
-    assert_eq!(all_message_posts(&emulator).len(), 3, "starter, notification, run summary");
+    wait_for_summary(&emulator).await;
 
     // The sidecar outlives omp (it serves every session) until asked to stop.
     let mut client = Client::greeted(&dir.socket()).await;
@@ -147,7 +171,7 @@ async fn plugin_link_makes_every_omp_run_load_the_extension() {
     let run = run_omp(&dir, &env, Plugin::Linked, &notify_then_answer(), "tell Discord").await;
     assert!(run.status.success(), "omp failed: {}", run.stderr);
     assert_schema_from_core(&run.seen[0]);
-    assert_eq!(all_message_posts(&emulator).len(), 3, "starter, notification, run summary");
+    wait_for_summary(&emulator).await;
     sidecar.terminate().await;
 }
 

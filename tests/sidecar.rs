@@ -20,6 +20,8 @@ fn notify(id: &str, message: MessagePayload) -> ClientFrame {
             prompt: Some("fix the build".into()),
         },
         message,
+        key: None,
+        edit: false,
     })
 }
 

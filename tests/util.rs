@@ -291,6 +291,13 @@ pub fn all_message_posts(emulator: &Emulator) -> Vec<Value> {
         .collect()
 }
 
+/// The messages of a channel or thread as they are now (after edits), oldest first.
+pub fn thread_messages(emulator: &Emulator, channel: u64) -> Vec<Value> {
+    let mut messages = emulator.state().messages(channel);
+    messages.sort_by_key(|m| m["id"].as_str().and_then(|id| id.parse::<u64>().ok()).unwrap_or_default());
+    messages
+}
+
 /// Recorded requests that started a thread from a message.
 pub fn thread_starts(emulator: &Emulator) -> Vec<Value> {
     emulator

@@ -115,6 +115,50 @@ impl Discord {
         Ok(message.id)
     }
 
+    /// Replaces the text, embeds and components of a message the bot posted.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`]; code 10008 when the message is gone.
+    pub async fn update_message(
+        &self,
+        channel: Id<ChannelMarker>,
+        message: Id<MessageMarker>,
+        payload: &MessagePayload,
+    ) -> Result<(), SendError> {
+        let mut body = serde_json::to_value(payload).expect("payloads serialize");
+        body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+        if body.get("content").is_none() {
+            // An edit keeps fields it does not name; the card never has content.
+            body["content"] = Value::String(String::new());
+        }
+        let _: Message = self
+            .with_retries(|| {
+                let route = Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() };
+                let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
+                self.client.request::<Message>(request)
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Renames a channel or thread (Discord allows two renames per 10 minutes).
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn rename_channel(&self, channel: Id<ChannelMarker>, name: &str) -> Result<(), SendError> {
+        let body = serde_json::json!({ "name": name });
+        let _: Channel = self
+            .with_retries(|| {
+                let route = Route::UpdateChannel { channel_id: channel.get() };
+                let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
+                self.client.request::<Channel>(request)
+            })
+            .await?;
+        Ok(())
+    }
+
     /// Starts a public thread from `message` in `channel`; returns the thread's id.
     ///
     /// # Errors

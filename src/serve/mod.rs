@@ -43,6 +43,8 @@ const SESSION_PREFIX: &str = "session:";
 const CHANNEL_PREFIX: &str = "channel:";
 /// Discord's "Unknown Channel" error code.
 const UNKNOWN_CHANNEL: u64 = 10_003;
+/// Discord's "Unknown Message" error code.
+const UNKNOWN_MESSAGE: u64 = 10_008;
 
 fn parse_id<T>(raw: &str) -> Option<Id<T>> {
     raw.parse().ok().and_then(Id::new_checked)
@@ -230,6 +232,9 @@ impl Sidecar {
             let prompt = session.prompt.as_deref();
             outbox.touch_session(&session.id, session.cwd.as_deref(), prompt, host, &starter_nonce, now)?;
             let seq = outbox.enqueue(&destination, &session.id, &id, &body, &nonce, now)?;
+            if request.key.is_some() {
+                outbox.set_key(seq, request.key.as_deref(), request.edit)?;
+            }
             // Registered under the same lock, so the delivery loop cannot finish first unseen.
             self.waiters.lock().expect("waiters lock").insert(seq, done);
             Ok(seq)
@@ -353,41 +358,69 @@ impl Sidecar {
     /// The thread of `session_id`, opening it (starter message in the home
     /// channel, then a thread from it) when it does not exist yet. Each step is
     /// recorded, so a crash in between resumes instead of opening a second one.
-    async fn ensure_thread(&self, discord: &Discord, session_id: &str) -> Result<Id<ChannelMarker>, SendError> {
+    /// `starter` is the session card to open it with (else a default one);
+    /// the answer says whether that card was posted here. A thread opened
+    /// before the first prompt was known is renamed once it is.
+    async fn ensure_thread(
+        &self,
+        discord: &Discord,
+        session_id: &str,
+        starter: Option<&MessagePayload>,
+    ) -> Result<(Id<ChannelMarker>, bool), SendError> {
         let home = self.config.home_channel.expect("notify refuses requests without a home channel");
         let record = |err: OutboxError| SendError::Unavailable { attempts: 0, last: err.to_string() };
         let session = self.with_outbox(|o| o.session(session_id)).map_err(record)?;
         let Some(session) = session else {
             return Err(SendError::Unavailable { attempts: 0, last: "the session record is missing".into() });
         };
+        let name = thread_name(&project_name(session.cwd.as_deref().unwrap_or_default()), session.prompt.as_deref());
         if let Some(thread) = session.thread_id.as_deref().and_then(parse_id) {
-            return Ok(thread);
+            if !session.named_with_prompt && session.prompt.is_some() {
+                // Best effort: the name is cosmetic, the message must still go out.
+                match discord.rename_channel(thread, &name).await {
+                    Ok(()) => {
+                        let _ = self.with_outbox(|o| o.set_named_with_prompt(session_id, true));
+                    }
+                    Err(err) => tracing::debug!(error = %err, "could not rename a thread"),
+                }
+            }
+            return Ok((thread, false));
         }
-        let starter = match session.starter_message_id.as_deref().and_then(parse_id) {
-            Some(starter) => starter,
+        let (starter_id, posted_card) = match session.starter_message_id.as_deref().and_then(parse_id) {
+            Some(starter) => (starter, false),
             None => {
-                let payload = session_started(&SessionStart {
-                    cwd: session.cwd.clone().unwrap_or_default(),
-                    host: session.host.clone(),
-                    model: None,
-                    prompt: session.prompt.clone(),
-                });
+                let default_card;
+                let payload = match starter {
+                    Some(card) => card,
+                    None => {
+                        default_card = session_started(&SessionStart {
+                            cwd: session.cwd.clone().unwrap_or_default(),
+                            host: session.host.clone(),
+                            model: None,
+                            prompt: session.prompt.clone(),
+                        });
+                        &default_card
+                    }
+                };
                 let nonce = session.starter_nonce.parse().unwrap_or_default();
-                let starter = discord.create_message(home, &payload, nonce).await?;
-                self.with_outbox(|o| o.set_starter(session_id, &starter.to_string())).map_err(record)?;
-                starter
+                let id = discord.create_message(home, payload, nonce).await?;
+                self.with_outbox(|o| o.set_starter(session_id, &id.to_string())).map_err(record)?;
+                (id, starter.is_some())
             }
         };
-        let name = thread_name(&project_name(session.cwd.as_deref().unwrap_or_default()), session.prompt.as_deref());
-        let thread = match discord.start_thread(home, starter, &name).await {
+        let thread = match discord.start_thread(home, starter_id, &name).await {
             Ok(thread) => thread,
             // Created before a crash: a thread started from a message has the message's id.
-            Err(err) if err.code() == Some(THREAD_ALREADY_CREATED) => starter.cast(),
+            Err(err) if err.code() == Some(THREAD_ALREADY_CREATED) => starter_id.cast(),
             Err(err) => return Err(err),
         };
-        self.with_outbox(|o| o.set_thread(session_id, &thread.to_string())).map_err(record)?;
+        self.with_outbox(|o| {
+            o.set_thread(session_id, &thread.to_string())?;
+            o.set_named_with_prompt(session_id, session.prompt.is_some())
+        })
+        .map_err(record)?;
         tracing::info!(session_id, thread_id = %thread, "thread created");
-        Ok(thread)
+        Ok((thread, posted_card))
     }
 
     /// Sends the next message of one destination: a claimed batch again, or
@@ -411,7 +444,12 @@ impl Sidecar {
         let (message, taken) = match head.batch {
             // A claimed batch goes out exactly as claimed, whatever it contains.
             Some(_) => (coalesce_all(&payloads), payloads.len()),
-            None => coalesce(&payloads).expect("at least one payload"),
+            // A keyed message (the run card) is edited later: it never shares a message.
+            None if head.key.is_some() => (payloads[0].clone(), 1),
+            None => {
+                let plain = rows.iter().take(payloads.len()).take_while(|r| r.key.is_none()).count();
+                coalesce(&payloads[..plain]).expect("at least one payload")
+            }
         };
         let batch = &rows[..taken];
         let seqs: Vec<i64> = batch.iter().map(|r| r.seq).collect();
@@ -422,8 +460,31 @@ impl Sidecar {
             return false;
         }
         let nonce = head.nonce.parse().unwrap_or_default();
+        // The session card (key `session:…`) is the thread's starter message in the home channel.
+        let session_card = head.key.as_deref().is_some_and(|key| key.starts_with(SESSION_PREFIX));
         let target = if let Some(session_id) = destination.strip_prefix(SESSION_PREFIX) {
-            self.ensure_thread(discord, session_id).await
+            match self.ensure_thread(discord, session_id, session_card.then_some(&message)).await {
+                Ok((_, true)) => {
+                    let starter = self.starter_of(session_id);
+                    return self.finish_delivered(&destination, head, batch, &seqs, starter).await;
+                }
+                Ok((thread, false)) if session_card => {
+                    // The thread exists already: the card replaces its starter.
+                    match self.starter_of(session_id) {
+                        Some((home, starter)) => match discord.update_message(home, starter, &message).await {
+                            Ok(()) => {
+                                return self
+                                    .finish_delivered(&destination, head, batch, &seqs, Some((home, starter)))
+                                    .await;
+                            }
+                            Err(err) => Err(err),
+                        },
+                        None => Ok(thread),
+                    }
+                }
+                Ok((thread, false)) => Ok(thread),
+                Err(err) => Err(err),
+            }
         } else if let Some(channel) = destination.strip_prefix(CHANNEL_PREFIX).and_then(parse_id) {
             Ok(channel)
         } else {
@@ -431,7 +492,7 @@ impl Sidecar {
             return true;
         };
         let sent = match target {
-            Ok(channel) => match discord.create_message(channel, &message, nonce).await {
+            Ok(channel) => match self.post_or_edit(discord, head, channel, &message, nonce).await {
                 Err(err) if err.code() == Some(UNKNOWN_CHANNEL) && destination.starts_with(SESSION_PREFIX) => {
                     // Someone deleted the session's thread: open a new one on the next attempt.
                     let session_id = &destination[SESSION_PREFIX.len()..];
@@ -440,29 +501,12 @@ impl Sidecar {
                     tracing::warn!(session_id, "the session's thread is gone; opening a new one");
                     return false;
                 }
-                sent => sent.map(|id| (channel, id)),
+                sent => sent,
             },
             Err(err) => Err(err),
         };
         match sent {
-            Ok((channel, message_id)) => {
-                if let Err(err) = self.with_outbox(|o| o.mark_delivered(&seqs, &message_id.to_string(), now_ms())) {
-                    // Sent but not recorded: the resend reuses the nonce, so Discord will not post twice.
-                    tracing::error!(error = %err, "cannot record a delivery");
-                    return false;
-                }
-                self.delivered.fetch_add(seqs.len() as u64, Ordering::SeqCst);
-                tracing::debug!(rows = seqs.len(), channel_id = %channel, message_id = %message_id, "message delivered");
-                for row in batch {
-                    let frame = ServerFrame::Delivered {
-                        id: row.request_id.clone(),
-                        channel_id: channel.to_string(),
-                        message_id: message_id.to_string(),
-                    };
-                    self.report(row.seq, frame);
-                }
-                true
-            }
+            Ok(at) => self.finish_delivered(&destination, head, batch, &seqs, Some(at)).await,
             Err(SendError::Rejected { status, code, message }) if batch.len() > 1 => {
                 // One row may have broken the merged message: retry each on its own.
                 tracing::warn!(%destination, status, code, %message, "merged message refused; splitting the batch");
@@ -491,6 +535,79 @@ impl Sidecar {
                 false
             }
         }
+    }
+
+    /// Where a session's starter message is: `(home channel, message)`.
+    fn starter_of(&self, session_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
+        let session = self.with_outbox(|o| o.session(session_id)).ok().flatten()?;
+        Some((self.config.home_channel?, parse_id(session.starter_message_id.as_deref()?)?))
+    }
+
+    /// Records a sent message (`at`: where it is) for every row of its batch,
+    /// remembers its key, and tells the waiting clients.
+    async fn finish_delivered(
+        &self,
+        destination: &str,
+        head: &Pending,
+        batch: &[Pending],
+        seqs: &[i64],
+        at: Option<(Id<ChannelMarker>, Id<MessageMarker>)>,
+    ) -> bool {
+        let Some((channel, message_id)) = at else {
+            tracing::error!(destination, "a delivered message has no recorded location");
+            return false;
+        };
+        if let Some(key) = &head.key {
+            let remembered =
+                self.with_outbox(|o| o.remember_key(destination, key, &channel.to_string(), &message_id.to_string()));
+            if let Err(err) = remembered {
+                tracing::error!(error = %err, "cannot remember a keyed message");
+            }
+        }
+        if let Err(err) = self.with_outbox(|o| o.mark_delivered(seqs, &message_id.to_string(), now_ms())) {
+            // Sent but not recorded: the resend reuses the nonce, so Discord will not post twice.
+            tracing::error!(error = %err, "cannot record a delivery");
+            return false;
+        }
+        self.delivered.fetch_add(seqs.len() as u64, Ordering::SeqCst);
+        tracing::debug!(rows = seqs.len(), channel_id = %channel, message_id = %message_id, "message delivered");
+        for row in batch {
+            let frame = ServerFrame::Delivered {
+                id: row.request_id.clone(),
+                channel_id: channel.to_string(),
+                message_id: message_id.to_string(),
+            };
+            self.report(row.seq, frame);
+        }
+        true
+    }
+
+    /// Posts `message`, or, for an edit, replaces the message posted under the
+    /// row's key (posting anew when there is none or it was deleted).
+    /// Returns where the message is.
+    async fn post_or_edit(
+        &self,
+        discord: &Discord,
+        row: &Pending,
+        channel: Id<ChannelMarker>,
+        message: &MessagePayload,
+        nonce: u64,
+    ) -> Result<(Id<ChannelMarker>, Id<MessageMarker>), SendError> {
+        let earlier = match (&row.key, row.edit) {
+            (Some(key), true) => self.with_outbox(|o| o.keyed(&row.destination, key)).ok().flatten(),
+            _ => None,
+        };
+        if let Some((earlier_channel, earlier_message)) = earlier
+            && let (Some(earlier_channel), Some(earlier_message)) =
+                (parse_id(&earlier_channel), parse_id(&earlier_message))
+        {
+            match discord.update_message(earlier_channel, earlier_message, message).await {
+                Ok(()) => return Ok((earlier_channel, earlier_message)),
+                Err(err) if err.code() == Some(UNKNOWN_MESSAGE) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        discord.create_message(channel, message, nonce).await.map(|id| (channel, id))
     }
 
     async fn finish_failed(&self, rows: &[Pending], reason: &str) {
@@ -731,6 +848,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                     let welcome = ServerFrame::Welcome {
                         protocol: PROTOCOL_VERSION,
                         version: env!("CARGO_PKG_VERSION").to_owned(),
+                        report: sidecar.config.report.clone(),
                     };
                     let _ = tx.send(welcome).await;
                 }

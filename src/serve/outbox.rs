@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -62,6 +62,17 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX inbound_pending ON inbound (session_id, message_id) WHERE state = 'pending';
     CREATE INDEX sessions_thread ON sessions (thread_id);",
+    // Messages that are edited in place later (the live run card), by key.
+    "ALTER TABLE outbox ADD COLUMN key TEXT;
+    ALTER TABLE outbox ADD COLUMN edit INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sessions ADD COLUMN named_with_prompt INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE keyed (
+        destination  TEXT NOT NULL,
+        key          TEXT NOT NULL,
+        channel_id   TEXT NOT NULL,
+        message_id   TEXT NOT NULL,
+        PRIMARY KEY (destination, key)
+    );",
 ];
 
 /// Why the outbox failed.
@@ -97,9 +108,13 @@ pub struct Pending {
     pub attempts: i64,
     /// The batch this row was claimed into, if any (the leader's seq).
     pub batch: Option<i64>,
+    /// The key the message is remembered under, for later edits.
+    pub key: Option<String>,
+    /// Whether this row replaces the message posted under `key`.
+    pub edit: bool,
 }
 
-const PENDING_COLUMNS: &str = "seq, destination, request_id, payload, nonce, attempts, batch";
+const PENDING_COLUMNS: &str = "seq, destination, request_id, payload, nonce, attempts, batch, key, edit";
 
 fn read_pending(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
     Ok(Pending {
@@ -110,6 +125,8 @@ fn read_pending(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
         nonce: row.get(4)?,
         attempts: row.get(5)?,
         batch: row.get(6)?,
+        key: row.get(7)?,
+        edit: row.get(8)?,
     })
 }
 
@@ -143,6 +160,8 @@ pub struct SessionThread {
     pub starter_message_id: Option<String>,
     /// The thread, once created.
     pub thread_id: Option<String>,
+    /// Whether the thread's name already shows the first prompt.
+    pub named_with_prompt: bool,
 }
 
 /// Counts for `status`.
@@ -246,6 +265,47 @@ impl Outbox {
             "SELECT {PENDING_COLUMNS} FROM outbox WHERE batch = ?1 AND state = 'pending' ORDER BY seq"
         ))?;
         Ok(by_batch.query_map([batch], read_pending)?.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks a row as keyed (and as an edit of its key's message).
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn set_key(&mut self, seq: i64, key: Option<&str>, edit: bool) -> Result<(), OutboxError> {
+        self.conn.execute("UPDATE outbox SET key = ?2, edit = ?3 WHERE seq = ?1", params![seq, key, edit])?;
+        Ok(())
+    }
+
+    /// The message posted under `key` in `destination`: `(channel_id, message_id)`.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn keyed(&self, destination: &str, key: &str) -> Result<Option<(String, String)>, OutboxError> {
+        let mut statement =
+            self.conn.prepare_cached("SELECT channel_id, message_id FROM keyed WHERE destination = ?1 AND key = ?2")?;
+        let mut rows = statement.query_map([destination, key], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// Remembers the message posted under `key`.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn remember_key(
+        &mut self,
+        destination: &str,
+        key: &str,
+        channel_id: &str,
+        message_id: &str,
+    ) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO keyed (destination, key, channel_id, message_id) VALUES (?1, ?2, ?3, ?4)",
+            params![destination, key, channel_id, message_id],
+        )?;
+        Ok(())
     }
 
     /// Records that `seqs` go out together as one message led by `seqs[0]`,
@@ -354,7 +414,7 @@ impl Outbox {
     /// When the read fails.
     pub fn session(&self, session_id: &str) -> Result<Option<SessionThread>, OutboxError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT session_id, cwd, prompt, host, starter_nonce, starter_message_id, thread_id
+            "SELECT session_id, cwd, prompt, host, starter_nonce, starter_message_id, thread_id, named_with_prompt
              FROM sessions WHERE session_id = ?1",
         )?;
         let mut rows = statement.query_map([session_id], |row| {
@@ -366,6 +426,7 @@ impl Outbox {
                 starter_nonce: row.get(4)?,
                 starter_message_id: row.get(5)?,
                 thread_id: row.get(6)?,
+                named_with_prompt: row.get(7)?,
             })
         })?;
         Ok(rows.next().transpose()?)
@@ -392,6 +453,17 @@ impl Outbox {
     pub fn set_thread(&mut self, session_id: &str, thread_id: &str) -> Result<(), OutboxError> {
         self.conn
             .execute("UPDATE sessions SET thread_id = ?2 WHERE session_id = ?1", params![session_id, thread_id])?;
+        Ok(())
+    }
+
+    /// Records whether the session's thread is named after its first prompt.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn set_named_with_prompt(&mut self, session_id: &str, named: bool) -> Result<(), OutboxError> {
+        self.conn
+            .execute("UPDATE sessions SET named_with_prompt = ?2 WHERE session_id = ?1", params![session_id, named])?;
         Ok(())
     }
 
@@ -654,6 +726,21 @@ mod tests {
         outbox.set_thread("s", "77").unwrap();
         assert_eq!(outbox.session_by_thread("77").unwrap().as_deref(), Some("s"));
         assert_eq!(outbox.session_by_thread("78").unwrap(), None);
+    }
+
+    #[test]
+    fn keyed_rows_remember_their_message() {
+        let (_dir, mut outbox) = open();
+        let post = outbox.enqueue("session:s", "s", "r1", "{}", "n1", 0).unwrap();
+        outbox.set_key(post, Some("card:s:1"), false).unwrap();
+        let edit = outbox.enqueue("session:s", "s", "r2", "{}", "n2", 0).unwrap();
+        outbox.set_key(edit, Some("card:s:1"), true).unwrap();
+        let rows = outbox.next_rows("session:s", 10).unwrap();
+        assert_eq!((rows[0].key.as_deref(), rows[0].edit), (Some("card:s:1"), false));
+        assert_eq!((rows[1].key.as_deref(), rows[1].edit), (Some("card:s:1"), true));
+        assert_eq!(outbox.keyed("session:s", "card:s:1").unwrap(), None);
+        outbox.remember_key("session:s", "card:s:1", "10", "20").unwrap();
+        assert_eq!(outbox.keyed("session:s", "card:s:1").unwrap(), Some(("10".into(), "20".into())));
     }
 
     #[test]

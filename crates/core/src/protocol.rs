@@ -101,6 +101,14 @@ pub struct NotifyRequest {
     pub session: SessionRef,
     /// The message, already built and redacted by core.
     pub message: MessagePayload,
+    /// Remember the posted message under this key (e.g. the live run card),
+    /// so a later `edit` with the same key replaces it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Replace the message posted under `key` instead of posting (posted new
+    /// when there is none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edit: bool,
 }
 
 /// A frame sent by the sidecar to a client.
@@ -113,6 +121,10 @@ pub enum ServerFrame {
         protocol: u32,
         /// The sidecar's package version.
         version: String,
+        /// The `[report]` table of the sidecar's configuration: what the shim
+        /// reports (`null` for the defaults).
+        #[serde(default)]
+        report: serde_json::Value,
     },
     /// The message is journaled in the sidecar's outbox: it will be delivered
     /// even if the client, the sidecar or Discord goes away now. `delivered`

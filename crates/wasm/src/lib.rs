@@ -2,7 +2,7 @@
 //! extension shim. Each export decodes its input, calls core, and encodes the
 //! result; no decision is made here.
 
-use omp_discord_core::{embed, event, paths, protocol, redact, schema, tool_result};
+use omp_discord_core::{embed, filter, paths, protocol, redact, schema, tool_result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_wasm_bindgen::Serializer;
@@ -44,17 +44,6 @@ pub fn tool_definitions() -> Result<JsValue, JsError> {
 pub fn build_notification(params: JsValue, project: &str) -> Result<JsValue, JsError> {
     let note: embed::Notification = from_js(params)?;
     to_js(&embed::build_notification(&note, project))
-}
-
-/// Builds the "run finished/failed" message from an `agent_end` event.
-///
-/// # Errors
-///
-/// Never for odd payloads (they yield an empty summary); only on a serializer failure.
-#[wasm_bindgen(js_name = buildRunFinished)]
-pub fn build_run_finished(event: JsValue, project: &str) -> Result<JsValue, JsError> {
-    let event: serde_json::Value = from_js(event).unwrap_or(serde_json::Value::Null);
-    to_js(&event::build_run_finished(&event::summarize_agent_end(&event), project))
 }
 
 /// Encodes a client frame (`{type: "hello" | "notify" | ...}`) as one NDJSON line.
@@ -115,4 +104,71 @@ pub fn redact_tool_content(content: JsValue, conservative: bool) -> Result<JsVal
     let content: serde_json::Value = from_js(content).unwrap_or(serde_json::Value::Null);
     let redactor = if conservative { redact::Redactor::conservative() } else { redact::Redactor::new() };
     to_js(&tool_result::redact_tool_content(&content, redactor))
+}
+
+/// One session's event filter and live run card (`core::filter::SessionReporter`),
+/// kept in wasm so its state lives across events.
+#[wasm_bindgen]
+pub struct Reporter {
+    inner: filter::SessionReporter,
+}
+
+#[wasm_bindgen]
+impl Reporter {
+    /// `config`: the `[report]` table (`{level, min_run_secs, …}`; `null` for
+    /// the defaults); `session`: `{id, cwd, host, parent_id?, model?}`.
+    ///
+    /// # Errors
+    ///
+    /// When `config` or `session` does not have that shape.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue, session: JsValue) -> Result<Reporter, JsError> {
+        let config: filter::ReportConfig =
+            if config.is_null() || config.is_undefined() { filter::ReportConfig::default() } else { from_js(config)? };
+        Ok(Self { inner: filter::SessionReporter::new(config, from_js(session)?) })
+    }
+
+    /// Feeds one OMP event; returns the reports to send (`[{kind: "post"|"edit", key?, payload}]`).
+    /// An event that cannot be read yields no reports, never an error.
+    ///
+    /// # Errors
+    ///
+    /// Only on a serializer failure.
+    #[wasm_bindgen(js_name = onEvent)]
+    pub fn on_event(&mut self, event: JsValue, now_ms: f64) -> Result<JsValue, JsError> {
+        let event: serde_json::Value = from_js(event).unwrap_or(serde_json::Value::Null);
+        to_js(&self.inner.on_event(&event, millis(now_ms)))
+    }
+
+    /// Reports that are due now (coalesced bursts, run-card edits).
+    ///
+    /// # Errors
+    ///
+    /// Only on a serializer failure.
+    pub fn tick(&mut self, now_ms: f64) -> Result<JsValue, JsError> {
+        to_js(&self.inner.tick(millis(now_ms)))
+    }
+
+    /// Changes the level (`quiet`, `normal`, `verbose`) for this session.
+    ///
+    /// # Errors
+    ///
+    /// When the level is not one of those.
+    #[wasm_bindgen(js_name = setLevel)]
+    pub fn set_level(&mut self, level: &str) -> Result<(), JsError> {
+        self.inner.set_level(level.parse()?);
+        Ok(())
+    }
+}
+
+/// `Date.now()` arrives as a float; negative or NaN clocks count as 0.
+fn millis(now_ms: f64) -> u64 {
+    if now_ms.is_finite() && now_ms > 0.0 {
+        // Truncation is intended: milliseconds since 1970 fit u64 for ages.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ms = now_ms as u64;
+        ms
+    } else {
+        0
+    }
 }
