@@ -563,24 +563,6 @@ pub fn log_filter() -> Option<String> {
     get(env, env::LOG).or_else(|| FileSettings::read(&config_path(env)?).ok().flatten()?.log)
 }
 
-/// The state directory: `OMP_DISCORD_STATE_DIR`, the config file's
-/// `state_dir`, `$XDG_STATE_HOME/omp-discord`, or `~/.local/state/omp-discord`.
-///
-/// # Errors
-///
-/// When the config file is broken or none of those is set.
-pub fn default_state_dir() -> Result<PathBuf, ConfigError> {
-    let env: EnvSource<'_> = &process_env;
-    if let Some(dir) = get(env, env::STATE_DIR) {
-        return Ok(PathBuf::from(dir));
-    }
-    if let Some(dir) = config_path(env).map(|p| FileSettings::read(&p)).transpose()?.flatten().and_then(|f| f.state_dir)
-    {
-        return Ok(dir);
-    }
-    state_dir_from_env(env)
-}
-
 fn state_dir_from_env(env: EnvSource<'_>) -> Result<PathBuf, ConfigError> {
     if let Some(state) = get(env, "XDG_STATE_HOME") {
         return Ok(Path::new(&state).join("omp-discord"));

@@ -4,7 +4,9 @@
 mod client;
 mod config;
 mod demo;
+mod doctor;
 mod serve;
+mod service;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -24,6 +26,15 @@ const LONG_VERSION: &str =
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text or as JSON objects (one per line, for journald or a log shipper).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -42,6 +53,16 @@ enum Command {
     },
     /// Ask the running sidecar to finish in-flight sends and exit.
     Stop,
+    /// Check the configuration, the token, the home channel, the socket and the OMP plugin; say how to fix each problem.
+    Doctor,
+    /// Write and start a systemd user unit that keeps the sidecar running.
+    InstallService {
+        /// Print the unit instead of writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop, disable and remove the systemd user unit.
+    UninstallService,
     /// Redact secrets from stdin to stdout, with the same rules as every path to Discord.
     Redact,
     /// Show the whole product working: emulator (or your Discord), sidecar, and one omp run.
@@ -66,7 +87,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -81,9 +102,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_env(config::env::LOG).unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+fn init_tracing(format: LogFormat) {
+    // OMP_DISCORD_LOG, else the config file's `log`, else quiet.
+    let filter =
+        config::log_filter().and_then(|f| EnvFilter::try_new(f).ok()).unwrap_or_else(|| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -92,6 +119,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve { exit_when_idle } => serve(exit_when_idle.map(Duration::from_secs)).await,
         Command::Status { json } => status(json).await,
         Command::Stop => stop().await,
+        Command::Doctor => doctor().await,
+        Command::InstallService { dry_run } => install_service(dry_run),
+        Command::UninstallService => uninstall_service(),
         Command::Redact => redact(),
         Command::Demo { repo, exit } => {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -172,16 +202,90 @@ async fn status(json: bool) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        let field = |key: &str| status[key].to_string().trim_matches('"').to_owned();
-        println!("omp-discord sidecar {} (pid {}, up {} s)", field("version"), field("pid"), field("uptime_secs"));
-        println!("  socket:        {}", field("socket"));
-        println!("  token:         {}", if status["token_configured"] == true { "configured" } else { "MISSING" });
-        println!("  home channel:  {}", field("home_channel_id"));
-        println!("  clients:       {}", field("clients"));
-        println!("  delivered:     {}   failed: {}", field("delivered"), field("failed"));
-        println!("  last error:    {}", field("last_error"));
+        print!("{}", status_text(&status));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `status` for people: one line per aspect, problems first in their line.
+fn status_text(status: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let secs = |value: &serde_json::Value| {
+        let s = value.as_u64().unwrap_or(0);
+        match s {
+            0..60 => format!("{s} s"),
+            60..3600 => format!("{} min {} s", s / 60, s % 60),
+            _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
+        }
+    };
+    let mut out = String::new();
+    let mut line = |label: &str, value: String| {
+        let _ = writeln!(out, "  {label:<14}{value}");
+    };
+    let head = format!(
+        "omp-discord {} (commit {}, protocol {}): pid {}, up {}\n",
+        text(&status["version"]),
+        text(&status["commit"]),
+        text(&status["protocol"]),
+        text(&status["pid"]),
+        secs(&status["uptime_secs"])
+    );
+    line("socket", text(&status["socket"]));
+    line(
+        "config",
+        match &status["config_file"] {
+            serde_json::Value::String(path) => path.clone(),
+            _ => "no config file (environment only)".to_owned(),
+        },
+    );
+    if let Some(warnings) = status["config_warnings"].as_array().filter(|w| !w.is_empty()) {
+        line("", format!("warning: {}", warnings.iter().map(text).collect::<Vec<_>>().join("; ")));
+    }
+    let token =
+        if status["token_configured"] == true { "token configured" } else { "NO TOKEN (see `omp-discord doctor`)" };
+    line("discord", format!("{}, {token}", text(&status["api"])));
+    if !status["gateway"].is_null() {
+        line("gateway", text(&status["gateway"]));
+    }
+    line("home channel", text(&status["home_channel_id"]));
+    line(
+        "clients",
+        format!("{} connected, {} requests in flight", text(&status["clients"]), text(&status["in_flight"])),
+    );
+    let queue = &status["queue"];
+    line(
+        "queue",
+        match queue["depth"].as_u64() {
+            None => "unknown (the outbox cannot be read)".to_owned(),
+            Some(0) => "empty".to_owned(),
+            Some(depth) => format!("{depth} waiting, oldest {} old", secs(&queue["oldest_age_secs"])),
+        },
+    );
+    line("sent", format!("{} delivered, {} refused since start", text(&status["delivered"]), text(&status["failed"])));
+    line(
+        "last error",
+        match &status["last_error"] {
+            serde_json::Value::String(error) => error.clone(),
+            _ => "none".to_owned(),
+        },
+    );
+    let sessions = status["sessions"].as_array().cloned().unwrap_or_default();
+    if !sessions.is_empty() {
+        line("sessions", format!("{} recent", sessions.len()));
+        for session in &sessions {
+            let thread = match &session["thread_id"] {
+                serde_json::Value::String(id) => format!("thread {id}"),
+                _ => "no thread yet".to_owned(),
+            };
+            line("", format!("{} on {}: {thread}", text(&session["project"]), text(&session["host"])));
+        }
+    }
+    head + &out
 }
 
 async fn stop() -> anyhow::Result<ExitCode> {
@@ -227,5 +331,85 @@ async fn emulator(port: u16, seed: Option<PathBuf>) -> anyhow::Result<ExitCode> 
         let _ = tokio::signal::ctrl_c().await;
     };
     omp_discord_emulator::serve(listener, config, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn doctor() -> anyhow::Result<ExitCode> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let report = doctor::run(config::Config::load(), &doctor::Environment::current()).await;
+    for check in &report.checks {
+        println!("{check}");
+    }
+    if report.failed() {
+        println!("\nSome checks failed; fix them from the top (later checks may depend on earlier ones).");
+        Ok(ExitCode::FAILURE)
+    } else {
+        println!(
+            "\nAll checks passed{}.",
+            if report.checks.iter().any(|c| c.level == doctor::Level::Warn) { " (see the warnings)" } else { "" }
+        );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn install_service(dry_run: bool) -> anyhow::Result<ExitCode> {
+    let config = config::Config::load()?;
+    let exe = std::env::current_exe().context("cannot find this program's path for ExecStart")?;
+    let exe = exe.canonicalize().unwrap_or(exe);
+    let plan = service::plan(&config, &exe, &|name| std::env::var(name).ok())?;
+    if config.home_channel.is_none() {
+        eprintln!("warning: no home channel is configured; the service will refuse notifications until one is");
+    }
+    if dry_run {
+        println!("# {}", plan.unit_path.display());
+        print!("{}", plan.unit);
+        if let Some(env_file) = &plan.env_file {
+            println!("# and {} (mode 0600) with OMP_DISCORD_TOKEN from this shell", env_file.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    service::write(&plan, &config)?;
+    println!("wrote {}", plan.unit_path.display());
+    if let Some(env_file) = &plan.env_file {
+        println!("wrote {} (mode 0600, holds the token)", env_file.display());
+    }
+    let unit = service::UNIT_NAME;
+    match service::systemctl(&[&["daemon-reload"], &["enable", "--now", unit]]) {
+        service::Systemd::Done => {
+            println!("started {unit}; `systemctl --user status {unit}` and `omp-discord status` show it");
+        }
+        service::Systemd::Manual { reason, commands } => {
+            println!("could not start it here ({reason}); run:");
+            for command in commands {
+                println!("  {command}");
+            }
+            println!("(to keep it running after logout: `loginctl enable-linger $USER`)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn uninstall_service() -> anyhow::Result<ExitCode> {
+    let unit = service::UNIT_NAME;
+    let stopped = service::systemctl(&[&["disable", "--now", unit]]);
+    let removed = service::remove()?;
+    for path in &removed {
+        println!("removed {}", path.display());
+    }
+    if removed.is_empty() {
+        println!("no {unit} was installed");
+    }
+    match (stopped, removed.is_empty()) {
+        (service::Systemd::Done, _) => {
+            let _ = service::systemctl(&[&["daemon-reload"]]);
+            println!("stopped and disabled {unit}");
+        }
+        (service::Systemd::Manual { .. }, true) => {}
+        (service::Systemd::Manual { reason, .. }, false) => {
+            println!(
+                "systemd was not told ({reason}); if the service runs, run `systemctl --user disable --now {unit}`"
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 
 mod inbound;
 mod omp;
+mod ops;
 mod outbox;
 mod sidecar;
 mod util;

@@ -1,0 +1,323 @@
+//! Operations: `status`, `doctor` and `install-service` against the
+//! emulator and a private HOME, through the real binary.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use omp_discord_core::embed::{Level, Notification, build_notification};
+use omp_discord_core::protocol::{ClientFrame, ServerFrame, decode_client_frame};
+use omp_discord_emulator::{
+    DEFAULT_BOT_TOKEN, DEFAULT_HIDDEN_CHANNEL_ID, DEFAULT_READ_ONLY_CHANNEL_ID, Emulator, RecordedRequest,
+};
+use serde_json::{Value, json};
+
+use crate::util::{Client, Sidecar, TestDir, emulator, sidecar_bin, sidecar_env, wait_for};
+
+/// Runs `omp-discord ARGS` with exactly `env` (PATH is `dir/bin`, so neither omp nor systemctl is found).
+async fn cli(dir: &TestDir, env: &[(String, String)], args: &[&str]) -> Output {
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    tokio::process::Command::new(sidecar_bin())
+        .args(args)
+        .env_clear()
+        .env("PATH", &bin)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("the binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn all_output(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_owned(), value.to_owned()));
+}
+
+fn unset(env: &mut Vec<(String, String)>, key: &str) {
+    env.retain(|(k, _)| k != key);
+}
+
+fn notify(id: &str) -> ClientFrame {
+    let note = Notification { message: "tests passed".into(), level: Level::Success, ..Default::default() };
+    // Through JSON, as the shim sends it, so optional fields keep their defaults.
+    let frame = json!({
+        "type": "notify",
+        "id": id,
+        "session": {"id": "ops-session", "cwd": "/work/ops", "prompt": "check"},
+        "message": build_notification(&note, "ops"),
+    });
+    decode_client_frame(frame.to_string().as_bytes()).expect("a valid notify frame")
+}
+
+/// A token file with `mode`, holding the emulator's token.
+fn token_file(dir: &TestDir, mode: u32) -> String {
+    let path = dir.path().join("token");
+    std::fs::write(&path, format!("{DEFAULT_BOT_TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.display().to_string()
+}
+
+/// OMP's settings with a tool-call timeout long enough for the default approval timeout.
+fn omp_settings(dir: &TestDir, ms: u64) {
+    let agent = dir.home().join(".omp/agent");
+    std::fs::create_dir_all(&agent).unwrap();
+    std::fs::write(agent.join("config.yml"), format!("extensionHandlers:\n  toolCallTimeoutMs: {ms}\n")).unwrap();
+}
+
+fn unauthorized(requests: &[RecordedRequest]) -> usize {
+    requests.iter().filter(|r| serde_json::to_value(r).unwrap()["status"] == 401).count()
+}
+
+#[tokio::test]
+async fn status_shows_the_queue_version_and_no_error_when_healthy() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let (_, answer) = client.notify(&notify("r1")).await;
+    assert!(matches!(answer, ServerFrame::Delivered { .. }), "{answer:?}");
+
+    let output = cli(&dir, &env, &["status", "--json"]).await;
+    assert!(output.status.success(), "{}", all_output(&output));
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["queue"], json!({ "depth": 0, "oldest_age_secs": null }));
+    assert_eq!(status["last_error"], Value::Null);
+    assert_eq!(status["delivered"], 1);
+    assert_eq!(status["api"], emulator.http_url());
+
+    let output = cli(&dir, &env, &["status"]).await;
+    let text = stdout(&output);
+    assert!(text.starts_with(&format!("omp-discord {} (commit", env!("CARGO_PKG_VERSION"))), "{text}");
+    for expected in ["  queue         empty", "  last error    none", "1 delivered, 0 refused", "token configured"] {
+        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+    }
+    assert!(text.contains("ops on test: thread "), "{text}");
+    assert!(!text.contains(DEFAULT_BOT_TOKEN), "{text}");
+}
+
+#[tokio::test]
+async fn a_revoked_token_shows_in_status_and_is_not_hammered() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    emulator.state().set_faults(&json!({ "revoke_token": true })).unwrap();
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let (seq, answer) = client.notify(&notify("r1")).await;
+    assert!(seq.is_some(), "journaled even though Discord refuses the token");
+    let ServerFrame::Error { message, .. } = answer else { panic!("{answer:?}") };
+    assert!(message.contains("401") && message.contains("stays queued"), "{message}");
+
+    let output = cli(&dir, &env, &["status", "--json"]).await;
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(status["last_error"].as_str().is_some_and(|e| e.contains("HTTP 401")), "{status:#}");
+    assert_eq!(status["queue"]["depth"], 1, "the message stays queued: {status:#}");
+    let text = stdout(&cli(&dir, &env, &["status"]).await);
+    assert!(text.contains("  last error    Discord refused the bot token (HTTP 401)"), "{text}");
+    assert!(text.contains("  queue         1 waiting, oldest "), "{text}");
+
+    // Watch for 4 s: the sidecar backs off instead of retrying in a loop. (Watching
+    // over time is the point here, so this loop polls until its window closes.)
+    let (start, before) = (Instant::now(), unauthorized(&emulator.requests()));
+    while start.elapsed() < Duration::from_secs(4) {
+        let refused = unauthorized(&emulator.requests()) - before;
+        assert!(refused <= 4, "{refused} requests with a revoked token in {:?}", start.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Restored: the queued message goes out.
+    emulator.state().set_faults(&json!({ "revoke_token": false })).unwrap();
+    wait_for("the queue to drain", Duration::from_secs(40), || {
+        emulator.state().messages(omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID).first().map(|_| ())
+    })
+    .await;
+}
+
+async fn doctor(dir: &TestDir, env: &[(String, String)]) -> (bool, String) {
+    let output = cli(dir, env, &["doctor"]).await;
+    let text = all_output(&output);
+    assert!(!text.contains(DEFAULT_BOT_TOKEN), "the token leaked:\n{text}");
+    (output.status.success(), text)
+}
+
+fn line<'a>(text: &'a str, start: &str) -> &'a str {
+    text.lines().find(|l| l.starts_with(start)).unwrap_or_else(|| panic!("no line starting {start:?} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn doctor_passes_a_healthy_setup() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let mut env = sidecar_env(&dir, Some(&emulator));
+    unset(&mut env, "OMP_DISCORD_TOKEN");
+    set(&mut env, "OMP_DISCORD_TOKEN_FILE", &token_file(&dir, 0o600));
+    omp_settings(&dir, 900_000);
+    let _sidecar = Sidecar::start(&dir, &env).await;
+    let (ok, text) = doctor(&dir, &env).await;
+    assert!(ok, "{text}");
+    assert!(line(&text, "ok    config").contains("no config file"), "{text}");
+    assert!(line(&text, "ok    token").contains("bot omp"), "{text}");
+    assert!(line(&text, "ok    home channel").contains("#omp-sessions"), "{text}");
+    assert!(line(&text, "ok    socket").contains("mode 700"), "{text}");
+    assert!(line(&text, "ok    sidecar").contains(env!("CARGO_PKG_VERSION")), "{text}");
+    assert!(line(&text, "ok    omp timeout").contains("900000 ms"), "{text}");
+    // Neither omp nor the Message Content flag is there: warnings, not failures.
+    assert!(line(&text, "warn  plugin").contains("not on PATH"), "{text}");
+    assert!(line(&text, "warn  intents").contains("Message Content"), "{text}");
+    assert!(text.contains("All checks passed"), "{text}");
+}
+
+#[tokio::test]
+async fn doctor_explains_each_failure() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let base = sidecar_env(&dir, Some(&emulator));
+
+    // A refused token.
+    let mut env = base.clone();
+    set(&mut env, "OMP_DISCORD_TOKEN", "not-the-emulator-token");
+    let (ok, text) = doctor(&dir, &env).await;
+    assert!(!ok, "{text}");
+    assert!(line(&text, "FAIL  token").contains("refused the bot token (HTTP 401)"), "{text}");
+    assert!(text.contains("fix: reset the token") && !text.contains("not-the-emulator-token"), "{text}");
+
+    // A channel that does not exist.
+    let mut env = base.clone();
+    set(&mut env, "OMP_DISCORD_CHANNEL_ID", "1100000000000000999");
+    let (ok, text) = doctor(&dir, &env).await;
+    assert!(!ok && line(&text, "FAIL  home channel").contains("does not exist"), "{text}");
+    assert!(text.contains("Copy Channel ID"), "{text}");
+
+    // A channel the bot cannot see.
+    let mut env = base.clone();
+    set(&mut env, "OMP_DISCORD_CHANNEL_ID", &DEFAULT_HIDDEN_CHANNEL_ID.to_string());
+    let (ok, text) = doctor(&dir, &env).await;
+    assert!(!ok && line(&text, "FAIL  home channel").contains("cannot see channel"), "{text}");
+    assert!(text.contains("Permissions") && text.contains("View Channel"), "{text}");
+
+    // A channel the bot can see but not post in.
+    let mut env = base.clone();
+    set(&mut env, "OMP_DISCORD_CHANNEL_ID", &DEFAULT_READ_ONLY_CHANNEL_ID.to_string());
+    let (ok, text) = doctor(&dir, &env).await;
+    assert!(!ok && line(&text, "FAIL  home channel").contains("lacks: Send Messages"), "{text}");
+
+    // A token file others can read.
+    let mut env = base.clone();
+    unset(&mut env, "OMP_DISCORD_TOKEN");
+    set(&mut env, "OMP_DISCORD_TOKEN_FILE", &token_file(&dir, 0o644));
+    let (ok, text) = doctor(&dir, &env).await;
+    assert!(!ok && line(&text, "FAIL  config").contains("readable by other users"), "{text}");
+    assert!(text.contains("chmod 600"), "{text}");
+
+    // A token in the config file, and a typo next to it.
+    let mut env = base.clone();
+    unset(&mut env, "OMP_DISCORD_TOKEN");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("token = \"{DEFAULT_BOT_TOKEN}\"\n")).unwrap();
+    set(&mut env, "OMP_DISCORD_CONFIG", &config.display().to_string());
+    let (ok, text) = doctor(&dir, &env).await;
+    assert!(!ok && line(&text, "FAIL  config").contains("contains a `token` key"), "{text}");
+
+    // No token at all; a typo in the file is a warning; OMP's timeout is too short.
+    std::fs::write(&config, "home_chanel_id = \"1\"\n").unwrap();
+    omp_settings(&dir, 30_000);
+    let (ok, text) = doctor(&dir, &env).await;
+    assert!(!ok && line(&text, "FAIL  token").contains("no Discord bot token"), "{text}");
+    assert!(line(&text, "warn  config").contains("did you mean `home_channel_id`?"), "{text}");
+    assert!(line(&text, "warn  omp timeout").contains("30000 ms"), "{text}");
+    assert!(text.contains("omp config set extensionHandlers.toolCallTimeoutMs 660000"), "{text}");
+
+    // A socket directory others can enter.
+    let mut env = base.clone();
+    let socket_dir = dir.socket().parent().unwrap().to_owned();
+    std::fs::create_dir_all(&socket_dir).unwrap();
+    std::fs::set_permissions(&socket_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    set(&mut env, "OMP_DISCORD_SOCKET", &dir.socket().display().to_string());
+    let (ok, text) = doctor(&dir, &env).await;
+    assert!(!ok && line(&text, "FAIL  socket").contains("mode 755"), "{text}");
+    assert!(text.contains(&format!("chmod 700 {}", socket_dir.display())), "{text}");
+}
+
+fn unit_of(text: &str) -> &str {
+    text.split_once('\n').map(|(_, unit)| unit).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn install_service_writes_a_unit_without_the_token() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let mut env = sidecar_env(&dir, Some(&emulator));
+    unset(&mut env, "OMP_DISCORD_TOKEN");
+    let token = token_file(&dir, 0o600);
+    set(&mut env, "OMP_DISCORD_TOKEN_FILE", &token);
+
+    // The token from a file: systemd hands it over as a credential.
+    let output = cli(&dir, &env, &["install-service", "--dry-run"]).await;
+    let text = stdout(&output);
+    assert!(output.status.success(), "{}", all_output(&output));
+    let unit_path = dir.home().join(".config/systemd/user/omp-discord.service");
+    assert!(text.starts_with(&format!("# {}\n", unit_path.display())), "{text}");
+    let unit = unit_of(&text);
+    assert!(!unit.contains(DEFAULT_BOT_TOKEN), "{unit}");
+    assert!(unit.contains(&format!("LoadCredential=omp-discord-token:{token}\n")), "{unit}");
+    let exec = unit.lines().find_map(|l| l.strip_prefix("ExecStart=")).expect("ExecStart");
+    assert!(exec.starts_with('/') && exec.ends_with("omp-discord serve"), "{exec}");
+    assert!(Path::new(exec.trim_end_matches(" serve")).is_file(), "{exec}");
+    for line in [
+        "Restart=on-failure",
+        "WantedBy=default.target",
+        &format!("Environment=OMP_DISCORD_CHANNEL_ID={}", omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID),
+        &format!("Environment=OMP_DISCORD_SOCKET={}", dir.socket().display()),
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line:?} missing from:\n{unit}");
+    }
+    assert!(!unit_path.exists(), "--dry-run writes nothing");
+
+    // The token from the environment: a 0600 environment file, never the unit.
+    unset(&mut env, "OMP_DISCORD_TOKEN_FILE");
+    set(&mut env, "OMP_DISCORD_TOKEN", DEFAULT_BOT_TOKEN);
+    let output = cli(&dir, &env, &["install-service"]).await;
+    let text = all_output(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(!text.contains(DEFAULT_BOT_TOKEN), "{text}");
+    // systemctl is not on this test's PATH: the commands to run are printed instead.
+    assert!(text.contains("systemctl --user enable --now omp-discord.service"), "{text}");
+    let unit = std::fs::read_to_string(&unit_path).unwrap();
+    let env_file = dir.home().join(".config/omp-discord/service.env");
+    assert!(unit.contains(&format!("EnvironmentFile={}\n", env_file.display())), "{unit}");
+    assert!(!unit.contains(DEFAULT_BOT_TOKEN) && !unit.contains("LoadCredential"), "{unit}");
+    assert_eq!(std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), format!("OMP_DISCORD_TOKEN={DEFAULT_BOT_TOKEN}\n"));
+
+    let output = cli(&dir, &env, &["uninstall-service"]).await;
+    let text = stdout(&output);
+    assert!(output.status.success() && text.contains("removed"), "{}", all_output(&output));
+    assert!(!unit_path.exists() && !env_file.exists());
+
+    // Without a token there is nothing to install.
+    unset(&mut env, "OMP_DISCORD_TOKEN");
+    let output = cli(&dir, &env, &["install-service", "--dry-run"]).await;
+    assert!(!output.status.success() && all_output(&output).contains("no bot token is configured"));
+}
+
+#[tokio::test]
+async fn serve_logs_json_lines_on_request() {
+    let dir = TestDir::new();
+    let env = sidecar_env(&dir, None::<&Emulator>);
+    let output = cli(&dir, &env, &["--log-format", "json", "serve", "--exit-when-idle", "0"]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<Value> = stderr.lines().map(|l| serde_json::from_str(l).expect("a JSON log line")).collect();
+    assert!(lines.iter().any(|l| l["message"] == "sidecar listening"), "{stderr}");
+}
