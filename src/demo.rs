@@ -4,12 +4,13 @@
 //! `OMP_DISCORD_CHANNEL_ID` set it posts to the real Discord; with
 //! `OMP_DISCORD_DEMO_MODEL` set it uses that model instead of the script.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use omp_discord_emulator::{DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID, Emulator, EmulatorConfig};
+use omp_discord_core::protocol::{ClientFrame, ServerFrame};
 use serde_json::Value;
 
 use crate::config;
@@ -89,20 +90,18 @@ pub async fn run(repo: &Path, exit: bool) -> anyhow::Result<()> {
         eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     }
 
+    // Reports are journaled before omp exits and delivered right after: wait for the outbox to drain.
+    let status = drained_status(&socket).await;
     if let Some(emulator) = &emulator {
-        println!("\nWhat arrived in the emulator's #omp-sessions channel:");
-        for request in emulator.requests() {
-            let request = serde_json::to_value(request)?;
-            if request["method"] == "POST" && request["path"].as_str().is_some_and(|p| p.ends_with("/messages")) {
-                let embed = &request["body"]["embeds"][0];
-                println!(
-                    "  [{}] {} — {}",
-                    request["status"],
-                    embed["title"].as_str().unwrap_or("(no title)"),
-                    embed["description"].as_str().unwrap_or("").lines().next().unwrap_or("")
-                );
+        println!("\nWhat Discord shows now (the emulator's #omp-sessions and the session threads):");
+        print_channel("#omp-sessions", &emulator.state().messages(DEFAULT_HOME_CHANNEL_ID));
+        for session in status["sessions"].as_array().into_iter().flatten() {
+            if let Some(thread) = session["thread_id"].as_str().and_then(|id| id.parse().ok()) {
+                let name = emulator.state().channel(thread).map(|c| c["name"].to_string()).unwrap_or_default();
+                print_channel(&format!("thread {name}"), &emulator.state().messages(thread));
             }
         }
+        println!("\nOpen {}/ to see it the way Discord lays it out.", emulator.http_url());
     }
     if !exit {
         println!("\nPress Ctrl-C to stop the demo.");
@@ -119,7 +118,7 @@ pub async fn run(repo: &Path, exit: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_socket(socket: &PathBuf) -> anyhow::Result<()> {
+async fn wait_for_socket(socket: &Path) -> anyhow::Result<()> {
     let start = Instant::now();
     while tokio::net::UnixStream::connect(socket).await.is_err() {
         if start.elapsed() > Duration::from_secs(10) {
@@ -128,6 +127,39 @@ async fn wait_for_socket(socket: &PathBuf) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     Ok(())
+}
+
+/// The sidecar's status once nothing is pending (or after 15 s).
+async fn drained_status(socket: &Path) -> Value {
+    let start = Instant::now();
+    loop {
+        let status = match crate::client::Connection::open(socket).await {
+            Ok(mut connection) => {
+                match connection.call(&ClientFrame::Status { id: "demo".into() }).await {
+                    Ok(ServerFrame::Status { status, .. }) => status,
+                    _ => Value::Null,
+                }
+            }
+            Err(_) => Value::Null,
+        };
+        if status["outbox"]["pending"] == 0 || start.elapsed() > Duration::from_secs(15) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn print_channel(name: &str, messages: &[Value]) {
+    println!("  {name}:");
+    for message in messages {
+        for embed in message["embeds"].as_array().into_iter().flatten() {
+            println!(
+                "    • {} — {}",
+                embed["title"].as_str().unwrap_or("(no title)"),
+                embed["description"].as_str().unwrap_or("").lines().next().unwrap_or("")
+            );
+        }
+    }
 }
 
 /// One line per tool call and result, from omp's JSON event stream.
