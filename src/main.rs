@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod demo;
 mod doctor;
+mod metrics;
 mod serve;
 mod service;
 
@@ -44,6 +45,9 @@ enum Command {
         /// Exit after this many seconds without clients (used when the extension starts the sidecar).
         #[arg(long, value_name = "SECS")]
         exit_when_idle: Option<u64>,
+        /// Serve /healthz and /metrics (Prometheus text) on this loopback address, e.g. 127.0.0.1:9464.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
     },
     /// Show the running sidecar's state.
     Status {
@@ -116,7 +120,14 @@ fn init_tracing(format: LogFormat) {
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     const _: () = assert!(PROTOCOL_VERSION == 1, "update LONG_VERSION with the protocol version");
     match command {
-        Command::Serve { exit_when_idle } => serve(exit_when_idle.map(Duration::from_secs)).await,
+        Command::Serve { exit_when_idle, http } => {
+            // Refused before anything starts: metrics are for loopback only.
+            let http = match http {
+                Some(addr) => Some(metrics::bind(addr).await?),
+                None => None,
+            };
+            serve(exit_when_idle.map(Duration::from_secs), http).await
+        }
         Command::Status { json } => status(json).await,
         Command::Stop => stop().await,
         Command::Doctor => doctor().await,
@@ -132,7 +143,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(exit_when_idle: Option<Duration>) -> anyhow::Result<ExitCode> {
+async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpListener>) -> anyhow::Result<ExitCode> {
     // twilight's TLS connector needs a process-wide crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = config::Config::from_env()?;
@@ -168,6 +179,9 @@ async fn serve(exit_when_idle: Option<Duration>) -> anyhow::Result<ExitCode> {
     }
     tracing::info!(socket = %bound.path.display(), "sidecar listening");
     let signals = tokio::spawn(cancel_on_signal(sidecar.clone()));
+    if let Some(listener) = http {
+        tokio::spawn(metrics::serve(listener, sidecar.clone()));
+    }
     if let Some(idle) = exit_when_idle {
         tokio::spawn(serve::exit_when_idle(sidecar.clone(), idle));
     }

@@ -321,3 +321,53 @@ async fn serve_logs_json_lines_on_request() {
     let lines: Vec<Value> = stderr.lines().map(|l| serde_json::from_str(l).expect("a JSON log line")).collect();
     assert!(lines.iter().any(|l| l["message"] == "sidecar listening"), "{stderr}");
 }
+
+/// `GET path` over plain HTTP/1.0; the whole answer, or None when nothing listens.
+async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.ok()?;
+    Some(answer)
+}
+
+#[tokio::test]
+async fn serve_http_exposes_health_and_metrics_on_loopback_only() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let refused = cli(&dir, &env, &["serve", "--http", "0.0.0.0:9464"]).await;
+    assert!(!refused.status.success(), "{}", all_output(&refused));
+    assert!(all_output(&refused).contains("is not a loopback address"), "{}", all_output(&refused));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let _serve = tokio::process::Command::new(sidecar_bin())
+        .args(["serve", "--http", &addr])
+        .env_clear()
+        .env("PATH", &bin)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let socket = dir.socket();
+    wait_for("the sidecar's socket", Duration::from_secs(10), || socket.exists().then_some(())).await;
+    let mut client = Client::greeted(&socket).await;
+    let (_, answer) = client.notify(&notify("r1")).await;
+    assert!(matches!(answer, ServerFrame::Delivered { .. }), "{answer:?}");
+
+    // The HTTP listener was bound before the socket, so it accepts by now.
+    let metrics = http_get(&addr, "/metrics").await.expect("/metrics answers");
+    assert!(metrics.starts_with("HTTP/1.0 200") || metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    for line in ["omp_discord_delivered_total 1", "omp_discord_pending 0", "omp_discord_clients 1"] {
+        assert!(metrics.lines().any(|l| l == line), "{line:?} missing from:\n{metrics}");
+    }
+    let health = http_get(&addr, "/healthz").await.unwrap();
+    let body: Value = serde_json::from_str(health.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["queue_depth"], 0);
+}

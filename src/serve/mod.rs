@@ -149,7 +149,8 @@ impl Sidecar {
         self.clients.load(Ordering::SeqCst) == 0 && self.in_flight.load(Ordering::SeqCst) == 0
     }
 
-    async fn status(&self) -> serde_json::Value {
+    /// The sidecar's state, for `status` and the metrics endpoint.
+    pub async fn status(&self) -> serde_json::Value {
         serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "commit": env!("OMP_DISCORD_COMMIT"),
