@@ -560,6 +560,17 @@ async fn plugin_check(env: &Environment) -> Check {
         }
         Some(plugin) => {
             let version = plugin["version"].as_str().unwrap_or("?");
+            let dir = Path::new(plugin["path"].as_str().unwrap_or_default());
+            let extensions = plugin["manifest"]["extensions"].as_array().cloned().unwrap_or_default();
+            let unbuilt: Vec<&str> =
+                extensions.iter().filter_map(Value::as_str).filter(|e| !dir.join(e).is_file()).collect();
+            if !unbuilt.is_empty() {
+                return Check::fail(
+                    NAME,
+                    format!("omp-discord is linked from {}, but {} is not built", dir.display(), unbuilt.join(", ")),
+                    format!("run `bash scripts/build.sh` in {}", dir.display()),
+                );
+            }
             if version == env!("CARGO_PKG_VERSION") {
                 Check::ok(NAME, format!("omp-discord {version} is linked into OMP"))
             } else {

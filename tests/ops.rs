@@ -371,3 +371,64 @@ async fn serve_http_exposes_health_and_metrics_on_loopback_only() {
     assert_eq!(body["status"], "ok");
     assert_eq!(body["queue_depth"], 0);
 }
+
+#[tokio::test]
+async fn doctor_checks_the_plugin_link_with_omp() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let mut env = sidecar_env(&dir, Some(&emulator));
+    omp_settings(&dir, 900_000);
+    // `omp` (and the Bun it needs) from the checkout's node_modules, nothing else.
+    let path =
+        format!("{}:{}", crate::util::repo().join("node_modules/.bin").display(), dir.path().join("bin").display());
+    let doctor_with_omp = |env: Vec<(String, String)>| {
+        let path = path.clone();
+        let dir = &dir;
+        async move {
+            let output = tokio::process::Command::new(sidecar_bin())
+                .arg("doctor")
+                .env_clear()
+                .env("PATH", path)
+                .env("TMPDIR", dir.tmp())
+                .envs(env)
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            (output.status.success(), all_output(&output))
+        }
+    };
+    set(&mut env, "HOME", &dir.home().display().to_string());
+
+    let (ok, text) = doctor_with_omp(env.clone()).await;
+    assert!(!ok && line(&text, "FAIL  plugin").contains("not linked"), "{text}");
+    assert!(text.contains("omp plugin link"), "{text}");
+
+    // A plugin package (the real manifest) whose bundle is not built yet.
+    let package = dir.path().join("plugin");
+    std::fs::create_dir_all(&package).unwrap();
+    std::fs::copy(crate::util::repo().join("package.json"), package.join("package.json")).unwrap();
+    let linked = tokio::process::Command::new(crate::util::repo().join("node_modules/.bin/omp"))
+        .args(["plugin", "link"])
+        .arg(&package)
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", dir.home())
+        .env("TMPDIR", dir.tmp())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    assert!(linked.status.success(), "{}", all_output(&linked));
+    let (ok, text) = doctor_with_omp(env.clone()).await;
+    assert!(!ok && line(&text, "FAIL  plugin").contains("dist/index.js is not built"), "{text}");
+
+    std::fs::create_dir_all(package.join("dist")).unwrap();
+    std::fs::write(package.join("dist/index.js"), "export default function () {}\n").unwrap();
+    let (ok, text) = doctor_with_omp(env).await;
+    assert!(ok, "{text}");
+    assert!(
+        line(&text, "ok    plugin").contains(&format!("omp-discord {} is linked", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+}
