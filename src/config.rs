@@ -777,6 +777,26 @@ events = ["agent_end"]
     }
 
     #[test]
+    fn token_sources_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = token_file(dir.path(), 0o600);
+        let credentials = dir.path().join("credentials");
+        std::fs::create_dir(&credentials).unwrap();
+        std::fs::write(credentials.join(SYSTEMD_CREDENTIAL), "credential-token\n").unwrap();
+        let in_file = format!("token_file = \"{}\"", file.display());
+        let credential = ("CREDENTIALS_DIRECTORY", credentials.to_str().unwrap());
+        // The unit's credential beats the config file's token_file ...
+        let config = load(&setup(dir.path(), &in_file, &[credential])).unwrap();
+        assert_eq!(config.token.unwrap().expose(), "credential-token");
+        assert!(matches!(config.token_source, Some(TokenSource::SystemdCredential(_))));
+        // ... and the environment beats both.
+        let env = setup(dir.path(), &in_file, &[credential, (env::TOKEN_FILE, file.to_str().unwrap())]);
+        assert_eq!(load(&env).unwrap().token_source, Some(TokenSource::File(file.clone())));
+        let env = setup(dir.path(), &in_file, &[credential, (env::TOKEN, "env-token")]);
+        assert_eq!(load(&env).unwrap().token.unwrap().expose(), "env-token");
+    }
+
+    #[test]
     fn no_file_gives_the_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let env: HashMap<String, String> = [("HOME".to_owned(), dir.path().display().to_string())].into();

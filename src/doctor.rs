@@ -21,7 +21,8 @@ use twilight_model::id::marker::ChannelMarker;
 use crate::config::{ApiBase, Config, ConfigError, Token};
 
 /// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Fine.
     Ok,
@@ -32,7 +33,7 @@ pub enum Level {
 }
 
 /// One finding.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Check {
     /// What was checked (a short word).
     pub name: &'static str,

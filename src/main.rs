@@ -58,7 +58,11 @@ enum Command {
     /// Ask the running sidecar to finish in-flight sends and exit.
     Stop,
     /// Check the configuration, the token, the home channel, the socket and the OMP plugin; say how to fix each problem.
-    Doctor,
+    Doctor {
+        /// Print the checks as JSON (`[{name, level, detail, fix}]`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write and start a systemd user unit that keeps the sidecar running.
     InstallService {
         /// Print the unit instead of writing it.
@@ -130,7 +134,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Status { json } => status(json).await,
         Command::Stop => stop().await,
-        Command::Doctor => doctor().await,
+        Command::Doctor { json } => doctor(json).await,
         Command::InstallService { dry_run } => install_service(dry_run),
         Command::UninstallService => uninstall_service(),
         Command::Redact => redact(),
@@ -348,9 +352,13 @@ async fn emulator(port: u16, seed: Option<PathBuf>) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-async fn doctor() -> anyhow::Result<ExitCode> {
+async fn doctor(json: bool) -> anyhow::Result<ExitCode> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let report = doctor::run(config::Config::load(), &doctor::Environment::current()).await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report.checks)?);
+        return Ok(if report.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS });
+    }
     for check in &report.checks {
         println!("{check}");
     }

@@ -177,6 +177,15 @@ async fn doctor_passes_a_healthy_setup() {
     assert!(line(&text, "warn  plugin").contains("not on PATH"), "{text}");
     assert!(line(&text, "warn  intents").contains("Message Content"), "{text}");
     assert!(text.contains("All checks passed"), "{text}");
+
+    let output = cli(&dir, &env, &["doctor", "--json"]).await;
+    assert!(output.status.success(), "{}", all_output(&output));
+    let checks: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let token = checks.as_array().unwrap().iter().find(|c| c["name"] == "token").unwrap();
+    assert_eq!(token["level"], "ok", "{checks:#}");
+    let intents = checks.as_array().unwrap().iter().find(|c| c["name"] == "intents").unwrap();
+    assert_eq!(intents["level"], "warn");
+    assert!(intents["fix"].as_str().unwrap().contains("MESSAGE CONTENT INTENT"), "{checks:#}");
 }
 
 #[tokio::test]
