@@ -211,6 +211,23 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
 	});
 
+	pi.on("tool_call", async (event, ctx) => {
+		const policy = sidecar().approvalPolicyOrEnv();
+		if (!wasm.needsApproval(policy, event.toolName)) return undefined;
+		// Fails closed: no decision in time, or no sidecar, means the call does not run.
+		const deadline = (policy.timeout_secs + 10) * 1000;
+		const outcome = await sidecar().request(
+			{ type: "approve", session: sessionOf(ctx), tool_call_id: event.toolCallId, tool: event.toolName, input: event.input },
+			deadline,
+		);
+		if (outcome.ok && "frame" in outcome && outcome.frame.type === "decision") {
+			if (outcome.frame.approved) return undefined;
+			return { block: true, reason: `Blocked: ${outcome.frame.reason}.` };
+		}
+		const why = outcome.ok ? "no decision arrived" : outcome.message;
+		return { block: true, reason: `Blocked: this call needs approval in Discord, and ${why}.` };
+	});
+
 	if (redactsToolResults()) {
 		pi.on("tool_result", (event) => redactToolResult(event.content, event.details) as never);
 	}

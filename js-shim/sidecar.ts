@@ -8,8 +8,12 @@ import { dirname, join } from "node:path";
 import { connect, type Socket } from "node:net";
 import * as wasm from "./wasm";
 
+/** Which tool calls wait for a person (from the sidecar's configuration). */
+export type ApprovalPolicy = { tools: string[]; timeout_secs: number };
+
 export type ServerFrame =
-	| { type: "welcome"; protocol: number; version: string; report?: unknown }
+	| { type: "welcome"; protocol: number; version: string; report?: unknown; approvals?: ApprovalPolicy }
+	| { type: "decision"; id: string; approved: boolean; reason: string }
 	| { type: "accepted"; id: string; seq: number }
 	| { type: "delivered"; id: string; channel_id: string; message_id: string }
 	| { type: "status"; id: string; status: unknown }
@@ -54,6 +58,19 @@ class SidecarClient {
 	private attached = new Map<string, Record<string, unknown>>();
 	/** The sidecar's `[report]` configuration, from its welcome. */
 	reportConfig: unknown = null;
+	/** The sidecar's approval policy, from its welcome. */
+	private approvalPolicy: ApprovalPolicy | undefined;
+
+	/**
+	 * The policy the sidecar announced; before any welcome, the tools named in
+	 * OMP_DISCORD_APPROVE_TOOLS, so an unreachable sidecar never lets a
+	 * guarded call through.
+	 */
+	approvalPolicyOrEnv(): ApprovalPolicy {
+		if (this.approvalPolicy) return this.approvalPolicy;
+		const tools = (process.env.OMP_DISCORD_APPROVE_TOOLS ?? "").split(",").map((t) => t.trim()).filter(Boolean);
+		return { tools, timeout_secs: Number(process.env.OMP_DISCORD_APPROVAL_TIMEOUT) || 600 };
+	}
 	/** Requests that are done once journaled (`accepted`), not delivered. */
 	private doneWhenAccepted = new Set<string>();
 	private inboundHandler: ((frame: Extract<ServerFrame, { type: "inbound" }>) => void) | undefined;
@@ -164,6 +181,7 @@ class SidecarClient {
 						if (frame.type === "welcome") {
 							welcomed = true;
 							this.reportConfig = frame.report ?? null;
+							if (frame.approvals) this.approvalPolicy = frame.approvals;
 							resolve(socket);
 						} else if (frame.type === "error") {
 							reject(new ProtocolError(frame.message));

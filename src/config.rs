@@ -196,6 +196,8 @@ pub struct Config {
     pub allowed_roles: Vec<Id<RoleMarker>>,
     /// How long an approval waits for a person before the tool call is denied.
     pub approval_timeout: Duration,
+    /// Tool names (a trailing `*` matches a prefix) whose calls wait for a person's Approve.
+    pub approve_tools: Vec<String>,
     /// The `[report]` table (event filter), as written; `Null` when absent.
     pub report: serde_json::Value,
     /// The config file that was read, when one exists.
@@ -232,6 +234,8 @@ pub mod env {
     pub const ALLOWED_ROLES: &str = "OMP_DISCORD_ALLOWED_ROLES";
     /// Seconds an approval waits for a person.
     pub const APPROVAL_TIMEOUT: &str = "OMP_DISCORD_APPROVAL_TIMEOUT";
+    /// Comma-separated tool names whose calls need approval.
+    pub const APPROVE_TOOLS: &str = "OMP_DISCORD_APPROVE_TOOLS";
 }
 
 /// Name of the systemd credential (`LoadCredential=omp-discord-token:…`).
@@ -253,6 +257,7 @@ pub const FILE_KEYS: &[&str] = &[
     "allowed_users",
     "allowed_roles",
     "approval_timeout_secs",
+    "approve_tools",
     "report",
 ];
 
@@ -317,6 +322,7 @@ struct FileSettings {
     allowed_users: Option<Vec<Id<UserMarker>>>,
     allowed_roles: Option<Vec<Id<RoleMarker>>>,
     approval_timeout: Option<Duration>,
+    approve_tools: Option<Vec<String>>,
     report: serde_json::Value,
     warnings: Vec<String>,
 }
@@ -372,6 +378,13 @@ impl FileSettings {
                         settings.approval_timeout = Some(Duration::from_secs(secs.unsigned_abs()));
                     }
                     other => return Err(invalid_toml(&name, "a positive number of seconds", other)),
+                },
+                "approve_tools" => match value {
+                    toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => {
+                        settings.approve_tools =
+                            Some(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+                    }
+                    other => return Err(invalid_toml(&name, "a list of tool names such as [\"bash\"]", other)),
                 },
                 "report" => match value {
                     toml::Value::Table(_) => {
@@ -516,6 +529,10 @@ impl Config {
             },
             None => file.approval_timeout.unwrap_or(DEFAULT_APPROVAL_TIMEOUT),
         };
+        let approve_tools = match get(env, env::APPROVE_TOOLS) {
+            Some(raw) => raw.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+            None => file.approve_tools.unwrap_or_default(),
+        };
         Ok(Self {
             token,
             token_source,
@@ -541,6 +558,7 @@ impl Config {
             allowed_users,
             allowed_roles,
             approval_timeout,
+            approve_tools,
             report: file.report,
             file: path.filter(|_| exists),
             warnings: file.warnings,

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use omp_discord_emulator::{DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID, Emulator, EmulatorConfig};
 use omp_discord_core::protocol::{ClientFrame, ServerFrame};
+use omp_discord_emulator::{DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID, Emulator, EmulatorConfig};
 use serde_json::Value;
 
 use crate::config;
@@ -134,12 +134,10 @@ async fn drained_status(socket: &Path) -> Value {
     let start = Instant::now();
     loop {
         let status = match crate::client::Connection::open(socket).await {
-            Ok(mut connection) => {
-                match connection.call(&ClientFrame::Status { id: "demo".into() }).await {
-                    Ok(ServerFrame::Status { status, .. }) => status,
-                    _ => Value::Null,
-                }
-            }
+            Ok(mut connection) => match connection.call(&ClientFrame::Status { id: "demo".into() }).await {
+                Ok(ServerFrame::Status { status, .. }) => status,
+                _ => Value::Null,
+            },
             Err(_) => Value::Null,
         };
         if status["outbox"]["pending"] == 0 || start.elapsed() > Duration::from_secs(15) {

@@ -169,11 +169,16 @@ async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpLis
     let access = serve::Access {
         users: config.allowed_users.iter().copied().collect(),
         roles: config.allowed_roles.iter().copied().collect(),
+        approvals: omp_discord_core::approval::ApprovalPolicy {
+            tools: config.approve_tools.clone(),
+            timeout_secs: config.approval_timeout.as_secs(),
+        },
     };
     // An emulator serves its gateway on the same port as its REST API.
-    let gateway_url = config.gateway_url.clone().or_else(|| {
-        config.api.proxy.as_ref().filter(|_| config.api.plain_http).map(|proxy| format!("ws://{proxy}"))
-    });
+    let gateway_url = config
+        .gateway_url
+        .clone()
+        .or_else(|| config.api.proxy.as_ref().filter(|_| config.api.plain_http).map(|proxy| format!("ws://{proxy}")));
     let token = config.token.clone();
     let sidecar = serve::Sidecar::new(config, outbox, access);
     let delivery = tokio::spawn(serve::deliver(sidecar.clone()));

@@ -116,6 +116,7 @@ pub fn plan(config: &Config, exe: &Path, env_var: &dyn Fn(&str) -> Option<String
         env::ALLOWED_USERS,
         env::ALLOWED_ROLES,
         env::APPROVAL_TIMEOUT,
+        env::APPROVE_TOOLS,
     ];
     for name in carried {
         if let Some(value) = env_var(name).filter(|v| !v.trim().is_empty()) {

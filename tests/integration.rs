@@ -2,6 +2,7 @@
 //! SQLite, and the real `omp` with a scripted model. One test binary, with a
 //! module per area (as ripgrep does), sharing the harness in `util`.
 
+mod approvals;
 mod inbound;
 mod omp;
 mod ops;

@@ -313,3 +313,21 @@ pub fn process_alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
 }
+
+/// POSTs JSON to the emulator's control API (`/_emulator/...`) and returns the JSON answer.
+pub async fn emulator_post(emulator: &Emulator, path: &str, body: &Value) -> Value {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(emulator.addr()).await.expect("the emulator listens");
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        emulator.addr(),
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 2"), "{path} answered {head}: {body}");
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}

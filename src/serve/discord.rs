@@ -128,9 +128,12 @@ impl Discord {
     ) -> Result<(), SendError> {
         let mut body = serde_json::to_value(payload).expect("payloads serialize");
         body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+        // An edit keeps the fields it does not name: an edit here replaces the whole message.
         if body.get("content").is_none() {
-            // An edit keeps fields it does not name; the card never has content.
             body["content"] = Value::String(String::new());
+        }
+        if body.get("components").is_none() {
+            body["components"] = Value::Array(Vec::new());
         }
         let _: Message = self
             .with_retries(|| {
@@ -140,6 +143,39 @@ impl Discord {
             })
             .await?;
         Ok(())
+    }
+
+    /// Answers an interaction (within its 3 s, once).
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`]; 10062 when the interaction expired, 40060 when already answered.
+    pub async fn interaction_callback(
+        &self,
+        interaction: Id<twilight_model::id::marker::InteractionMarker>,
+        token: &str,
+        body: &Value,
+    ) -> Result<(), SendError> {
+        let route = Route::InteractionCallback {
+            interaction_id: interaction.get(),
+            interaction_token: token,
+            with_response: false,
+        };
+        let request = Request::builder(&route).json(body).build().expect("a JSON value always serializes");
+        // One attempt: a retried callback would be refused as already acknowledged.
+        let response = tokio::time::timeout(
+            ATTEMPT_TIMEOUT,
+            self.client.request::<twilight_http::response::marker::EmptyBody>(request),
+        )
+        .await
+        .map_err(|_| SendError::Unavailable { attempts: 1, last: "the request timed out".into() })?;
+        match response {
+            Ok(_) => Ok(()),
+            Err(err) => match Failure::from(err) {
+                Failure::Fatal(err) => Err(err),
+                Failure::Retry(last) => Err(SendError::Unavailable { attempts: 1, last }),
+            },
+        }
     }
 
     /// Renames a channel or thread (Discord allows two renames per 10 minutes).

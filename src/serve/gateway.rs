@@ -19,7 +19,10 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
         config = config.proxy_url(url);
     }
     let mut shard = Shard::with_config(ShardId::ONE, config.build());
-    let wanted = EventTypeFlags::READY | EventTypeFlags::RESUMED | EventTypeFlags::MESSAGE_CREATE;
+    let wanted = EventTypeFlags::READY
+        | EventTypeFlags::RESUMED
+        | EventTypeFlags::MESSAGE_CREATE
+        | EventTypeFlags::INTERACTION_CREATE;
     loop {
         let event = tokio::select! {
             () = sidecar.shutdown.cancelled() => {
@@ -43,6 +46,11 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
                 *sidecar.gateway_state.lock().expect("gateway state lock") = "ready".into();
             }
             Some(Ok(Event::MessageCreate(message))) => sidecar.on_discord_message(&message).await,
+            Some(Ok(Event::InteractionCreate(interaction))) => {
+                // Answered in its own task: the 3 s deadline must not wait behind other events.
+                let sidecar = sidecar.clone();
+                tokio::spawn(async move { sidecar.on_interaction(&interaction).await });
+            }
             Some(Ok(_)) => {}
             Some(Err(err)) => tracing::warn!(error = %err, "gateway event could not be read"),
         }

@@ -49,9 +49,12 @@ const UNKNOWN_MESSAGE: u64 = 10_008;
 fn parse_id<T>(raw: &str) -> Option<Id<T>> {
     raw.parse().ok().and_then(Id::new_checked)
 }
+use omp_discord_core::approval::{ApprovalPolicy, Decision, approval_message, decided_message, parse_custom_id};
 use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::protocol::SessionRef;
+use omp_discord_core::report::ApprovalRequest;
 use outbox::{Inbound, Outbox, OutboxError, Pending};
+use twilight_model::application::interaction::{Interaction, InteractionData};
 use twilight_model::channel::Message;
 use twilight_model::id::marker::{MessageMarker, RoleMarker, UserMarker};
 
@@ -62,6 +65,8 @@ pub struct Access {
     pub users: HashSet<Id<UserMarker>>,
     /// Allowed role ids.
     pub roles: HashSet<Id<RoleMarker>>,
+    /// Which tool calls wait for an allowed person's Approve.
+    pub approvals: ApprovalPolicy,
 }
 
 /// Adds the application's owner to the allowlist: with no configuration,
@@ -113,6 +118,10 @@ pub struct Sidecar {
     allowed_users: SyncMutex<HashSet<Id<UserMarker>>>,
     /// Roles whose members may drive a session.
     allowed_roles: HashSet<Id<RoleMarker>>,
+    /// Which tool calls wait for a person.
+    approvals: ApprovalPolicy,
+    /// Tool calls waiting for a decision, by approval id.
+    approval_waiters: SyncMutex<HashMap<i64, Vec<ApprovalWaiter>>>,
     /// `connecting`, `ready` or `closed`, for status.
     pub gateway_state: SyncMutex<String>,
     /// Cancelled when the sidecar should stop.
@@ -140,6 +149,8 @@ impl Sidecar {
             attached: SyncMutex::new(HashMap::new()),
             allowed_users: SyncMutex::new(access.users),
             allowed_roles: access.roles,
+            approvals: access.approvals,
+            approval_waiters: SyncMutex::new(HashMap::new()),
             gateway_state: SyncMutex::new("off".into()),
             shutdown: CancellationToken::new(),
         })
@@ -283,12 +294,172 @@ impl Sidecar {
         self.allowed_users.lock().expect("allowlist lock").insert(user);
     }
 
-    fn is_allowed(&self, message: &Message) -> bool {
-        if self.allowed_users.lock().expect("allowlist lock").contains(&message.author.id) {
-            return true;
+    fn is_allowed(&self, user: Id<UserMarker>, roles: &[Id<RoleMarker>]) -> bool {
+        self.allowed_users.lock().expect("allowlist lock").contains(&user)
+            || roles.iter().any(|role| self.allowed_roles.contains(role))
+    }
+
+    /// Journals a message the sidecar itself sends for a session (approval
+    /// requests and their outcome), with no client waiting for it.
+    fn journal_for_session(
+        &self,
+        session_id: &str,
+        key: &str,
+        edit: bool,
+        payload: &MessagePayload,
+    ) -> Result<(), OutboxError> {
+        let destination = match self.config.home_channel {
+            Some(home) if !self.config.threads => format!("{CHANNEL_PREFIX}{home}"),
+            _ => format!("{SESSION_PREFIX}{session_id}"),
+        };
+        let body = serde_json::to_string(payload).expect("payloads serialize");
+        let nonce = fresh_nonce(session_id, key).to_string();
+        self.with_outbox(|o| {
+            let seq = o.enqueue(&destination, session_id, key, &body, &nonce, now_ms())?;
+            o.set_key(seq, Some(key), edit)
+        })?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// A tool call that needs a person: posts the request with Approve / Deny
+    /// buttons in the session's thread (once per call, even when asked again
+    /// after a reconnect) and waits for the first allowed click or the deadline.
+    async fn approve(
+        &self,
+        id: String,
+        session: SessionRef,
+        tool_call_id: String,
+        tool: String,
+        input: serde_json::Value,
+    ) -> ServerFrame {
+        let answer = |approved: bool, reason: String| ServerFrame::Decision { id: id.clone(), approved, reason };
+        if self.discord.is_none() || self.config.home_channel.is_none() {
+            return answer(
+                false,
+                "no one can approve this call: omp-discord serve has no Discord token or home channel".into(),
+            );
         }
-        let roles = message.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
-        roles.iter().any(|role| self.allowed_roles.contains(role))
+        let now = now_ms();
+        let timeout_ms = i64::try_from(self.approvals.timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let input_json = input.to_string();
+        let created = self.with_outbox(|o| {
+            let nonce = fresh_nonce(&session.id, "starter").to_string();
+            o.touch_session(&session.id, session.cwd.as_deref(), session.prompt.as_deref(), "", &nonce, now)?;
+            o.approval_for(&session.id, &tool_call_id, &tool, &input_json, now, now.saturating_add(timeout_ms))
+        });
+        let (approval, new) = match created {
+            Ok(created) => created,
+            Err(err) => {
+                return answer(false, format!("the approval could not be recorded ({err}); the call was denied"));
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        self.approval_waiters.lock().expect("approval waiters lock").entry(approval.approval_id).or_default().push(tx);
+        // Decided while we registered (or before a reconnect): answer from the record.
+        if let Ok(Some(current)) = self.with_outbox(|o| o.approval(approval.approval_id))
+            && current.state != "pending"
+        {
+            return answer(current.state == "approved", verdict_reason(&current));
+        }
+        let request = ApprovalRequest { tool: tool.clone(), input, reason: None };
+        let project = project_name(session.cwd.as_deref().unwrap_or_default());
+        if new {
+            let message = approval_message(&approval.approval_id.to_string(), &request, &project);
+            if let Err(err) =
+                self.journal_for_session(&session.id, &approval_key(approval.approval_id), false, &message)
+            {
+                return answer(false, format!("the approval request could not be sent ({err}); the call was denied"));
+            }
+            tracing::info!(audit = true, approval_id = approval.approval_id, session_id = %session.id, %tool, "approval requested");
+        }
+        let wait = Duration::from_millis(u64::try_from(approval.deadline_ms.saturating_sub(now_ms())).unwrap_or(0));
+        tokio::select! {
+            decided = rx => match decided {
+                Ok((approved, reason)) => answer(approved, reason),
+                Err(_) => answer(false, "the sidecar stopped before anyone decided; the call was denied".into()),
+            },
+            () = tokio::time::sleep(wait) => {
+                let expired = self.with_outbox(|o| o.decide_approval(approval.approval_id, "expired", None, now_ms())).unwrap_or(false);
+                if expired {
+                    let secs = self.approvals.timeout_secs;
+                    let message = decided_message(&request, &project, &format!("Expired after {secs} s, denied"), false);
+                    let _ = self.journal_for_session(&session.id, &approval_key(approval.approval_id), true, &message);
+                    tracing::info!(audit = true, approval_id = approval.approval_id, "approval expired");
+                    self.wake_approval(approval.approval_id, false, format!("no one approved within {secs} s; the call was denied"));
+                }
+                match self.with_outbox(|o| o.approval(approval.approval_id)) {
+                    Ok(Some(current)) => answer(current.state == "approved", verdict_reason(&current)),
+                    _ => answer(false, "the approval record is gone; the call was denied".into()),
+                }
+            }
+            () = self.shutdown.cancelled() => answer(false, "the sidecar is stopping; the call was denied".into()),
+        }
+    }
+
+    fn wake_approval(&self, approval_id: i64, approved: bool, reason: String) {
+        let waiters =
+            self.approval_waiters.lock().expect("approval waiters lock").remove(&approval_id).unwrap_or_default();
+        for waiter in waiters {
+            let _ = waiter.send((approved, reason.clone()));
+        }
+    }
+
+    /// A button click from the gateway: an allowed person's first decision on
+    /// a pending approval counts; everyone else is told why not, privately.
+    pub async fn on_interaction(&self, interaction: &Interaction) {
+        let Some(InteractionData::MessageComponent(data)) = &interaction.data else { return };
+        let Some((decision, id)) = parse_custom_id(&data.custom_id) else { return };
+        let Some(discord) = &self.discord else { return };
+        let Ok(approval_id) = id.parse::<i64>() else { return };
+        let Some(user) = interaction.author() else { return };
+        let roles = interaction.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
+        let private = |text: &str| serde_json::json!({ "type": 4, "data": { "content": text, "flags": 64, "allowed_mentions": { "parse": [] } } });
+        let response = if !self.is_allowed(user.id, roles) {
+            tracing::info!(audit = true, approval_id, user_id = %user.id, "approval click refused: not on the allowlist");
+            private("Only people on this bot's allowlist can approve tool calls.")
+        } else {
+            let state = if decision == Decision::Approve { "approved" } else { "denied" };
+            let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
+            match self.with_outbox(|o| o.decide_approval(approval_id, state, Some(&who), now_ms())) {
+                Ok(true) => {
+                    tracing::info!(audit = true, approval_id, user_id = %user.id, state, "approval decided");
+                    let approval = self.with_outbox(|o| o.approval(approval_id)).ok().flatten();
+                    let approved = decision == Decision::Approve;
+                    let verdict = if approved { format!("Approved by {who}") } else { format!("Denied by {who}") };
+                    self.wake_approval(approval_id, approved, format!("{} in Discord", verdict.to_lowercase()));
+                    let request = approval
+                        .as_ref()
+                        .map(|a| ApprovalRequest {
+                            tool: a.tool.clone(),
+                            input: serde_json::from_str(&a.input).unwrap_or_default(),
+                            reason: None,
+                        })
+                        .unwrap_or_else(|| ApprovalRequest {
+                            tool: "tool".into(),
+                            input: serde_json::Value::Null,
+                            reason: None,
+                        });
+                    let project = approval
+                        .and_then(|a| self.with_outbox(|o| o.session(&a.session_id)).ok().flatten())
+                        .map(|s| project_name(s.cwd.as_deref().unwrap_or_default()))
+                        .unwrap_or_default();
+                    let mut message = serde_json::to_value(decided_message(&request, &project, &verdict, approved))
+                        .expect("payloads serialize");
+                    // Named empty, or Discord keeps the buttons.
+                    message["components"] = serde_json::json!([]);
+                    serde_json::json!({ "type": 7, "data": message })
+                }
+                Ok(false) => private("This request was already decided or has expired."),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot record a decision");
+                    private("The decision could not be recorded; try again.")
+                }
+            }
+        };
+        if let Err(err) = discord.interaction_callback(interaction.id, &interaction.token, &response).await {
+            tracing::warn!(error = %err, "could not answer an interaction");
+        }
     }
 
     /// A message from the gateway: if it is an allowed person's reply in a
@@ -299,7 +470,8 @@ impl Sidecar {
         }
         let thread = message.channel_id.to_string();
         let Ok(Some(session_id)) = self.with_outbox(|o| o.session_by_thread(&thread)) else { return };
-        if !self.is_allowed(message) {
+        let roles = message.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
+        if !self.is_allowed(message.author.id, roles) {
             tracing::info!(
                 audit = true, session_id, user_id = %message.author.id, message_id = %message.id,
                 "reply refused: the author is not on the allowlist"
@@ -719,6 +891,22 @@ async fn destination_worker(sidecar: Arc<Sidecar>, destination: String) {
     sidecar.active.lock().expect("active lock").remove(&destination);
 }
 
+/// Where a decision goes: whether the call may run, and why.
+type ApprovalWaiter = oneshot::Sender<(bool, String)>;
+
+fn approval_key(approval_id: i64) -> String {
+    format!("approval:{approval_id}")
+}
+
+fn verdict_reason(approval: &outbox::Approval) -> String {
+    match (approval.state.as_str(), approval.decided_by.as_deref()) {
+        ("approved", Some(who)) => format!("approved by {who} in Discord"),
+        ("denied", Some(who)) => format!("denied by {who} in Discord"),
+        ("expired", _) => "no one approved in time; the call was denied".to_owned(),
+        (state, _) => format!("the approval is {state}"),
+    }
+}
+
 fn inbound_frame(inbound: Inbound) -> ServerFrame {
     ServerFrame::Inbound {
         session_id: inbound.session_id,
@@ -850,6 +1038,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                         protocol: PROTOCOL_VERSION,
                         version: env!("CARGO_PKG_VERSION").to_owned(),
                         report: sidecar.config.report.clone(),
+                        approvals: serde_json::to_value(&sidecar.approvals).unwrap_or_default(),
                     };
                     let _ = tx.send(welcome).await;
                 }
@@ -947,6 +1136,9 @@ fn spawn_request(tasks: &TaskTracker, sidecar: &Arc<Sidecar>, tx: &mpsc::Sender<
             },
             ClientFrame::Notify(request) => unhandled(request.id),
             ClientFrame::Attach { id, .. } | ClientFrame::InboundAck { id, .. } => unhandled(id),
+            ClientFrame::Approve { id, session, tool_call_id, tool, input } => {
+                sidecar.approve(id, session, tool_call_id, tool, input).await
+            }
             ClientFrame::Status { id } => ServerFrame::Status { id, status: sidecar.status().await },
             ClientFrame::Shutdown { id } => {
                 tracing::info!("shutdown requested over the socket");

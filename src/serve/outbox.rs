@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -73,6 +73,21 @@ const MIGRATIONS: &[&str] = &[
         message_id   TEXT NOT NULL,
         PRIMARY KEY (destination, key)
     );",
+    // Tool calls waiting for a person, and what became of them.
+    "CREATE TABLE approvals (
+        approval_id   INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id    TEXT    NOT NULL,
+        tool_call_id  TEXT    NOT NULL,
+        tool          TEXT    NOT NULL,
+        input         TEXT    NOT NULL,
+        state         TEXT    NOT NULL DEFAULT 'pending'
+                      CHECK (state IN ('pending', 'approved', 'denied', 'expired')),
+        decided_by    TEXT,
+        created_ms    INTEGER NOT NULL,
+        deadline_ms   INTEGER NOT NULL,
+        decided_ms    INTEGER,
+        UNIQUE (session_id, tool_call_id)
+    );",
 ];
 
 /// Why the outbox failed.
@@ -114,6 +129,20 @@ pub struct Pending {
     pub edit: bool,
 }
 
+const APPROVAL_COLUMNS: &str = "approval_id, session_id, tool, input, state, decided_by, deadline_ms";
+
+fn read_approval(row: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
+    Ok(Approval {
+        approval_id: row.get(0)?,
+        session_id: row.get(1)?,
+        tool: row.get(2)?,
+        input: row.get(3)?,
+        state: row.get(4)?,
+        decided_by: row.get(5)?,
+        deadline_ms: row.get(6)?,
+    })
+}
+
 const PENDING_COLUMNS: &str = "seq, destination, request_id, payload, nonce, attempts, batch, key, edit";
 
 fn read_pending(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
@@ -141,6 +170,25 @@ pub struct Inbound {
     pub author_id: String,
     /// The text for OMP.
     pub text: String,
+}
+
+/// A tool call waiting for (or given) a person's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// Its id (in the buttons' `custom_id`).
+    pub approval_id: i64,
+    /// The session.
+    pub session_id: String,
+    /// The tool.
+    pub tool: String,
+    /// The tool's input, as JSON.
+    pub input: String,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub state: String,
+    /// Who decided.
+    pub decided_by: Option<String>,
+    /// When it expires, in ms since the epoch.
+    pub deadline_ms: i64,
 }
 
 /// A session and its thread, as far as it exists yet.
@@ -574,6 +622,67 @@ impl Outbox {
         Ok(())
     }
 
+    /// The approval for a tool call, creating it (pending, expiring at
+    /// `deadline_ms`) if it does not exist; the flag says whether it is new.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn approval_for(
+        &mut self,
+        session_id: &str,
+        tool_call_id: &str,
+        tool: &str,
+        input: &str,
+        now_ms: i64,
+        deadline_ms: i64,
+    ) -> Result<(Approval, bool), OutboxError> {
+        let added = self.conn.execute(
+            "INSERT OR IGNORE INTO approvals (session_id, tool_call_id, tool, input, created_ms, deadline_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![session_id, tool_call_id, tool, input, now_ms, deadline_ms],
+        )? == 1;
+        let approval = self.conn.query_row(
+            &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE session_id = ?1 AND tool_call_id = ?2"),
+            [session_id, tool_call_id],
+            read_approval,
+        )?;
+        Ok((approval, added))
+    }
+
+    /// An approval by id.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn approval(&self, approval_id: i64) -> Result<Option<Approval>, OutboxError> {
+        let mut statement =
+            self.conn.prepare_cached(&format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE approval_id = ?1"))?;
+        let mut rows = statement.query_map([approval_id], read_approval)?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// Decides a pending approval; false when it was no longer pending (a
+    /// stale click, or it expired), so only the first decision counts.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn decide_approval(
+        &mut self,
+        approval_id: i64,
+        state: &str,
+        decided_by: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, OutboxError> {
+        let changed = self.conn.execute(
+            "UPDATE approvals SET state = ?2, decided_by = ?3, decided_ms = ?4
+             WHERE approval_id = ?1 AND state = 'pending'",
+            params![approval_id, state, decided_by, now_ms],
+        )?;
+        Ok(changed == 1)
+    }
+
     /// Counts for `status`.
     ///
     /// # Errors
@@ -741,6 +850,20 @@ mod tests {
         assert_eq!(outbox.keyed("session:s", "card:s:1").unwrap(), None);
         outbox.remember_key("session:s", "card:s:1", "10", "20").unwrap();
         assert_eq!(outbox.keyed("session:s", "card:s:1").unwrap(), Some(("10".into(), "20".into())));
+    }
+
+    #[test]
+    fn approvals_are_created_once_and_decided_once() {
+        let (_dir, mut outbox) = open();
+        let (first, new) = outbox.approval_for("s", "call_1", "bash", "{}", 0, 1000).unwrap();
+        assert!(new);
+        let (again, new) = outbox.approval_for("s", "call_1", "bash", "{}", 5, 2000).unwrap();
+        assert!(!new);
+        assert_eq!((again.approval_id, again.deadline_ms), (first.approval_id, 1000));
+        assert!(outbox.decide_approval(first.approval_id, "approved", Some("ana"), 10).unwrap());
+        assert!(!outbox.decide_approval(first.approval_id, "denied", Some("bob"), 11).unwrap(), "a stale click");
+        let decided = outbox.approval(first.approval_id).unwrap().unwrap();
+        assert_eq!((decided.state.as_str(), decided.decided_by.as_deref()), ("approved", Some("ana")));
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub struct MessagePayload {
     /// Which mentions may ping. Empty by default: model output never pings anyone.
     #[serde(default)]
     pub allowed_mentions: AllowedMentions,
+    /// Buttons (approvals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<twilight_model::channel::message::Component>,
 }
 
 /// How a notification is coloured and labelled.
@@ -150,7 +153,7 @@ pub fn build_notification(note: &Notification, project: &str) -> MessagePayload 
 #[must_use]
 pub fn coalesce(queue: &[MessagePayload]) -> Option<(MessagePayload, usize)> {
     let first = queue.first()?;
-    let mergeable = |p: &MessagePayload| p.content.is_none() && !p.embeds.is_empty();
+    let mergeable = |p: &MessagePayload| p.content.is_none() && !p.embeds.is_empty() && p.components.is_empty();
     if !mergeable(first) {
         return Some((first.clone(), 1));
     }
@@ -264,7 +267,12 @@ pub(crate) fn footer(project: &str) -> EmbedFooter {
 }
 
 pub(crate) fn single_embed(embed: Embed) -> MessagePayload {
-    MessagePayload { content: None, embeds: vec![embed], allowed_mentions: AllowedMentions::default() }
+    MessagePayload {
+        content: None,
+        embeds: vec![embed],
+        allowed_mentions: AllowedMentions::default(),
+        components: Vec::new(),
+    }
 }
 
 /// Characters always left to an embed's description when fields compete for
@@ -482,8 +490,12 @@ mod tests {
 
     #[test]
     fn empty_message_is_refused() {
-        let payload =
-            MessagePayload { content: Some("  ".into()), embeds: vec![], allowed_mentions: Default::default() };
+        let payload = MessagePayload {
+            content: Some("  ".into()),
+            embeds: vec![],
+            allowed_mentions: Default::default(),
+            components: vec![],
+        };
         assert_eq!(validate_message(&payload), Err(EmbedError::Empty));
     }
 
@@ -543,7 +555,12 @@ mod tests {
         let (merged, taken) = coalesce(&[big.clone(), big.clone()]).unwrap();
         assert_eq!(taken, 1, "two 3500-character embeds exceed 6000");
         validate_message(&merged).unwrap();
-        let text = MessagePayload { content: Some("hi".into()), embeds: vec![], allowed_mentions: Default::default() };
+        let text = MessagePayload {
+            content: Some("hi".into()),
+            embeds: vec![],
+            allowed_mentions: Default::default(),
+            components: vec![],
+        };
         assert_eq!(coalesce(&[text.clone(), big.clone()]).unwrap().1, 1);
         assert_eq!(coalesce(&[big, text]).unwrap().1, 1);
         assert!(coalesce(&[]).is_none());

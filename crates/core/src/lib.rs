@@ -8,6 +8,7 @@
 //!
 //! # Layout
 //!
+//! - [`approval`]: which tool calls wait for a person, and the messages with their buttons.
 //! - [`protocol`]: NDJSON frames between the shim and the sidecar, versioned.
 //! - [`embed`]: Discord's limits as constants, embed builders, payload validation.
 //! - [`redact`]: secret detection and replacement for everything bound for Discord.
@@ -20,6 +21,7 @@
 //! - [`filter`]: what a session reports (levels, thresholds, tools) and its live run card.
 //! - [`report`]: message templates, safe Markdown and splitting of long output.
 
+pub mod approval;
 pub mod embed;
 pub mod event;
 pub mod filter;

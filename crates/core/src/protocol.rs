@@ -53,6 +53,22 @@ pub enum ClientFrame {
         /// The Discord message id from [`ServerFrame::Inbound`].
         message_id: String,
     },
+    /// A tool call waits for a person's decision in the session's thread.
+    /// Asking again for the same call (after a reconnect) waits for the same
+    /// request instead of posting a second one.
+    Approve {
+        /// Request id, echoed in the answer.
+        id: String,
+        /// The session.
+        session: SessionRef,
+        /// OMP's id of the tool call.
+        tool_call_id: String,
+        /// The tool's name.
+        tool: String,
+        /// The tool's arguments, shown (redacted) to the approver.
+        #[serde(default)]
+        input: serde_json::Value,
+    },
     /// Ask for the sidecar's state.
     Status {
         /// Request id, echoed in the answer.
@@ -125,6 +141,9 @@ pub enum ServerFrame {
         /// reports (`null` for the defaults).
         #[serde(default)]
         report: serde_json::Value,
+        /// The approval policy (`{tools, timeout_secs}`): which tool calls wait for a person.
+        #[serde(default)]
+        approvals: serde_json::Value,
     },
     /// The message is journaled in the sidecar's outbox: it will be delivered
     /// even if the client, the sidecar or Discord goes away now. `delivered`
@@ -150,6 +169,15 @@ pub enum ServerFrame {
         id: String,
         /// A JSON object describing the sidecar's state.
         status: serde_json::Value,
+    },
+    /// Answer to [`ClientFrame::Approve`].
+    Decision {
+        /// The request id.
+        id: String,
+        /// Whether the tool may run.
+        approved: bool,
+        /// Who decided, or why it was denied (timeout, refusal), in words.
+        reason: String,
     },
     /// A request was done (answer to `attach` and `inbound_ack`).
     Ok {

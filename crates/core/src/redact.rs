@@ -129,13 +129,14 @@ impl Redactor {
     #[must_use]
     pub fn find(&self, text: &str) -> Vec<Finding> {
         let mut found = self.find_once(text);
-        // Redacting twice must change nothing. A finding that splits a run
-        // of token bytes (a repeat inside other text, a key glued to its
-        // neighbour) leaves the bytes beside it to be read as runs of their
-        // own once replaced: scan the redacted text again and fold in what
-        // that finds, until nothing more is found (twice at most).
+        // Redacting twice must change nothing. A replacement changes what
+        // its neighbours read as: it can split a run of token bytes (a repeat
+        // inside other text, a key glued to its neighbour) or end a token
+        // that a rule only accepts at a boundary. Scan the lines around each
+        // replacement again and fold in what that finds, until nothing more
+        // is found (twice at most).
         for _ in 0..2 {
-            if !found.iter().any(|f| splits_run(text.as_bytes(), f)) {
+            if found.is_empty() {
                 break;
             }
             let again = self.rescan_lines(text, &found);
@@ -147,9 +148,9 @@ impl Redactor {
         found
     }
 
-    /// Scans the lines of the redacted text that hold a replacement which
-    /// split a run; returns the findings in the redacted text's offsets.
-    /// (Only those lines can read differently once redacted.)
+    /// Scans the lines of the redacted text that hold a replacement; returns
+    /// the findings in the redacted text's offsets. (Only those lines can
+    /// read differently once redacted.)
     fn rescan_lines(&self, text: &str, found: &[Finding]) -> Vec<Finding> {
         const MAX_LINE: usize = 4096;
         let out = replace(text, found);
@@ -162,9 +163,6 @@ impl Redactor {
             let end = start + "[REDACTED:]".len() + f.kind.len();
             out_pos = end;
             last = f.end;
-            if !splits_run(text.as_bytes(), f) {
-                continue;
-            }
             let lo = start.saturating_sub(MAX_LINE);
             let ws = memchr::memrchr(b'\n', &o[lo..start]).map_or(lo, |i| lo + i + 1);
             let hi = (end + MAX_LINE).min(o.len());
@@ -286,12 +284,6 @@ fn redact_repeats(text: &str, found: Vec<Finding>) -> Vec<Finding> {
     all.extend(extra);
     all.sort_unstable_by_key(|f| f.start);
     all
-}
-
-/// Whether `f` starts or ends inside a run of token bytes.
-fn splits_run(t: &[u8], f: &Finding) -> bool {
-    let tok = |i: usize| shape::is_tok(t[i]);
-    (f.start > 0 && tok(f.start - 1) && tok(f.start)) || (f.end < t.len() && tok(f.end - 1) && tok(f.end))
 }
 
 /// Merges findings from a scan of the redacted text (`again`, in its

@@ -801,7 +801,12 @@ pub fn split_long_output(title: &str, text: &str, lang: &str) -> Vec<MessagePayl
                     embed
                 })
                 .collect();
-            MessagePayload { content: None, embeds, allowed_mentions: AllowedMentions::default() }
+            MessagePayload {
+                content: None,
+                embeds,
+                allowed_mentions: AllowedMentions::default(),
+                components: Vec::new(),
+            }
         })
         .collect()
 }

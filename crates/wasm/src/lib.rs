@@ -2,7 +2,7 @@
 //! extension shim. Each export decodes its input, calls core, and encodes the
 //! result; no decision is made here.
 
-use omp_discord_core::{embed, filter, paths, protocol, redact, schema, tool_result};
+use omp_discord_core::{approval, embed, filter, paths, protocol, redact, schema, tool_result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_wasm_bindgen::Serializer;
@@ -171,4 +171,13 @@ fn millis(now_ms: f64) -> u64 {
     } else {
         0
     }
+}
+
+/// Whether a call of `tool` must wait for a person under `policy`
+/// (`{tools, timeout_secs}`, as the sidecar's welcome carries it). An
+/// unreadable policy asks for approval of nothing.
+#[wasm_bindgen(js_name = needsApproval)]
+#[must_use]
+pub fn needs_approval(policy: JsValue, tool: &str) -> bool {
+    from_js::<approval::ApprovalPolicy>(policy).is_ok_and(|policy| policy.needs_approval(tool))
 }

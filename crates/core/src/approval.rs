@@ -1,0 +1,158 @@
+//! Tool calls that wait for a person: which ones (the policy), the message
+//! with Approve / Deny buttons, the button ids, and the decided message.
+
+use serde::{Deserialize, Serialize};
+use twilight_model::channel::message::Component;
+use twilight_model::channel::message::component::{ActionRow, Button, ButtonStyle};
+
+use crate::embed::{Level, MessagePayload, clean, limits};
+use crate::report::{self, ApprovalRequest};
+
+/// Which tool calls need a person's approval.
+///
+/// | key | default | meaning |
+/// |---|---|---|
+/// | `tools` | `[]` | tool names (a trailing `*` matches a prefix, e.g. `mcp__*`) whose calls wait for Approve |
+/// | `timeout_secs` | `300` | how long a call waits; then it is denied |
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApprovalPolicy {
+    /// Tool name patterns that need approval.
+    pub tools: Vec<String>,
+    /// Seconds to wait for a decision before denying.
+    pub timeout_secs: u64,
+}
+
+impl Default for ApprovalPolicy {
+    fn default() -> Self {
+        Self { tools: Vec::new(), timeout_secs: 300 }
+    }
+}
+
+impl ApprovalPolicy {
+    /// Whether a call of `tool` must wait for a person.
+    #[must_use]
+    pub fn needs_approval(&self, tool: &str) -> bool {
+        self.tools.iter().any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => tool.starts_with(prefix),
+            None => pattern == tool,
+        })
+    }
+}
+
+/// A person's answer to an approval request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Run the tool.
+    Approve,
+    /// Block it.
+    Deny,
+}
+
+const APPROVE_PREFIX: &str = "omp:approve:";
+const DENY_PREFIX: &str = "omp:deny:";
+/// Longest approval id that keeps a button's `custom_id` within Discord's 100 characters.
+pub const MAX_APPROVAL_ID: usize = 100 - APPROVE_PREFIX.len();
+
+/// The button `custom_id` for a decision on approval `id`.
+#[must_use]
+pub fn custom_id(decision: Decision, id: &str) -> String {
+    let prefix = match decision {
+        Decision::Approve => APPROVE_PREFIX,
+        Decision::Deny => DENY_PREFIX,
+    };
+    format!("{prefix}{id}")
+}
+
+/// Reads a button's `custom_id`: the decision and the approval id, or `None`
+/// for buttons that are not approvals.
+#[must_use]
+pub fn parse_custom_id(custom_id: &str) -> Option<(Decision, &str)> {
+    if let Some(id) = custom_id.strip_prefix(APPROVE_PREFIX) {
+        return Some((Decision::Approve, id));
+    }
+    custom_id.strip_prefix(DENY_PREFIX).map(|id| (Decision::Deny, id))
+}
+
+/// The approval message: the request embed and its two buttons.
+#[must_use]
+pub fn approval_message(id: &str, request: &ApprovalRequest, project: &str) -> MessagePayload {
+    let mut payload = report::approval_request(request, project);
+    let button = |decision, label: &str, style| {
+        Component::Button(Button {
+            custom_id: Some(custom_id(decision, id)),
+            disabled: false,
+            emoji: None,
+            label: Some(label.to_owned()),
+            style,
+            url: None,
+            sku_id: None,
+            id: None,
+        })
+    };
+    payload.components = vec![Component::ActionRow(ActionRow {
+        id: None,
+        components: vec![
+            button(Decision::Approve, "Approve", ButtonStyle::Success),
+            button(Decision::Deny, "Deny", ButtonStyle::Danger),
+        ],
+    })];
+    payload
+}
+
+/// The approval message once decided (or expired): the same request, a
+/// verdict, and no buttons, so nobody can click it again.
+#[must_use]
+pub fn decided_message(request: &ApprovalRequest, project: &str, verdict: &str, approved: bool) -> MessagePayload {
+    let mut payload = report::approval_request(request, project);
+    if let Some(embed) = payload.embeds.first_mut() {
+        embed.color = Some(if approved { Level::Success } else { Level::Error }.color());
+        embed.title = Some(clean(&format!("{verdict}: {}", request.tool), limits::TITLE));
+    }
+    payload.components = Vec::new();
+    payload
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::validate_message;
+    use serde_json::json;
+
+    #[test]
+    fn policy_matches_names_and_prefixes() {
+        let policy = ApprovalPolicy { tools: vec!["bash".into(), "mcp__*".into()], ..Default::default() };
+        assert!(policy.needs_approval("bash"));
+        assert!(policy.needs_approval("mcp__github"));
+        assert!(!policy.needs_approval("read"));
+        assert!(!ApprovalPolicy::default().needs_approval("bash"));
+    }
+
+    #[test]
+    fn custom_ids_round_trip_and_fit() {
+        let id = "s".repeat(MAX_APPROVAL_ID);
+        for decision in [Decision::Approve, Decision::Deny] {
+            let custom = custom_id(decision, &id);
+            assert!(custom.len() <= 100);
+            assert_eq!(parse_custom_id(&custom), Some((decision, id.as_str())));
+        }
+        assert_eq!(parse_custom_id("other:button"), None);
+    }
+
+    #[test]
+    fn messages_are_valid_and_decided_ones_have_no_buttons() {
+        let request =
+            ApprovalRequest { tool: "bash".into(), input: json!({ "command": "rm -rf build" }), reason: None };
+        let pending = approval_message("a1", &request, "proj");
+        validate_message(&pending).unwrap();
+        assert_eq!(
+            serde_json::to_value(&pending).unwrap()["components"][0]["components"][1]["custom_id"],
+            "omp:deny:a1"
+        );
+        let decided = decided_message(&request, "proj", "Approved by ana", true);
+        validate_message(&decided).unwrap();
+        assert!(decided.components.is_empty());
+        assert!(decided.embeds[0].title.as_deref().unwrap().starts_with("Approved by ana"));
+    }
+}

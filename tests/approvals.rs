@@ -1,0 +1,106 @@
+//! Risky tool calls wait for a person: Approve runs the tool, Deny blocks it
+//! with the reason, and only allowed people's clicks count.
+
+use std::time::Duration;
+
+use omp_discord_emulator::{DEFAULT_GUEST_USER_ID, DEFAULT_OWNER_USER_ID, Emulator};
+use serde_json::{Value, json};
+
+use crate::util::{
+    Plugin, Sidecar, TestDir, emulator, emulator_post, run_omp, sidecar_env, thread_messages, thread_starts, wait_for,
+};
+
+/// The approval message in the session's thread: (thread, message id, approve id, deny id).
+async fn approval_buttons(emulator: &Emulator) -> (u64, String, String, String) {
+    wait_for("an approval request with buttons", Duration::from_secs(30), || {
+        let thread: u64 = thread_starts(emulator).first()?["response"]["id"].as_str()?.parse().ok()?;
+        let message = thread_messages(emulator, thread)
+            .into_iter()
+            .find(|m| m["components"].as_array().is_some_and(|c| !c.is_empty()))?;
+        let buttons = &message["components"][0]["components"];
+        Some((
+            thread,
+            message["id"].as_str()?.to_owned(),
+            buttons[0]["custom_id"].as_str()?.to_owned(),
+            buttons[1]["custom_id"].as_str()?.to_owned(),
+        ))
+    })
+    .await
+}
+
+async fn click(emulator: &Emulator, thread: u64, message_id: &str, custom_id: &str, user: u64) -> Value {
+    let body = json!({
+        "type": "button", "custom_id": custom_id, "message_id": message_id,
+        "channel_id": thread.to_string(), "user_id": user.to_string(), "wait": true
+    });
+    emulator_post(emulator, "/_emulator/interactions", &body).await
+}
+
+fn script() -> Value {
+    json!([
+        { "tool": "bash", "args": { "command": "echo ran-after-approval", "i": "print a marker" } },
+        { "text": "done" }
+    ])
+}
+
+fn approval_env(dir: &TestDir, emulator: &Emulator) -> Vec<(String, String)> {
+    let mut env = sidecar_env(dir, Some(emulator));
+    env.push(("OMP_DISCORD_APPROVE_TOOLS".into(), "bash".into()));
+    env.push(("OMP_DISCORD_APPROVAL_TIMEOUT".into(), "20".into()));
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_runs_the_tool_and_strangers_cannot_click() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = approval_env(&dir, &emulator);
+    let sidecar = Sidecar::start(&dir, &env).await;
+
+    let person = async {
+        let (thread, message, approve, _) = approval_buttons(&emulator).await;
+        // A guest's click is refused privately and decides nothing.
+        let refused = click(&emulator, thread, &message, &approve, DEFAULT_GUEST_USER_ID).await;
+        assert_eq!(refused["state"]["response_type"], 4, "{refused}");
+        assert!(refused.to_string().contains("allowlist"), "{refused}");
+        let approved = click(&emulator, thread, &message, &approve, DEFAULT_OWNER_USER_ID).await;
+        assert_eq!(approved["state"]["response_type"], 7, "{approved}");
+        thread
+    };
+    let script = script();
+    let (run, thread) = tokio::join!(run_omp(&dir, &env, Plugin::Flag, &script, "run it"), person);
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    let bash = run.tool_results("bash")[0];
+    assert_eq!(bash["isError"], false, "{bash}");
+    assert!(bash.to_string().contains("ran-after-approval"), "{bash}");
+    // The request now says who decided, and its buttons are gone.
+    let decided = thread_messages(&emulator, thread)
+        .into_iter()
+        .find(|m| m["embeds"][0]["title"].as_str().is_some_and(|t| t.starts_with("Approved by")))
+        .expect("the decided request");
+    assert!(decided["components"].as_array().is_none_or(Vec::is_empty), "{decided}");
+    sidecar.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_blocks_the_tool_with_the_reason() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = approval_env(&dir, &emulator);
+    let sidecar = Sidecar::start(&dir, &env).await;
+
+    let person = async {
+        let (thread, message, _, deny) = approval_buttons(&emulator).await;
+        click(&emulator, thread, &message, &deny, DEFAULT_OWNER_USER_ID).await
+    };
+    let script = script();
+    let (run, denied) = tokio::join!(run_omp(&dir, &env, Plugin::Flag, &script, "run it"), person);
+    assert_eq!(denied["state"]["response_type"], 7, "{denied}");
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    let bash = run.tool_results("bash")[0];
+    assert_eq!(bash["isError"], true, "{bash}");
+    let text = bash.to_string();
+    assert!(text.contains("Blocked: denied by") && text.contains("in Discord"), "{text}");
+    assert!(!text.contains("ran-after-approval"), "the denied command ran: {text}");
+    sidecar.terminate().await;
+}
