@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::util::{
-    Sidecar, TestDir, emulator, omp_path, repo, sidecar_bin, sidecar_env, thread_messages, thread_starts, wait_for,
+    Plugin, Sidecar, TestDir, emulator, omp_command, sidecar_env, thread_messages, thread_starts, wait_for,
 };
 
 /// Descriptions of the run summaries in `thread`, oldest first.
@@ -29,21 +29,8 @@ async fn an_allowed_reply_in_the_thread_starts_a_run_and_others_are_ignored() {
     let env = sidecar_env(&dir, Some(&emulator));
     let sidecar = Sidecar::start(&dir, &env).await;
 
-    let mut omp = tokio::process::Command::new(repo().join("node_modules/.bin/omp"))
-        .kill_on_drop(true)
-        .current_dir(dir.path().join("project"))
-        .env_clear()
-        .env("PATH", omp_path())
-        .env("HOME", dir.home())
-        .env("TMPDIR", dir.tmp())
-        .env("OMP_DISCORD_BIN", sidecar_bin())
-        .env("OMP_DISCORD_SCRIPT", json!([{ "echo": "heard: " }]).to_string())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(["--mode", "rpc", "--no-session", "-e"])
-        .arg(repo().join("tests/fixtures/scripted-model.ts"))
-        .arg("-e")
-        .arg(repo())
-        .args(["--model", "fake/scripted"])
+    let script = json!([{ "echo": "heard: " }]);
+    let mut omp = omp_command(&dir, &env, Plugin::Flag, &script, &["--mode", "rpc"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -238,6 +238,29 @@ pub fn omp_path() -> String {
 pub async fn run_omp(dir: &TestDir, env: &[(String, String)], plugin: Plugin, script: &Value, prompt: &str) -> OmpRun {
     let seen_log = dir.path().join(format!("seen-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&seen_log);
+    let mut command = omp_command(dir, env, plugin, script, &["-p", "--mode", "json"]);
+    command.env("OMP_DISCORD_SCRIPT_LOG", &seen_log);
+    let output =
+        command.arg(prompt).stdin(Stdio::null()).output().await.expect("omp runs (installed by scripts/build.sh)");
+    let parse = |text: &str| text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect::<Vec<_>>();
+    OmpRun {
+        status: output.status,
+        events: parse(&String::from_utf8_lossy(&output.stdout)),
+        seen: parse(&std::fs::read_to_string(&seen_log).unwrap_or_default()),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `omp <mode args> --no-session` with the scripted model playing `script`, in
+/// the test's project directory with its own HOME and TMPDIR, the sidecar
+/// binary under test, and `env`; killed when dropped.
+pub fn omp_command(
+    dir: &TestDir,
+    env: &[(String, String)],
+    plugin: Plugin,
+    script: &Value,
+    mode: &[&str],
+) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(repo().join("node_modules/.bin/omp"));
     command
         .kill_on_drop(true)
@@ -248,26 +271,15 @@ pub async fn run_omp(dir: &TestDir, env: &[(String, String)], plugin: Plugin, sc
         .env("TMPDIR", dir.tmp())
         .env("OMP_DISCORD_BIN", sidecar_bin())
         .env("OMP_DISCORD_SCRIPT", script.to_string())
-        .env("OMP_DISCORD_SCRIPT_LOG", &seen_log)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .args(["-p", "--mode", "json", "--no-session", "-e"])
+        .args(mode)
+        .args(["--no-session", "-e"])
         .arg(repo().join("tests/fixtures/scripted-model.ts"));
     if let Plugin::Flag = plugin {
         command.arg("-e").arg(repo());
     }
-    let output = command
-        .args(["--model", "fake/scripted", prompt])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("omp runs (installed by scripts/build.sh)");
-    let parse = |text: &str| text.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).collect::<Vec<_>>();
-    OmpRun {
-        status: output.status,
-        events: parse(&String::from_utf8_lossy(&output.stdout)),
-        seen: parse(&std::fs::read_to_string(&seen_log).unwrap_or_default()),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    command.args(["--model", "fake/scripted"]);
+    command
 }
 
 /// Recorded requests that created a message in `channel`.

@@ -103,15 +103,7 @@ impl Discord {
         // Whatever the caller set, mentions never ping from here.
         body["allowed_mentions"] = serde_json::json!({ "parse": [] });
         // twilight's typed builder has no `enforce_nonce`; the raw request keeps its rate limiter.
-        let message: Message = self
-            .with_retries(|| {
-                let request = Request::builder(&Route::CreateMessage { channel_id: channel.get() })
-                    .json(&body)
-                    .build()
-                    .expect("a JSON value always serializes");
-                self.client.request::<Message>(request)
-            })
-            .await?;
+        let message: Message = self.send_json(&Route::CreateMessage { channel_id: channel.get() }, &body).await?;
         Ok(message.id)
     }
 
@@ -135,13 +127,8 @@ impl Discord {
         if body.get("components").is_none() {
             body["components"] = Value::Array(Vec::new());
         }
-        let _: Message = self
-            .with_retries(|| {
-                let route = Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() };
-                let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
-                self.client.request::<Message>(request)
-            })
-            .await?;
+        let _: Message =
+            self.send_json(&Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() }, &body).await?;
         Ok(())
     }
 
@@ -163,19 +150,7 @@ impl Discord {
         };
         let request = Request::builder(&route).json(body).build().expect("a JSON value always serializes");
         // One attempt: a retried callback would be refused as already acknowledged.
-        let response = tokio::time::timeout(
-            ATTEMPT_TIMEOUT,
-            self.client.request::<twilight_http::response::marker::EmptyBody>(request),
-        )
-        .await
-        .map_err(|_| SendError::Unavailable { attempts: 1, last: "the request timed out".into() })?;
-        match response {
-            Ok(_) => Ok(()),
-            Err(err) => match Failure::from(err) {
-                Failure::Fatal(err) => Err(err),
-                Failure::Retry(last) => Err(SendError::Unavailable { attempts: 1, last }),
-            },
-        }
+        once(self.client.request::<twilight_http::response::marker::EmptyBody>(request)).await
     }
 
     /// Renames a channel or thread (Discord allows two renames per 10 minutes).
@@ -185,13 +160,7 @@ impl Discord {
     /// As [`Discord::create_message`].
     pub async fn rename_channel(&self, channel: Id<ChannelMarker>, name: &str) -> Result<(), SendError> {
         let body = serde_json::json!({ "name": name });
-        let _: Channel = self
-            .with_retries(|| {
-                let route = Route::UpdateChannel { channel_id: channel.get() };
-                let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
-                self.client.request::<Channel>(request)
-            })
-            .await?;
+        let _: Channel = self.send_json(&Route::UpdateChannel { channel_id: channel.get() }, &body).await?;
         Ok(())
     }
 
@@ -207,13 +176,8 @@ impl Discord {
         name: &str,
     ) -> Result<Id<ChannelMarker>, SendError> {
         let body = serde_json::json!({ "name": name, "auto_archive_duration": 1440 });
-        let thread: Channel = self
-            .with_retries(|| {
-                let route = Route::CreateThreadFromMessage { channel_id: channel.get(), message_id: message.get() };
-                let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
-                self.client.request::<Channel>(request)
-            })
-            .await?;
+        let route = Route::CreateThreadFromMessage { channel_id: channel.get(), message_id: message.get() };
+        let thread: Channel = self.send_json(&route, &body).await?;
         Ok(thread.id)
     }
 
@@ -229,16 +193,7 @@ impl Discord {
         emoji: &str,
     ) -> Result<(), SendError> {
         let emoji = twilight_http::request::channel::reaction::RequestReactionType::Unicode { name: emoji };
-        let response = tokio::time::timeout(ATTEMPT_TIMEOUT, self.client.create_reaction(channel, message, &emoji))
-            .await
-            .map_err(|_| SendError::Unavailable { attempts: 1, last: "the request timed out".into() })?;
-        match response {
-            Ok(_) => Ok(()),
-            Err(err) => match Failure::from(err) {
-                Failure::Fatal(err) => Err(err),
-                Failure::Retry(last) => Err(SendError::Unavailable { attempts: 1, last }),
-            },
-        }
+        once(self.client.create_reaction(channel, message, &emoji).into_future()).await
     }
 
     /// The application's owner (for a team, its owner), who may always drive sessions.
@@ -250,6 +205,20 @@ impl Discord {
         let application = self.with_retries(|| self.client.current_user_application().into_future()).await?;
         let application: twilight_model::oauth::Application = application;
         Ok(application.team.map(|team| team.owner_user_id).or(application.owner.map(|owner| owner.id)))
+    }
+
+    /// One JSON request through twilight's raw path (its rate limiter
+    /// included), with [`Discord::with_retries`]'s deadlines and retry cap.
+    async fn send_json<T: DeserializeOwned + Unpin + Send + 'static>(
+        &self,
+        route: &Route<'_>,
+        body: &Value,
+    ) -> Result<T, SendError> {
+        self.with_retries(|| {
+            let request = Request::builder(route).json(body).build().expect("a JSON value always serializes");
+            self.client.request::<T>(request)
+        })
+        .await
     }
 
     /// Runs one request with a deadline per attempt, retrying 5xx answers,
@@ -275,6 +244,19 @@ impl Discord {
             }
         }
         Err(SendError::Unavailable { attempts: MAX_ATTEMPTS, last })
+    }
+}
+
+/// A request that must not be repeated (a reaction, an interaction's one
+/// answer): one attempt with a deadline, its failure in our terms.
+async fn once<T>(response: impl Future<Output = Result<Response<T>, twilight_http::Error>>) -> Result<(), SendError> {
+    match tokio::time::timeout(ATTEMPT_TIMEOUT, response).await {
+        Err(_) => Err(SendError::Unavailable { attempts: 1, last: "the request timed out".into() }),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => match Failure::from(err) {
+            Failure::Fatal(err) => Err(err),
+            Failure::Retry(last) => Err(SendError::Unavailable { attempts: 1, last }),
+        },
     }
 }
 
