@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints a summary. Needs `bash scripts/build.sh`
+# first (target/release/omp-discord, pkg/, dist/, node_modules). Benchmarks
+# print numbers and ratios; nothing here asserts a timing.
+#
+#   bash bench/run.sh [--quick] [--out DIR]
+#
+# --quick: smaller sizes (10 MB log, 200 notifications, 2,000 drained,
+# 5 start-up pairs) for a smoke run. Results (logs and JSON) go to DIR
+# (default: a temporary directory, printed at the end and removed unless --out).
+# Rust benches build in $CARGO_TARGET_DIR (default /work/target-bench, so they
+# do not disturb the repository's target/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/node_modules/.bin:$PATH"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
+
+quick=0 out=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 ;;
+    --out) out=$2; shift ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--out DIR]" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$quick" = 1 ]; then
+  size_mb=10 runs=3 notifications=200 drain=2000 sessions=10 pairs=5
+else
+  size_mb=50 runs=5 notifications=1000 drain=10000 sessions=20 pairs=20
+fi
+
+work=$(mktemp -d /tmp/omdbench.XXXXXX)
+keep=${out:+1}
+out=${out:-$work/out}
+mkdir -p "$out"
+cleanup() {
+  # Only the jobs this script started (each benchmark cleans up its own children).
+  local pids
+  pids=$(jobs -p)
+  [ -n "$pids" ] && kill $pids 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for f in target/release/omp-discord pkg/omp_discord_wasm_bg.wasm dist/index.js node_modules/.bin/bun; do
+  [ -e "$f" ] || { echo "missing $f: run bash scripts/build.sh first" >&2; exit 1; }
+done
+
+section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+echo "omp-discord benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared; wall-clock numbers are noisy)"
+
+section "redaction, native (crates/core/examples/redact_bench.rs)"
+log=$work/redact-log.txt
+cargo run --quiet --release --locked -p omp-discord-core --example redact_bench -- \
+  --size-mb "$size_mb" --runs "$runs" --write-log "$log" | tee "$out/redact-native.txt"
+
+section "redaction, wasm vs JS RegExp in Bun (bench/redact.ts)"
+bun bench/redact.ts "$log" --runs 3 --js-runs 1 --json "$out/redact-wasm.json" | tee "$out/redact-wasm.txt"
+
+section "tool_result handler, ~100 KB output (bench/handler.ts)"
+bun bench/handler.ts "$log" --runs 2000 --json "$out/handler.json" | tee "$out/handler.txt"
+rm -f "$log"
+
+section "sidecar: notify latency, drain, RSS (benches/sidecar.rs)"
+# Built with the release profile (as the sidecar is), then run directly.
+sidecar_bench=$(cargo build --release --locked -p omp-discord --bench sidecar --message-format=json \
+  | grep -o '"executable":"[^"]*sidecar[^"]*"' | tail -1 | cut -d'"' -f4)
+"$sidecar_bench" --sidecar target/release/omp-discord --notifications "$notifications" --drain "$drain" \
+  --sessions "$sessions" --json "$out/sidecar.json" | tee "$out/sidecar.txt"
+
+section "omp -p start-up with and without the plugin (bench/startup.sh)"
+bash bench/startup.sh "$pairs" | tee "$out/startup.txt"
+
+section "summary"
+bun bench/summary.ts "$out"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$keep" ]; then echo "results in $out"; fi
