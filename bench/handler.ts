@@ -8,8 +8,9 @@
 // call is exactly what OMP calls. The content is `[{type: "text", text}]` with
 // `text` a ~100 KB slice of the redact_bench log (64 slices, cycled; some hold
 // planted secrets). The baseline in the same run is the JS RegExp rule set
-// (baseline-patterns.json) over the same text. Prints p50/p99/max; asserts
-// nothing.
+// (baseline-patterns.json) over the same text; `redactText` on the same text
+// shows what the serde round trip of the content array costs. Prints
+// p50/p99/max; asserts nothing.
 const root = new URL("..", import.meta.url).pathname;
 
 function arg(name: string, fallback: string): string {
@@ -103,9 +104,14 @@ console.log(`plugin factory + bundle import: ${loadMs.toFixed(1)} ms; content: o
 const events = Array.from({ length: slices.length }, (_, i) => event(i));
 const plug = time("tool_result handler (dist/index.js)", (i) => handler(events[i % events.length], ctx));
 console.log(`  results the handler changed (secrets found): ${plug.changed}/${runs}`);
+// The same text through the string export: what the handler would cost without the serde
+// round trip of the content array (a separate instance of the same wasm module).
+const raw = await import(`${root}pkg/omp_discord_wasm.js`);
+raw.initSync({ module: await Bun.file(`${root}pkg/omp_discord_wasm_bg.wasm`).arrayBuffer() });
+const direct = time("wasm redactText on the same text", (i) => raw.redactText(slices[i % slices.length]));
 const base = time("JS RegExp baseline on the same content", (i) => jsBaseline(events[i % events.length]));
-console.log(`handler / JS baseline (p50): ${(plug.p50 / base.p50).toFixed(2)}x`);
+console.log(`handler / JS baseline (p50): ${(plug.p50 / base.p50).toFixed(2)}x; handler / redactText (p50): ${(plug.p50 / direct.p50).toFixed(2)}x`);
 
 if (jsonOut) {
-	await Bun.write(jsonOut, `${JSON.stringify({ kb: avgKb, runs, handler: plug, js_baseline: base }, null, 2)}\n`);
+	await Bun.write(jsonOut, `${JSON.stringify({ kb: avgKb, runs, handler: plug, redact_text: direct, js_baseline: base }, null, 2)}\n`);
 }

@@ -34,9 +34,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use omp_discord_core::embed::{Notification, build_notification};
-use omp_discord_core::protocol::{
-    ClientFrame, Hello, NotifyRequest, PROTOCOL_VERSION, ServerFrame, SessionRef, decode_server_frame, encode_frame,
-};
+use omp_discord_core::protocol::{ClientFrame, PROTOCOL_VERSION, ServerFrame, decode_server_frame, encode_frame};
 use omp_discord_emulator::{DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID, Emulator, EmulatorConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
@@ -281,12 +279,10 @@ impl Client {
             }
         });
         let mut client = Self { writer, frames };
-        let hello = ClientFrame::Hello(Hello {
-            protocol: PROTOCOL_VERSION,
-            client: "bench/0".into(),
-            pid: std::process::id(),
-            host: "bench".into(),
+        let hello = serde_json::json!({
+            "type": "hello", "protocol": PROTOCOL_VERSION, "client": "bench/0", "pid": std::process::id(), "host": "bench",
         });
+        let hello: ClientFrame = serde_json::from_value(hello).expect("a valid hello frame");
         client.writer.write_all(encode_frame(&hello).as_bytes()).await.expect("write hello");
         let (welcome, _) = client.next().await;
         assert!(matches!(welcome, ServerFrame::Welcome { .. }), "unexpected answer to hello: {welcome:?}");
@@ -332,7 +328,8 @@ impl Client {
                         eprintln!("notify {id:?}: {code}: {message}");
                     }
                 }
-                other => panic!("unexpected frame {other:?}"),
+                // Frames this benchmark does not use (e.g. pushed by newer sidecars).
+                _ => {}
             }
         }
     }
@@ -350,15 +347,14 @@ fn notify_frame(session: &str, n: u32) -> String {
         "level": "success",
     }))
     .expect("a valid notification");
-    let frame = ClientFrame::Notify(NotifyRequest {
-        id: format!("n{n}"),
-        session: SessionRef {
-            id: session.to_owned(),
-            cwd: Some("/home/dev/src/omp-discord".into()),
-            prompt: Some("run the tests and report".into()),
-        },
-        message: build_notification(&note, "omp-discord"),
+    // Built as JSON, so fields the protocol adds later with defaults need no change here.
+    let frame = serde_json::json!({
+        "type": "notify",
+        "id": format!("n{n}"),
+        "session": {"id": session, "cwd": "/home/dev/src/omp-discord", "prompt": "run the tests and report"},
+        "message": build_notification(&note, "omp-discord"),
     });
+    let frame: ClientFrame = serde_json::from_value(frame).expect("a valid notify frame");
     encode_frame(&frame)
 }
 
@@ -581,7 +577,12 @@ async fn main() {
         "sidecar benchmark: {} ({} CPUs, load {})",
         args.sidecar.display(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
 
     // Latency: emulator without rate limits (and their headers hidden from
@@ -628,16 +629,17 @@ async fn main() {
     let burst = latency(&burst_timings, &receipts);
     let burst_posts = after.message_posts - before.message_posts;
     let burst_rpn = burst_posts as f64 / burst_timings.len() as f64;
-    print_latency(
-        &format!("burst: {} connections/sessions x {per_client} written at once", args.clients),
-        &burst,
-    );
+    print_latency(&format!("burst: {} connections/sessions x {per_client} written at once", args.clients), &burst);
     println!(
         "  {burst_posts} message posts for {} notifications: {burst_rpn:.3} requests per notification",
         burst_timings.len()
     );
     let (rss_after_latency, _) = sidecar.memory();
-    println!("sidecar RSS after {} notifications: {:.1} MiB", 2 * args.notifications, rss_after_latency as f64 / 1024.0);
+    println!(
+        "sidecar RSS after {} notifications: {:.1} MiB",
+        2 * args.notifications,
+        rss_after_latency as f64 / 1024.0
+    );
     drop(sidecar);
     emulator.shutdown().await;
 
