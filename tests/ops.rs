@@ -173,9 +173,9 @@ async fn doctor_passes_a_healthy_setup() {
     assert!(line(&text, "ok    socket").contains("mode 700"), "{text}");
     assert!(line(&text, "ok    sidecar").contains(env!("CARGO_PKG_VERSION")), "{text}");
     assert!(line(&text, "ok    omp timeout").contains("900000 ms"), "{text}");
-    // Neither omp nor the Message Content flag is there: warnings, not failures.
+    // omp is not on PATH here: a warning, not a failure.
     assert!(line(&text, "warn  plugin").contains("not on PATH"), "{text}");
-    assert!(line(&text, "warn  intents").contains("Message Content"), "{text}");
+    assert!(line(&text, "ok    intents").contains("Message Content"), "{text}");
     assert!(text.contains("All checks passed"), "{text}");
 
     let output = cli(&dir, &env, &["doctor", "--json"]).await;
@@ -184,7 +184,20 @@ async fn doctor_passes_a_healthy_setup() {
     let token = checks.as_array().unwrap().iter().find(|c| c["name"] == "token").unwrap();
     assert_eq!(token["level"], "ok", "{checks:#}");
     let intents = checks.as_array().unwrap().iter().find(|c| c["name"] == "intents").unwrap();
-    assert_eq!(intents["level"], "warn");
+    assert_eq!(intents["level"], "ok", "{checks:#}");
+}
+
+#[tokio::test]
+async fn doctor_warns_when_message_content_is_not_granted() {
+    let dir = TestDir::new();
+    // A bot whose application has no Message Content intent enabled.
+    let config = omp_discord_emulator::EmulatorConfig { privileged_intents: 0, ..Default::default() };
+    let emulator = omp_discord_emulator::Emulator::start(config).await.unwrap();
+    let env = sidecar_env(&dir, Some(&emulator));
+    let output = cli(&dir, &env, &["doctor", "--json"]).await;
+    let checks: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let intents = checks.as_array().unwrap().iter().find(|c| c["name"] == "intents").unwrap();
+    assert_eq!(intents["level"], "warn", "{checks:#}");
     assert!(intents["fix"].as_str().unwrap().contains("MESSAGE CONTENT INTENT"), "{checks:#}");
 }
 

@@ -66,7 +66,27 @@ pub(super) async fn my_guilds(State(state): State<EmulatorState>) -> Json<Value>
     Json(json!(guilds))
 }
 
+/// The application flags Discord sets for the privileged intents a bot was
+/// granted (the "limited" variants, as for a bot in fewer than 100 guilds).
+fn intent_flags(privileged_intents: u64) -> u64 {
+    const GUILD_PRESENCES: u64 = 1 << 8;
+    const GUILD_MEMBERS: u64 = 1 << 1;
+    const MESSAGE_CONTENT: u64 = 1 << 15;
+    let mut flags = 0;
+    if privileged_intents & GUILD_PRESENCES != 0 {
+        flags |= 1 << 13; // GATEWAY_PRESENCE_LIMITED
+    }
+    if privileged_intents & GUILD_MEMBERS != 0 {
+        flags |= 1 << 15; // GATEWAY_GUILD_MEMBERS_LIMITED
+    }
+    if privileged_intents & MESSAGE_CONTENT != 0 {
+        flags |= 1 << 19; // GATEWAY_MESSAGE_CONTENT_LIMITED
+    }
+    flags
+}
+
 pub(super) async fn application(State(state): State<EmulatorState>) -> Json<Value> {
+    let flags = intent_flags(state.config().privileged_intents);
     let world = state.world();
     Json(json!({
         "id": world.application_id.to_string(),
@@ -80,8 +100,8 @@ pub(super) async fn application(State(state): State<EmulatorState>) -> Json<Valu
         "verify_key": "0".repeat(64),
         "owner": world.user_json(world.application_owner),
         "team": null,
-        "flags": 0,
-        "flags_new": "0",
+        "flags": flags,
+        "flags_new": flags.to_string(),
         "role_connections_verification_url": null,
         "approximate_user_install_count": 0,
         "approximate_user_authorization_count": 0,
@@ -138,4 +158,16 @@ pub(super) async fn create_dm(
     let mut json = world.channels[&id].to_json();
     json["recipients"] = json!([world.user_json(recipient)]);
     Ok(Json(json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::intent_flags;
+
+    #[test]
+    fn granted_intents_show_in_the_application_flags() {
+        assert_eq!(intent_flags(1 << 15), 1 << 19);
+        assert_eq!(intent_flags((1 << 1) | (1 << 8) | (1 << 15)), (1 << 13) | (1 << 15) | (1 << 19));
+        assert_eq!(intent_flags(0), 0);
+    }
 }
