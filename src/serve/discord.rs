@@ -127,8 +127,9 @@ impl Discord {
         if body.get("components").is_none() {
             body["components"] = Value::Array(Vec::new());
         }
-        let _: Message =
-            self.send_json(&Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() }, &body).await?;
+        let _: Message = self
+            .send_json(&Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() }, &body)
+            .await?;
         Ok(())
     }
 
