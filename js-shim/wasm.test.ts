@@ -39,7 +39,7 @@ describe("tools and messages", () => {
 		expect(notify?.parameters.properties.level.enum).toEqual(["info", "success", "warning", "error"]);
 	});
 	test("notifications are redacted and never ping", () => {
-		const secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+		const secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
 		const payload = wasm.buildNotification({ message: `@everyone ${secret}`, level: "error" }, "proj") as any;
 		const json = JSON.stringify(payload);
 		expect(json.includes(secret)).toBe(false);
@@ -79,7 +79,7 @@ describe("tools and messages", () => {
 		expect(wasm.socketPath(undefined, undefined, undefined, undefined)).toBeUndefined();
 	});
 	test("redactText matches the native rules", () => {
-		expect(wasm.redactText("key=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")).toContain("[REDACTED:");
+		expect(wasm.redactText("key=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")).toContain("[REDACTED:"); // fake, made-up token
 		expect(wasm.redactText("nothing here")).toBe("nothing here");
 	});
 });

@@ -99,7 +99,7 @@ async fn secrets_and_mass_mentions_from_any_client_are_neutralised() {
     let emulator = emulator().await;
     let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
     let mut client = Client::greeted(&sidecar.socket).await;
-    let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
     // A raw payload that skipped core's builder: the sidecar must still clean it.
     let raw: MessagePayload = serde_json::from_value(json!({
         "content": format!("@everyone the token is {secret}"),

@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_every_part() {
-        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
         let n = Notification {
             title: Some(secret.into()),
             message: format!("token {secret}"),
@@ -523,7 +523,7 @@ mod tests {
 
     #[test]
     fn redact_payload_cleans_a_raw_client_payload() {
-        let secret = "sk-ant-abcdefghijklmnopqrstuvwxyz0123456789";
+        let secret = "sk-ant-abcdefghijklmnopqrstuvwxyz0123456789"; // fake, made-up token
         let mut payload: MessagePayload = serde_json::from_value(serde_json::json!({
             "content": format!("@everyone {secret}"),
             "embeds": [{ "type": "rich", "title": secret, "fields": [{ "name": "k", "value": secret, "inline": false }] }],

@@ -942,7 +942,7 @@ mod tests {
 
     #[test]
     fn tool_errors_never_leak_a_cut_secret() {
-        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
         let mut r = reporter(ReportConfig::default());
         let command = format!("{} {secret}", "x".repeat(279));
         r.on_event(

@@ -960,7 +960,7 @@ mod tests {
 
     #[test]
     fn tool_error_redacts_input_and_error() {
-        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
         let failure = ToolFailure {
             tool: "bash".into(),
             input: json!({ "command": format!("curl -H 'Authorization: token {secret}' x") }),
@@ -977,7 +977,7 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_before_anything_is_cut() {
-        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
         let command = format!("{} {secret}", "x".repeat(279));
         let summary = summarize_input("bash", &json!({ "command": command }));
         assert!(!summary.contains("ghp_"), "{summary}");
@@ -1115,7 +1115,7 @@ mod tests {
 
     #[test]
     fn split_redacts_the_whole_text_first() {
-        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
         let text = format!("{}token={secret}\n{}", "x".repeat(4070), "y".repeat(10));
         let parts = split_long_output("t", &text, "");
         let json = serde_json::to_string(&parts).unwrap();

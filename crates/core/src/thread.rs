@@ -41,7 +41,7 @@ mod tests {
 
     #[test]
     fn names_are_redacted_and_never_ping() {
-        let name = thread_name("p", Some("@everyone use ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"));
+        let name = thread_name("p", Some("@everyone use ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")); // fake, made-up token
         assert!(!name.contains("ghp_0123") && !name.contains("@everyone"), "{name}");
     }
 

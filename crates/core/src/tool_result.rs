@@ -64,7 +64,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const SECRET: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+    const SECRET: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
 
     #[test]
     fn text_blocks_are_redacted_and_counted() {

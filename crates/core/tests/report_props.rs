@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 const ZWSP: char = '\u{200b}';
 
 /// A fake token the redactor knows; no part of it may reach Discord.
-const SECRET: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB";
+const SECRET: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
 
 /// Text built from the pieces that break naive builders, plus any Unicode.
 fn nasty_text(max_pieces: usize) -> impl Strategy<Value = String> {

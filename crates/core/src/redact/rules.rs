@@ -377,7 +377,7 @@ mod tests {
         assert_eq!(kind_of("AKIAFAKEEXAMPLE12345"), Some("aws-access-key-id"));
         assert_eq!(kind_of("AKIAFAKEEXAMPLE123456"), None, "one byte too long");
         assert_eq!(kind_of("sk-learn-estimator-compatibility-layer"), None);
-        assert_eq!(kind_of("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"), None);
+        assert_eq!(kind_of("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"), None); // fake, made-up token
     }
 
     #[test]
