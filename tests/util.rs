@@ -64,6 +64,23 @@ impl TestDir {
     }
 }
 
+impl Drop for TestDir {
+    /// A sidecar that a shim started inside this test (detached, so no
+    /// `Sidecar` handle owns it) is asked to stop, even when the test failed.
+    fn drop(&mut self) {
+        use std::io::Write;
+        let Ok(mut stream) = std::os::unix::net::UnixStream::connect(self.socket()) else { return };
+        let hello = ClientFrame::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            client: "test-cleanup/0".into(),
+            pid: std::process::id(),
+            host: "test".into(),
+        });
+        let stop = ClientFrame::Shutdown { id: "cleanup".into() };
+        let _ = stream.write_all(format!("{}{}", encode_frame(&hello), encode_frame(&stop)).as_bytes());
+    }
+}
+
 /// The environment that points a sidecar at `emulator` (or at nothing).
 pub fn sidecar_env(dir: &TestDir, emulator: Option<&Emulator>) -> Vec<(String, String)> {
     let mut env = vec![
