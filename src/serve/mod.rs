@@ -240,9 +240,7 @@ impl Sidecar {
         };
         let journaled = self.with_outbox(|outbox| {
             let now = now_ms();
-            let starter_nonce = fresh_nonce(&session.id, "starter").to_string();
-            let prompt = session.prompt.as_deref();
-            outbox.touch_session(&session.id, session.cwd.as_deref(), prompt, host, &starter_nonce, now)?;
+            record_session(outbox, session, host, now)?;
             let seq = outbox.enqueue(&destination, &session.id, &id, &body, &nonce, now)?;
             if request.key.is_some() {
                 outbox.set_key(seq, request.key.as_deref(), request.edit)?;
@@ -278,8 +276,7 @@ impl Sidecar {
         tx: &mpsc::Sender<ServerFrame>,
     ) -> Result<(), OutboxError> {
         let pending = self.with_outbox(|o| {
-            let nonce = fresh_nonce(&session.id, "starter").to_string();
-            o.touch_session(&session.id, session.cwd.as_deref(), session.prompt.as_deref(), host, &nonce, now_ms())?;
+            record_session(o, session, host, now_ms())?;
             o.pending_inbound(&session.id)
         })?;
         self.attached.lock().expect("attached lock").insert(session.id.clone(), tx.clone());
@@ -344,8 +341,7 @@ impl Sidecar {
         let timeout_ms = i64::try_from(self.approvals.timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let input_json = input.to_string();
         let created = self.with_outbox(|o| {
-            let nonce = fresh_nonce(&session.id, "starter").to_string();
-            o.touch_session(&session.id, session.cwd.as_deref(), session.prompt.as_deref(), "", &nonce, now)?;
+            record_session(o, &session, "", now)?;
             o.approval_for(&session.id, &tool_call_id, &tool, &input_json, now, now.saturating_add(timeout_ms))
         });
         let (approval, new) = match created {
@@ -905,6 +901,13 @@ fn verdict_reason(approval: &outbox::Approval) -> String {
         ("expired", _) => "no one approved in time; the call was denied".to_owned(),
         (state, _) => format!("the approval is {state}"),
     }
+}
+
+/// Records a session the sidecar hears of (a notify, an attach, an approval),
+/// with the nonce its thread's starter message will use.
+fn record_session(outbox: &mut Outbox, session: &SessionRef, host: &str, now: i64) -> Result<(), OutboxError> {
+    let starter_nonce = fresh_nonce(&session.id, "starter").to_string();
+    outbox.touch_session(&session.id, session.cwd.as_deref(), session.prompt.as_deref(), host, &starter_nonce, now)
 }
 
 fn inbound_frame(inbound: Inbound) -> ServerFrame {
