@@ -34,7 +34,7 @@ discord.utils.setup_logging(level=30)
 intents = discord.Intents.default()
 intents.message_content = True
 client = discord.Client(intents=intents)
-seen = {"ready": 0, "resumed": 0, "events": []}
+seen = {"ready": 0, "resumed": 0, "events": [], "ids": [], "sent": None}
 failure = []
 
 
@@ -46,6 +46,7 @@ async def on_ready():
     channel = client.get_channel(HOME)
     assert channel is not None, "GUILD_CREATE did not deliver the home channel"
     message = await channel.send("hello from discord.py")
+    seen["sent"] = message.id
     await message.edit(content="edited by discord.py")
     await asyncio.to_thread(control, "POST", "/messages",
                             {"channel_id": str(HOME), "user_id": str(OWNER), "content": "ping"})
@@ -61,6 +62,9 @@ async def on_resumed():
 
 @client.event
 async def on_message(message):
+    # The id, not only the content: discord.py edits its cached message in place when
+    # MESSAGE_UPDATE arrives, which can happen before this handler runs.
+    seen["ids"].append(message.id)
     seen["events"].append(message.content)
     if message.author.id == OWNER and message.content == "ping":
         await asyncio.to_thread(control, "POST", "/faults", {"gateway": {"action": "drop"}})
@@ -85,7 +89,7 @@ async def main():
     stored = [m["content"] for m in state["messages"].get(str(HOME), [])]
     checks = {
         "ready once": seen["ready"] == 1,
-        "own message echoed": "hello from discord.py" in seen["events"],
+        "own message echoed": seen["sent"] is not None and seen["sent"] in seen["ids"],
         "edit stored": "edited by discord.py" in stored,
         "injected message received": "ping" in seen["events"],
         "resumed after drop": seen["resumed"] >= 1,
