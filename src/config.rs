@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use omp_discord_core::paths::{SocketEnv, socket_path};
 use twilight_model::id::Id;
-use twilight_model::id::marker::{ChannelMarker, RoleMarker, UserMarker};
+use twilight_model::id::marker::{ChannelMarker, RoleMarker, UserMarker, WebhookMarker};
 
 /// A Discord bot token. `Debug` and `Display` never show it.
 #[derive(Clone)]
@@ -26,6 +26,43 @@ impl Token {
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
+    }
+}
+
+/// A channel webhook (`https://discord.com/api/webhooks/ID/TOKEN`), for the
+/// webhook-only mode: no bot, no gateway. `Debug` never shows its token.
+#[derive(Clone)]
+pub struct Webhook {
+    /// The webhook's id.
+    pub id: Id<WebhookMarker>,
+    token: Token,
+}
+
+impl Webhook {
+    /// Parses a webhook URL as Discord shows it (any host, so an emulator's works too).
+    ///
+    /// # Errors
+    ///
+    /// When the URL has no `/webhooks/<id>/<token>` part. The error never repeats the URL.
+    pub fn parse(key: &str, url: &str) -> Result<Self, ConfigError> {
+        let invalid = || ConfigError::WebhookUrl { key: key.to_owned() };
+        let (_, rest) = url.trim().split_once("/webhooks/").ok_or_else(invalid)?;
+        let mut parts = rest.split(['/', '?', '#']);
+        let id = parts.next().and_then(parse_id).ok_or_else(invalid)?;
+        let token =
+            parts.next().filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)));
+        Ok(Self { id, token: Token(token.ok_or_else(invalid)?.to_owned()) })
+    }
+
+    /// The webhook's token, for the one place that sends it to Discord.
+    pub fn token(&self) -> &str {
+        self.token.expose()
+    }
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook").field("id", &self.id).field("token", &self.token).finish()
     }
 }
 
@@ -70,6 +107,25 @@ pub enum ConfigError {
     TokenInFile {
         /// The config file.
         path: PathBuf,
+    },
+    /// The config file holds a webhook URL (which embeds the webhook's token).
+    #[error(
+        "the config file {} contains a `webhook_url` key; a webhook URL holds a token and does not belong in config \
+         files: put it in a file only you can read (`chmod 600`) and set `webhook_file = \"/path/to/that/file\"`",
+        path.display()
+    )]
+    WebhookInFile {
+        /// The config file.
+        path: PathBuf,
+    },
+    /// A webhook URL has the wrong form.
+    #[error(
+        "{key} is not a Discord webhook URL; copy it again from the channel's Settings → Integrations → Webhooks \
+         (it looks like https://discord.com/api/webhooks/<id>/<token>)"
+    )]
+    WebhookUrl {
+        /// The variable or file it came from.
+        key: String,
     },
     /// The token file is readable by group or others.
     #[error(
@@ -176,6 +232,8 @@ pub struct Config {
     pub token: Option<Token>,
     /// Where the token came from.
     pub token_source: Option<TokenSource>,
+    /// The webhook of the webhook-only mode, when configured (used when there is no token).
+    pub webhook: Option<Webhook>,
     /// The channel that receives notifications.
     pub home_channel: Option<Id<ChannelMarker>>,
     /// Discord's REST API location.
@@ -236,10 +294,17 @@ pub mod env {
     pub const APPROVAL_TIMEOUT: &str = "OMP_DISCORD_APPROVAL_TIMEOUT";
     /// Comma-separated tool names whose calls need approval.
     pub const APPROVE_TOOLS: &str = "OMP_DISCORD_APPROVE_TOOLS";
+    /// A webhook URL, for the webhook-only mode.
+    pub const WEBHOOK_URL: &str = "OMP_DISCORD_WEBHOOK_URL";
+    /// A file holding the webhook URL (must not be readable by group or others).
+    pub const WEBHOOK_FILE: &str = "OMP_DISCORD_WEBHOOK_FILE";
 }
 
 /// Name of the systemd credential (`LoadCredential=omp-discord-token:…`).
 pub const SYSTEMD_CREDENTIAL: &str = "omp-discord-token";
+
+/// Name of the systemd credential holding a webhook URL (`LoadCredential=omp-discord-webhook:…`).
+pub const SYSTEMD_WEBHOOK_CREDENTIAL: &str = "omp-discord-webhook";
 
 /// How long an approval waits for a person unless configured.
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -247,6 +312,7 @@ pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
 /// The keys a config file may hold (besides `[report]`, which is passed on as written).
 pub const FILE_KEYS: &[&str] = &[
     "token_file",
+    "webhook_file",
     "home_channel_id",
     "api_url",
     "gateway_url",
@@ -312,6 +378,7 @@ pub fn config_path(env: EnvSource<'_>) -> Option<PathBuf> {
 #[derive(Debug, Default)]
 struct FileSettings {
     token_file: Option<PathBuf>,
+    webhook_file: Option<PathBuf>,
     home_channel: Option<Id<ChannelMarker>>,
     api: Option<ApiBase>,
     gateway_url: Option<String>,
@@ -346,6 +413,9 @@ impl FileSettings {
         if table.contains_key("token") || table.contains_key("bot_token") {
             return Err(ConfigError::TokenInFile { path: path.to_owned() });
         }
+        if table.contains_key("webhook_url") {
+            return Err(ConfigError::WebhookInFile { path: path.to_owned() });
+        }
         let mut settings = Self::default();
         let file = path.display();
         for (key, value) in &table {
@@ -356,6 +426,7 @@ impl FileSettings {
             };
             match key.as_str() {
                 "token_file" => settings.token_file = Some(PathBuf::from(text("a path to the token file")?)),
+                "webhook_file" => settings.webhook_file = Some(PathBuf::from(text("a path to the webhook URL file")?)),
                 "home_channel_id" => {
                     settings.home_channel = Some(id_from_toml(&name, value, "a channel id such as \"1234567890\"")?);
                 }
@@ -499,6 +570,7 @@ impl Config {
             Some((token, source)) => (Some(token), Some(source)),
             None => (None, None),
         };
+        let webhook = read_webhook(env, file.webhook_file.as_deref())?;
         let home_channel = match get(env, env::CHANNEL_ID) {
             Some(raw) => Some(
                 parse_id(&raw)
@@ -536,6 +608,7 @@ impl Config {
         Ok(Self {
             token,
             token_source,
+            webhook,
             home_channel,
             api,
             gateway_url: get(env, env::GATEWAY_URL).or(file.gateway_url),
@@ -642,6 +715,26 @@ fn read_token(env: EnvSource<'_>, file_token_file: Option<&Path>) -> Result<Opti
         return Ok(Some((read_token_file(path)?, TokenSource::File(path.to_owned()))));
     }
     Ok(None)
+}
+
+/// The webhook URL: `OMP_DISCORD_WEBHOOK_URL`, `OMP_DISCORD_WEBHOOK_FILE`, a
+/// systemd credential, then the config file's `webhook_file`.
+fn read_webhook(env: EnvSource<'_>, file_webhook_file: Option<&Path>) -> Result<Option<Webhook>, ConfigError> {
+    if let Some(url) = get(env, env::WEBHOOK_URL) {
+        return Webhook::parse(env::WEBHOOK_URL, &url).map(Some);
+    }
+    let from_file = |path: &Path, secret: Token| Webhook::parse(&path.display().to_string(), secret.expose());
+    if let Some(path) = get(env, env::WEBHOOK_FILE) {
+        let path = PathBuf::from(path);
+        return from_file(&path, read_token_file(&path)?).map(Some);
+    }
+    if let Some(dir) = get(env, "CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join(SYSTEMD_WEBHOOK_CREDENTIAL);
+        if path.exists() {
+            return from_file(&path, read_secret(&path)?).map(Some);
+        }
+    }
+    file_webhook_file.map(|path| from_file(path, read_token_file(path)?)).transpose()
 }
 
 /// Reads a token file, refusing one that group or others can read.
@@ -917,5 +1010,40 @@ events = ["agent_end"]
         assert!(!parse_switch("X", " Off ").unwrap());
         assert!(parse_switch("X", "1").unwrap());
         assert!(parse_switch("X", "maybe").unwrap_err().to_string().contains("X must be on or off"));
+    }
+
+    #[test]
+    fn a_webhook_comes_from_env_or_a_private_file_and_never_prints_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "https://discord.com/api/webhooks/123456789/fake-webhook_token?wait=true";
+        let env = setup(dir.path(), "", &[(env::WEBHOOK_URL, url)]);
+        let webhook = load(&env).unwrap().webhook.expect("a webhook");
+        assert_eq!((webhook.id.get(), webhook.token()), (123_456_789, "fake-webhook_token"));
+        assert!(!format!("{webhook:?}").contains("fake-webhook"), "{webhook:?}");
+
+        let file = dir.path().join("webhook");
+        std::fs::write(&file, format!("{url}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let env = setup(dir.path(), &format!("webhook_file = {:?}", file.display().to_string()), &[]);
+        assert_eq!(load(&env).unwrap().webhook.unwrap().id.get(), 123_456_789);
+
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(load(&env).unwrap_err(), ConfigError::TokenFileOpen { .. }));
+    }
+
+    #[test]
+    fn a_bad_or_inline_webhook_is_refused_without_being_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        for bad in ["https://discord.com/api/channels/1/fake-secret", "https://discord.com/api/webhooks/x/fake-secret"]
+        {
+            let env = setup(dir.path(), "", &[(env::WEBHOOK_URL, bad)]);
+            let err = load(&env).unwrap_err().to_string();
+            assert!(
+                err.contains("OMP_DISCORD_WEBHOOK_URL is not a Discord webhook URL") && !err.contains("fake-secret")
+            );
+        }
+        let env = setup(dir.path(), "webhook_url = \"https://discord.com/api/webhooks/1/fake-secret\"", &[]);
+        let err = load(&env).unwrap_err();
+        assert!(matches!(err, ConfigError::WebhookInFile { .. }) && !err.to_string().contains("fake-secret"));
     }
 }
