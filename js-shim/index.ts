@@ -52,10 +52,6 @@ function sessionOf(ctx: ExtensionContext): { id: string; cwd: string; prompt?: s
 	return { id, cwd: ctx.cwd, prompt: firstPrompts.get(id) };
 }
 
-async function notify(ctx: ExtensionContext, message: unknown): Promise<Outcome> {
-	return sidecar().request({ type: "notify", session: sessionOf(ctx), message }, NOTIFY_DEADLINE_MS);
-}
-
 /** The last known reference of each session, for reports sent from the timer. */
 const sessionRefs = new Map<string, ReturnType<typeof sessionOf>>();
 
@@ -102,16 +98,16 @@ function startTicking(): void {
 	}, 1000).unref();
 }
 
-function describeOutcome(outcome: Outcome): string {
-	if (!outcome.ok) return `Discord is unavailable (${outcome.code}): ${outcome.message}`;
-	if ("queued" in outcome) {
-		return "Queued for Discord: the sidecar has journaled the message and will post it as soon as Discord accepts it.";
+type ToolAnswer = { text: string; isError: boolean };
+
+/** What the model reads: core puts the sidecar's answer in words (a timeout after `accepted` means queued). */
+function toolAnswer(tool: string, outcome: Outcome): ToolAnswer {
+	if (!outcome.ok) {
+		// The sidecar's own errors carry protocol codes; these also cover the shim's (no sidecar, timeout).
+		return { text: `${tool} failed: Discord is unavailable (${outcome.code}): ${outcome.message}`, isError: true };
 	}
-	const frame = outcome.frame;
-	if (frame.type === "delivered") {
-		return `Posted to Discord (channel ${frame.channel_id}, message ${frame.message_id}).`;
-	}
-	return "Sent to Discord.";
+	const frame = "queued" in outcome ? { type: "accepted", id: "", seq: 0 } : outcome.frame;
+	return wasm.toolAnswer(tool, frame) as ToolAnswer;
 }
 
 /** Tool results reach the model redacted unless OMP_DISCORD_REDACT_TOOL_RESULTS=off. */
@@ -146,26 +142,27 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	const tools = wasm.toolDefinitions() as ToolDefinition[];
 
 	for (const tool of tools) {
-		if (tool.name !== "discord_notify") continue;
 		pi.registerTool({
 			name: tool.name,
 			label: tool.label,
 			description: tool.description,
 			parameters: tool.parameters as never,
+			// Extension tools the model should use without searching for them.
 			loadMode: "essential",
-			async execute(_toolCallId, params, _signal, _onUpdate, ctx) {
-				let text: string;
-				let isError = false;
+			async execute(toolCallId, params, _signal, _onUpdate, ctx) {
+				let answer: ToolAnswer;
 				try {
-					const payload = wasm.buildNotification(params, basename(ctx.cwd));
-					const outcome = await notify(ctx, payload);
-					text = describeOutcome(outcome);
-					isError = !outcome.ok;
+					const frame = wasm.toolRequest(tool.name, params, sessionOf(ctx), toolCallId, basename(ctx.cwd)) as {
+						timeout_secs?: number;
+					};
+					// A question waits for people; everything else for Discord only.
+					const deadline = frame.timeout_secs ? (frame.timeout_secs + 10) * 1000 : NOTIFY_DEADLINE_MS;
+					const outcome = await sidecar().request(frame as Record<string, unknown>, deadline);
+					answer = toolAnswer(tool.name, outcome);
 				} catch (err) {
-					text = `discord_notify failed: ${err instanceof Error ? err.message : String(err)}`;
-					isError = true;
+					answer = { text: `${tool.name} failed: ${err instanceof Error ? err.message : String(err)}`, isError: true };
 				}
-				return { content: [{ type: "text", text }], details: undefined, isError };
+				return { content: [{ type: "text", text: answer.text }], details: undefined, isError: answer.isError };
 			},
 		});
 	}

@@ -20,6 +20,9 @@ export type ServerFrame =
 	| { type: "shutting_down"; id: string }
 	| { type: "ok"; id: string }
 	| { type: "inbound"; session_id: string; message_id: string; author_id: string; text: string }
+	| { type: "messages"; id: string; channel_id: string; messages: unknown[] }
+	| { type: "directory"; id: string; guilds: unknown[] }
+	| { type: "answer"; id: string; answered: boolean; text: string; by?: string }
 	| { type: "error"; id?: string; code: string; message: string };
 
 /**

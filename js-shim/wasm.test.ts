@@ -31,6 +31,15 @@ describe("protocol codec", () => {
 });
 
 describe("tools and messages", () => {
+	test("a tool call becomes a frame the codec accepts, and its answer reads well", () => {
+		const session = { id: "s1", cwd: "/p" };
+		const frame = wasm.toolRequest("discord_read", { limit: 3 }, session, "call-1", "p") as any;
+		expect(frame).toMatchObject({ type: "read", limit: 3, session: { id: "s1" } });
+		expect(() => wasm.encodeClientFrame({ ...frame, id: "r1" })).not.toThrow();
+		expect(() => wasm.toolRequest("discord_send", { channelId: "#x", message: "m" }, session, "c", "p")).toThrow(/channelId/);
+		const answer = wasm.toolAnswer("discord_ask", { type: "answer", id: "r1", answered: true, text: "yes", by: "ana" }) as any;
+		expect(answer).toEqual({ text: "ana answered in Discord: yes", isError: false });
+	});
 	test("discord_notify is defined with a JSON Schema", () => {
 		const tools = wasm.toolDefinitions() as { name: string; parameters: any }[];
 		const notify = tools.find((t) => t.name === "discord_notify");

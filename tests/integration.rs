@@ -8,4 +8,5 @@ mod omp;
 mod ops;
 mod outbox;
 mod sidecar;
+mod tools;
 mod util;

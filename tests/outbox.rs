@@ -60,6 +60,7 @@ async fn a_burst_survives_kill_9_exactly_once_and_in_order() {
                 id: format!("{session}-{index}"),
                 session: SessionRef { id: format!("burst-{session}"), cwd: Some("/w/burst".into()), prompt: None },
                 message,
+                channel_id: None,
                 key: None,
                 edit: false,
             })));

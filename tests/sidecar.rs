@@ -20,6 +20,7 @@ fn notify(id: &str, message: MessagePayload) -> ClientFrame {
             prompt: Some("fix the build".into()),
         },
         message,
+        channel_id: None,
         key: None,
         edit: false,
     })

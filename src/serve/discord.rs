@@ -197,6 +197,48 @@ impl Discord {
         once(self.client.create_reaction(channel, message, &emoji).into_future()).await
     }
 
+    /// Up to `limit` (1–100) of a channel's newest messages, older than `before` when given.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`]; 10003 for an unknown channel, 50001 when the bot cannot see it.
+    pub async fn channel_messages(
+        &self,
+        channel: Id<ChannelMarker>,
+        limit: u8,
+        before: Option<Id<MessageMarker>>,
+    ) -> Result<Vec<Message>, SendError> {
+        let route = Route::GetMessages {
+            after: None,
+            around: None,
+            before: before.map(Id::get),
+            channel_id: channel.get(),
+            limit: Some(u16::from(limit.clamp(1, 100))),
+        };
+        self.get_json(&route).await
+    }
+
+    /// The guilds the bot is in (the first 200, more than any bridge needs).
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn guilds(&self) -> Result<Vec<twilight_model::user::CurrentUserGuild>, SendError> {
+        self.get_json(&Route::GetGuilds { after: None, before: None, limit: Some(200), shard: None }).await
+    }
+
+    /// A guild's channels.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn guild_channels(
+        &self,
+        guild: Id<twilight_model::id::marker::GuildMarker>,
+    ) -> Result<Vec<Channel>, SendError> {
+        self.get_json(&Route::GetChannels { guild_id: guild.get() }).await
+    }
+
     /// The application's owner (for a team, its owner), who may always drive sessions.
     ///
     /// # Errors
@@ -220,6 +262,11 @@ impl Discord {
             self.client.request::<T>(request)
         })
         .await
+    }
+
+    /// One GET through twilight's raw path, as [`Discord::send_json`].
+    async fn get_json<T: DeserializeOwned + Unpin + Send + 'static>(&self, route: &Route<'_>) -> Result<T, SendError> {
+        self.with_retries(|| self.client.request::<T>(Request::from_route(route))).await
     }
 
     /// Runs one request with a deadline per attempt, retrying 5xx answers,

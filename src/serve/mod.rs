@@ -12,6 +12,7 @@
 pub mod discord;
 pub mod gateway;
 pub mod outbox;
+mod requests;
 pub mod socket;
 
 use std::collections::{HashMap, HashSet};
@@ -122,6 +123,8 @@ pub struct Sidecar {
     approvals: ApprovalPolicy,
     /// Tool calls waiting for a decision, by approval id.
     approval_waiters: SyncMutex<HashMap<i64, Vec<ApprovalWaiter>>>,
+    /// Questions waiting for an answer, by ask id.
+    ask_waiters: SyncMutex<HashMap<i64, Vec<oneshot::Sender<requests::AskOutcome>>>>,
     /// `connecting`, `ready` or `closed`, for status.
     pub gateway_state: SyncMutex<String>,
     /// Cancelled when the sidecar should stop.
@@ -151,6 +154,7 @@ impl Sidecar {
             allowed_roles: access.roles,
             approvals: access.approvals,
             approval_waiters: SyncMutex::new(HashMap::new()),
+            ask_waiters: SyncMutex::new(HashMap::new()),
             gateway_state: SyncMutex::new("off".into()),
             shutdown: CancellationToken::new(),
         })
@@ -233,10 +237,13 @@ impl Sidecar {
         let nonce = fresh_nonce(&request.session.id, &id).to_string();
         let (done, outcome) = oneshot::channel();
         let session = &request.session;
-        let destination = if self.config.threads {
-            format!("{SESSION_PREFIX}{}", session.id)
-        } else {
-            format!("{CHANNEL_PREFIX}{channel}")
+        let destination = match &request.channel_id {
+            Some(raw) => match parse_id::<ChannelMarker>(raw) {
+                Some(named) => format!("{CHANNEL_PREFIX}{named}"),
+                None => return Err(error(ErrorCode::UnknownChannel, format!("{raw:?} is not a channel id"))),
+            },
+            None if self.config.threads => format!("{SESSION_PREFIX}{}", session.id),
+            None => format!("{CHANNEL_PREFIX}{channel}"),
         };
         let journaled = self.with_outbox(|outbox| {
             let now = now_ms();
@@ -405,6 +412,9 @@ impl Sidecar {
     /// a pending approval counts; everyone else is told why not, privately.
     pub async fn on_interaction(&self, interaction: &Interaction) {
         let Some(InteractionData::MessageComponent(data)) = &interaction.data else { return };
+        if let Some((ask_id, option)) = omp_discord_core::ask::parse_custom_id(&data.custom_id) {
+            return self.on_answer_click(interaction, ask_id, option).await;
+        }
         let Some((decision, id)) = parse_custom_id(&data.custom_id) else { return };
         let Some(discord) = &self.discord else { return };
         let Ok(approval_id) = id.parse::<i64>() else { return };
@@ -458,6 +468,49 @@ impl Sidecar {
         }
     }
 
+    /// A click on one of a question's answer buttons.
+    async fn on_answer_click(&self, interaction: &Interaction, ask_id: i64, option: usize) {
+        let (Some(discord), Some(user)) = (&self.discord, interaction.author()) else { return };
+        let roles = interaction.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
+        let private = |text: &str| serde_json::json!({ "type": 4, "data": { "content": text, "flags": 64, "allowed_mentions": { "parse": [] } } });
+        let ask = self.with_outbox(|o| o.ask(ask_id)).ok().flatten();
+        let response = match ask {
+            _ if !self.is_allowed(user.id, roles) => {
+                tracing::info!(audit = true, ask_id, user_id = %user.id, "answer refused: not on the allowlist");
+                private("Only people on this bot's allowlist can answer the agent.")
+            }
+            Some(ask) if ask.state == "pending" && option < ask.options.len() => {
+                let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
+                let choice = ask.options[option].clone();
+                let project = self
+                    .with_outbox(|o| o.session(&ask.session_id))
+                    .ok()
+                    .flatten()
+                    .map(|s| project_name(s.cwd.as_deref().unwrap_or_default()))
+                    .unwrap_or_default();
+                let headline = format!("Answered by {who}: {choice}");
+                if self.settle_ask(&ask, "answered", Some(&choice), Some(&who), &headline, &project) {
+                    // The journaled edit replaces the message too; this answer just closes the click.
+                    let mut message = serde_json::to_value(omp_discord_core::ask::settled_message(
+                        &ask.question,
+                        &headline,
+                        true,
+                        &project,
+                    ))
+                    .expect("payloads serialize");
+                    message["components"] = serde_json::json!([]);
+                    serde_json::json!({ "type": 7, "data": message })
+                } else {
+                    private("This question was already answered or has expired.")
+                }
+            }
+            _ => private("This question was already answered or has expired."),
+        };
+        if let Err(err) = discord.interaction_callback(interaction.id, &interaction.token, &response).await {
+            tracing::warn!(error = %err, "could not answer an interaction");
+        }
+    }
+
     /// A message from the gateway: if it is an allowed person's reply in a
     /// session's thread, journal it (once) and pass it to the session.
     pub async fn on_discord_message(&self, message: &Message) {
@@ -472,6 +525,15 @@ impl Sidecar {
                 audit = true, session_id, user_id = %message.author.id, message_id = %message.id,
                 "reply refused: the author is not on the allowlist"
             );
+            return;
+        }
+        let name = message.author.global_name.clone().unwrap_or_else(|| message.author.name.clone());
+        if self.answer_from_thread(&session_id, message.author.id, &name, &message.content) {
+            if let Some(discord) = &self.discord
+                && let Err(err) = discord.react(message.channel_id, message.id, "✅").await
+            {
+                tracing::debug!(error = %err, "could not react to an answer");
+            }
             return;
         }
         let text = match prepare_inbound(&message.author.name, &message.content) {
@@ -685,7 +747,10 @@ impl Sidecar {
             }
             Err(err @ SendError::Rejected { .. }) => {
                 tracing::warn!(%destination, error = %err, "discord refused a message");
-                self.finish_failed(batch, &err.to_string()).await;
+                let ServerFrame::Error { code, message, .. } = requests::error_frame(String::new(), &err) else {
+                    unreachable!("error_frame builds an error")
+                };
+                self.finish_failed_with(batch, code, &message).await;
                 true
             }
             Err(err) => {
@@ -780,15 +845,15 @@ impl Sidecar {
     }
 
     async fn finish_failed(&self, rows: &[Pending], reason: &str) {
+        self.finish_failed_with(rows, ErrorCode::DiscordRejected, reason).await;
+    }
+
+    async fn finish_failed_with(&self, rows: &[Pending], code: ErrorCode, reason: &str) {
         let now = now_ms();
         for row in rows {
             let _ = self.with_outbox(|o| o.mark_failed(row.seq, reason, now));
             self.failed.fetch_add(1, Ordering::SeqCst);
-            let frame = ServerFrame::Error {
-                id: Some(row.request_id.clone()),
-                code: ErrorCode::DiscordRejected,
-                message: reason.to_owned(),
-            };
+            let frame = ServerFrame::Error { id: Some(row.request_id.clone()), code, message: reason.to_owned() };
             self.report(row.seq, frame);
         }
         *self.last_error.lock().await = Some(reason.to_owned());
@@ -1141,6 +1206,13 @@ fn spawn_request(tasks: &TaskTracker, sidecar: &Arc<Sidecar>, tx: &mpsc::Sender<
             ClientFrame::Attach { id, .. } | ClientFrame::InboundAck { id, .. } => unhandled(id),
             ClientFrame::Approve { id, session, tool_call_id, tool, input } => {
                 sidecar.approve(id, session, tool_call_id, tool, input).await
+            }
+            ClientFrame::Read { id, channel_id, session, limit, before } => {
+                sidecar.read(id, channel_id, session, limit, before).await
+            }
+            ClientFrame::Directory { id, guild_id } => sidecar.directory(id, guild_id).await,
+            ClientFrame::Ask { id, session, ask_id, question, options, timeout_secs } => {
+                sidecar.ask(id, session, ask_id, question, options, timeout_secs).await
             }
             ClientFrame::Status { id } => ServerFrame::Status { id, status: sidecar.status().await },
             ClientFrame::Shutdown { id } => {

@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -88,6 +88,21 @@ const MIGRATIONS: &[&str] = &[
         decided_ms    INTEGER,
         UNIQUE (session_id, tool_call_id)
     );",
+    // Questions the model asked the people in a thread (`discord_ask`), and their answers.
+    "CREATE TABLE asks (
+        ask_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id   TEXT    NOT NULL,
+        call_id      TEXT    NOT NULL,
+        question     TEXT    NOT NULL,
+        options      TEXT    NOT NULL,
+        state        TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'answered', 'expired')),
+        answer       TEXT,
+        answered_by  TEXT,
+        created_ms   INTEGER NOT NULL,
+        deadline_ms  INTEGER NOT NULL,
+        answered_ms  INTEGER,
+        UNIQUE (session_id, call_id)
+    );",
 ];
 
 /// Why the outbox failed.
@@ -143,6 +158,22 @@ fn read_approval(row: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
     })
 }
 
+const ASK_COLUMNS: &str = "ask_id, session_id, question, options, state, answer, answered_by, deadline_ms";
+
+fn read_ask(row: &rusqlite::Row<'_>) -> rusqlite::Result<Ask> {
+    let options: String = row.get(3)?;
+    Ok(Ask {
+        ask_id: row.get(0)?,
+        session_id: row.get(1)?,
+        question: row.get(2)?,
+        options: serde_json::from_str(&options).unwrap_or_default(),
+        state: row.get(4)?,
+        answer: row.get(5)?,
+        answered_by: row.get(6)?,
+        deadline_ms: row.get(7)?,
+    })
+}
+
 const PENDING_COLUMNS: &str = "seq, destination, request_id, payload, nonce, attempts, batch, key, edit";
 
 fn read_pending(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
@@ -187,6 +218,27 @@ pub struct Approval {
     pub state: String,
     /// Who decided.
     pub decided_by: Option<String>,
+    /// When it expires, in ms since the epoch.
+    pub deadline_ms: i64,
+}
+
+/// A question for the people in a session's thread, and its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ask {
+    /// Its id (in the buttons' `custom_id`).
+    pub ask_id: i64,
+    /// The session.
+    pub session_id: String,
+    /// The question.
+    pub question: String,
+    /// Answers offered as buttons (empty: a free-text reply).
+    pub options: Vec<String>,
+    /// `pending`, `answered` or `expired`.
+    pub state: String,
+    /// The answer.
+    pub answer: Option<String>,
+    /// Who answered.
+    pub answered_by: Option<String>,
     /// When it expires, in ms since the epoch.
     pub deadline_ms: i64,
 }
@@ -679,6 +731,83 @@ impl Outbox {
             "UPDATE approvals SET state = ?2, decided_by = ?3, decided_ms = ?4
              WHERE approval_id = ?1 AND state = 'pending'",
             params![approval_id, state, decided_by, now_ms],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// The question asked by call `call_id` of a session, creating it
+    /// (pending, expiring at `deadline_ms`) if it does not exist; the flag
+    /// says whether it is new.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn ask_for(
+        &mut self,
+        session_id: &str,
+        call_id: &str,
+        question: &str,
+        options: &[String],
+        now_ms: i64,
+        deadline_ms: i64,
+    ) -> Result<(Ask, bool), OutboxError> {
+        let options = serde_json::to_string(options).expect("strings serialize");
+        let added = self.conn.execute(
+            "INSERT OR IGNORE INTO asks (session_id, call_id, question, options, created_ms, deadline_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![session_id, call_id, question, options, now_ms, deadline_ms],
+        )? == 1;
+        let ask = self.conn.query_row(
+            &format!("SELECT {ASK_COLUMNS} FROM asks WHERE session_id = ?1 AND call_id = ?2"),
+            [session_id, call_id],
+            read_ask,
+        )?;
+        Ok((ask, added))
+    }
+
+    /// A question by id.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn ask(&self, ask_id: i64) -> Result<Option<Ask>, OutboxError> {
+        let mut statement = self.conn.prepare_cached(&format!("SELECT {ASK_COLUMNS} FROM asks WHERE ask_id = ?1"))?;
+        let mut rows = statement.query_map([ask_id], read_ask)?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// The session's oldest pending question that takes a free-text reply.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn open_free_text_ask(&self, session_id: &str, now_ms: i64) -> Result<Option<Ask>, OutboxError> {
+        let mut statement = self.conn.prepare_cached(&format!(
+            "SELECT {ASK_COLUMNS} FROM asks WHERE session_id = ?1 AND state = 'pending' AND options = '[]'
+             AND deadline_ms > ?2 ORDER BY ask_id LIMIT 1"
+        ))?;
+        let mut rows = statement.query_map(params![session_id, now_ms], read_ask)?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// Settles a pending question (`answered` or `expired`); false when it
+    /// was no longer pending, so only the first answer counts.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn settle_ask(
+        &mut self,
+        ask_id: i64,
+        state: &str,
+        answer: Option<&str>,
+        answered_by: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool, OutboxError> {
+        let changed = self.conn.execute(
+            "UPDATE asks SET state = ?2, answer = ?3, answered_by = ?4, answered_ms = ?5
+             WHERE ask_id = ?1 AND state = 'pending'",
+            params![ask_id, state, answer, answered_by, now_ms],
         )?;
         Ok(changed == 1)
     }

@@ -49,7 +49,7 @@ pub mod limits {
 }
 
 /// A message as sent to Discord's create-message endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct MessagePayload {
     /// Plain text above the embeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,8 @@
 //!
 //! # Layout
 //!
+//! - [`ask`]: questions to the people in a session's thread, with answer buttons.
+//! - [`tools`]: the model's Discord tools: arguments to requests, answers to text.
 //! - [`approval`]: which tool calls wait for a person, and the messages with their buttons.
 //! - [`protocol`]: NDJSON frames between the shim and the sidecar, versioned.
 //! - [`embed`]: Discord's limits as constants, embed builders, payload validation.
@@ -22,6 +24,7 @@
 //! - [`report`]: message templates, safe Markdown and splitting of long output.
 
 pub mod approval;
+pub mod ask;
 pub mod embed;
 pub mod event;
 pub mod filter;
@@ -33,3 +36,4 @@ pub mod report;
 pub mod schema;
 pub mod thread;
 pub mod tool_result;
+pub mod tools;

@@ -69,6 +69,51 @@ pub enum ClientFrame {
         #[serde(default)]
         input: serde_json::Value,
     },
+    /// Read recent messages of a channel, or of the session's thread when no
+    /// channel is named (`discord_read`).
+    Read {
+        /// Request id, echoed in the answer.
+        id: String,
+        /// The channel or thread (a snowflake, as a string).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel_id: Option<String>,
+        /// The session whose thread is meant when `channel_id` is absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<SessionRef>,
+        /// How many messages, newest first (1–100).
+        #[serde(default = "default_read_limit")]
+        limit: u8,
+        /// Only messages older than this message id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
+    },
+    /// List the guilds the bot is in, each with the channels it can see
+    /// (`discord_channels`, `discord_guilds`).
+    Directory {
+        /// Request id, echoed in the answer.
+        id: String,
+        /// Only this guild (a snowflake, as a string).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        guild_id: Option<String>,
+    },
+    /// Ask the people in the session's thread a question and wait for the
+    /// first allowed answer (`discord_ask`). Asking again for the same
+    /// `ask_id` (after a reconnect) waits for the same question.
+    Ask {
+        /// Request id, echoed in the answer.
+        id: String,
+        /// The session.
+        session: SessionRef,
+        /// The caller's id for this question (OMP's tool call id), unique per session.
+        ask_id: String,
+        /// The question (Markdown).
+        question: String,
+        /// Answers offered as buttons; empty means a free-text reply in the thread.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        options: Vec<String>,
+        /// Seconds to wait for an answer.
+        timeout_secs: u64,
+    },
     /// Ask for the sidecar's state.
     Status {
         /// Request id, echoed in the answer.
@@ -117,6 +162,10 @@ pub struct NotifyRequest {
     pub session: SessionRef,
     /// The message, already built and redacted by core.
     pub message: MessagePayload,
+    /// Post to this channel (a snowflake, as a string) instead of the session's
+    /// thread (`discord_send`, `omp-discord notify --channel`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<String>,
     /// Remember the posted message under this key (e.g. the live run card),
     /// so a later `edit` with the same key replaces it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,6 +245,34 @@ pub enum ServerFrame {
         /// The text for OMP, already checked and attributed.
         text: String,
     },
+    /// Answer to [`ClientFrame::Read`]: newest first.
+    Messages {
+        /// The request id.
+        id: String,
+        /// The channel that was read.
+        channel_id: String,
+        /// The messages.
+        messages: Vec<ChannelMessage>,
+    },
+    /// Answer to [`ClientFrame::Directory`].
+    Directory {
+        /// The request id.
+        id: String,
+        /// The guilds, each with its channels.
+        guilds: Vec<GuildInfo>,
+    },
+    /// Answer to [`ClientFrame::Ask`].
+    Answer {
+        /// The request id.
+        id: String,
+        /// Whether someone answered (else it expired or could not be asked).
+        answered: bool,
+        /// The answer, or why there is none, in words.
+        text: String,
+        /// Who answered (their display name), when someone did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
+    },
     /// Answer to [`ClientFrame::Shutdown`]: the sidecar is stopping.
     ShuttingDown {
         /// The request id.
@@ -211,6 +288,56 @@ pub enum ServerFrame {
         /// What happened and what to do, for a person.
         message: String,
     },
+}
+
+fn default_read_limit() -> u8 {
+    20
+}
+
+/// One Discord message, as `discord_read` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelMessage {
+    /// The message id.
+    pub id: String,
+    /// The author's id.
+    pub author_id: String,
+    /// The author's display name.
+    pub author: String,
+    /// Whether the author is a bot (this bridge's own posts included).
+    pub bot: bool,
+    /// The text; embeds are summarised as their titles and descriptions.
+    pub content: String,
+    /// When it was posted (ISO 8601).
+    pub timestamp: String,
+}
+
+/// A guild and the channels the bot can see in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuildInfo {
+    /// The guild id.
+    pub id: String,
+    /// The guild's name.
+    pub name: String,
+    /// Its text, forum and announcement channels and active threads.
+    #[serde(default)]
+    pub channels: Vec<ChannelInfo>,
+}
+
+/// A channel as `discord_channels` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// The channel id.
+    pub id: String,
+    /// The channel's name.
+    pub name: String,
+    /// `text`, `forum`, `announcement`, `thread` or `voice`.
+    pub kind: String,
+    /// The category (or, for a thread, the channel) it sits in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// Whether this is the bridge's home channel.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub home: bool,
 }
 
 /// Stable error codes carried by [`ServerFrame::Error`].
@@ -234,6 +361,8 @@ pub enum ErrorCode {
     DiscordRejected,
     /// Discord could not be reached or kept failing.
     DiscordUnavailable,
+    /// The channel does not exist or the bot cannot see it.
+    UnknownChannel,
 }
 
 impl ErrorCode {
@@ -249,6 +378,7 @@ impl ErrorCode {
             Self::NotConfigured => "not_configured",
             Self::DiscordRejected => "discord_rejected",
             Self::DiscordUnavailable => "discord_unavailable",
+            Self::UnknownChannel => "unknown_channel",
         }
     }
 }
@@ -431,6 +561,7 @@ mod tests {
             ErrorCode::NotConfigured,
             ErrorCode::DiscordRejected,
             ErrorCode::DiscordUnavailable,
+            ErrorCode::UnknownChannel,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

@@ -67,10 +67,136 @@ pub fn discord_notify() -> ToolDefinition {
     }
 }
 
-/// Every tool the extension registers.
+/// A snowflake argument, described for the model.
+fn snowflake(description: &str) -> Value {
+    json!({ "type": "string", "pattern": "^[0-9]{1,20}$", "description": description })
+}
+
+/// `discord_send`: post plain text to a channel, or to the session's thread.
+#[must_use]
+pub fn discord_send() -> ToolDefinition {
+    ToolDefinition {
+        name: "discord_send",
+        label: "Discord send",
+        description: "Send a plain-text message to a Discord channel or thread the bot can see (ids from \
+                      discord_channels). Without channelId it goes to this session's thread. Secrets are \
+                      redacted and mentions never ping.",
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "channelId": snowflake("The channel or thread id; defaults to this session's thread."),
+                "message": {
+                    "type": "string",
+                    "description": "The text (Markdown).",
+                    "minLength": 1,
+                    "maxLength": limits::CONTENT,
+                },
+            },
+            "required": ["message"],
+        }),
+    }
+}
+
+/// `discord_read`: recent messages of a channel or of the session's thread.
+#[must_use]
+pub fn discord_read() -> ToolDefinition {
+    ToolDefinition {
+        name: "discord_read",
+        label: "Discord read",
+        description: "Read recent messages of a Discord channel or thread (oldest first). Without channelId \
+                      it reads this session's thread, where people answer and give instructions.",
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "channelId": snowflake("The channel or thread id; defaults to this session's thread."),
+                "limit": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100,
+                    "description": "How many of the newest messages (default 20).",
+                },
+                "before": snowflake("Only messages older than this message id (to page back)."),
+            },
+        }),
+    }
+}
+
+/// `discord_channels`: the guilds and channels the bot can see.
+#[must_use]
+pub fn discord_channels() -> ToolDefinition {
+    ToolDefinition {
+        name: "discord_channels",
+        label: "Discord channels",
+        description: "List the Discord servers (guilds) the bot is in and the channels it can see in each, \
+                      with their ids, for discord_send and discord_read.",
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "guildId": snowflake("Only this server."),
+            },
+        }),
+    }
+}
+
+/// `discord_guilds`: the guilds the bot is in (MCP mode; the extension has `discord_channels`).
+#[must_use]
+pub fn discord_guilds() -> ToolDefinition {
+    ToolDefinition {
+        name: "discord_guilds",
+        label: "Discord guilds",
+        description: "List the Discord servers (guilds) the bot is in, with their ids.",
+        parameters: json!({ "type": "object", "properties": {} }),
+    }
+}
+
+/// `discord_ask`: ask the people in the session's thread and wait for an answer.
+#[must_use]
+pub fn discord_ask() -> ToolDefinition {
+    ToolDefinition {
+        name: "discord_ask",
+        label: "Discord ask",
+        description: "Ask the people following this session in Discord a question and wait for the first \
+                      answer from someone allowed to drive the session. Offer options to show buttons; \
+                      without options they reply in the thread. Use it when you cannot go on without them.",
+        parameters: json!({
+            "type": "object",
+            "properties": {
+                "question": {
+                    "type": "string",
+                    "description": "The question (Markdown).",
+                    "minLength": 1,
+                    "maxLength": crate::ask::MAX_QUESTION_CHARS,
+                },
+                "options": {
+                    "type": "array",
+                    "description": "Answers to offer as buttons (optional).",
+                    "maxItems": crate::ask::MAX_OPTIONS,
+                    "items": { "type": "string", "minLength": 1, "maxLength": crate::ask::MAX_OPTION_CHARS },
+                },
+                "timeoutSeconds": {
+                    "type": "integer",
+                    "minimum": 10,
+                    "maximum": crate::tools::MAX_ASK_SECS,
+                    "description": "How long to wait (default 600 s).",
+                },
+            },
+            "required": ["question"],
+        }),
+    }
+}
+
+/// Every tool the OMP extension registers.
 #[must_use]
 pub fn all_tools() -> Vec<ToolDefinition> {
-    vec![discord_notify()]
+    vec![discord_notify(), discord_send(), discord_read(), discord_channels(), discord_ask()]
+}
+
+/// Every tool `omp-discord mcp` serves: the extension's, plus `discord_guilds`.
+#[must_use]
+pub fn mcp_tools() -> Vec<ToolDefinition> {
+    let mut tools = all_tools();
+    tools.push(discord_guilds());
+    tools
 }
 
 #[cfg(test)]
@@ -93,7 +219,7 @@ mod tests {
 
     #[test]
     fn tool_names_are_discord_snake_case() {
-        for tool in all_tools() {
+        for tool in mcp_tools() {
             assert!(tool.name.starts_with("discord_"));
             assert!(tool.name.chars().all(|c| c.is_ascii_lowercase() || c == '_'));
         }

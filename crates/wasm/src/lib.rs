@@ -2,7 +2,7 @@
 //! extension shim. Each export decodes its input, calls core, and encodes the
 //! result; no decision is made here.
 
-use omp_discord_core::{approval, embed, filter, paths, protocol, redact, schema, tool_result};
+use omp_discord_core::{approval, embed, filter, paths, protocol, redact, schema, tool_result, tools};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_wasm_bindgen::Serializer;
@@ -33,6 +33,37 @@ pub fn protocol_version() -> u32 {
 #[wasm_bindgen(js_name = toolDefinitions)]
 pub fn tool_definitions() -> Result<JsValue, JsError> {
     to_js(&schema::all_tools())
+}
+
+/// The sidecar request for one tool call: `(tool, params, session, callId,
+/// project) -> ClientFrame` with an empty `id` for the connection to set.
+///
+/// # Errors
+///
+/// An unknown tool or unusable arguments, with a message for the model.
+#[wasm_bindgen(js_name = toolRequest)]
+pub fn tool_request(
+    tool: &str,
+    params: JsValue,
+    session: JsValue,
+    call_id: &str,
+    project: &str,
+) -> Result<JsValue, JsError> {
+    let params: serde_json::Value = from_js(params)?;
+    let session: protocol::SessionRef = from_js(session)?;
+    let frame = tools::tool_request(tool, &params, &session, call_id, project).map_err(|e| JsError::new(&e.0))?;
+    to_js(&frame)
+}
+
+/// What the model reads of the sidecar's answer: `(tool, ServerFrame) -> {text, isError}`.
+///
+/// # Errors
+///
+/// When `frame` is not a server frame.
+#[wasm_bindgen(js_name = toolAnswer)]
+pub fn tool_answer(tool: &str, frame: JsValue) -> Result<JsValue, JsError> {
+    let frame: protocol::ServerFrame = from_js(frame)?;
+    to_js(&tools::tool_answer(tool, &frame))
 }
 
 /// Builds the message for a `discord_notify` call: `(params, project) -> MessagePayload`.
