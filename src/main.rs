@@ -160,8 +160,10 @@ async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpLis
         }
         Err(err) => return Err(err.into()),
     };
-    if config.token.is_none() {
-        tracing::warn!("no Discord token configured; requests will be answered with not_configured");
+    match (&config.token, &config.webhook) {
+        (None, None) => tracing::warn!("no Discord token or webhook configured; requests get not_configured"),
+        (None, Some(_)) => tracing::info!("webhook-only mode: posting through the webhook, no gateway"),
+        _ => {}
     }
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;

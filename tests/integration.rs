@@ -10,3 +10,4 @@ mod outbox;
 mod sidecar;
 mod tools;
 mod util;
+mod webhook;

@@ -345,11 +345,26 @@ pub fn process_alive(pid: u32) -> bool {
 
 /// POSTs JSON to the emulator's control API (`/_emulator/...`) and returns the JSON answer.
 pub async fn emulator_post(emulator: &Emulator, path: &str, body: &Value) -> Value {
+    let (status, answer) = emulator_request(emulator, "POST", path, None, Some(body)).await;
+    assert!((200..300).contains(&status), "{path} answered {status}: {answer}");
+    answer
+}
+
+/// One HTTP request to the emulator (`authorization`: e.g. `Bot <token>`);
+/// returns the status and the JSON body (`Null` when empty).
+pub async fn emulator_request(
+    emulator: &Emulator,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     use tokio::io::AsyncReadExt;
     let mut stream = tokio::net::TcpStream::connect(emulator.addr()).await.expect("the emulator listens");
-    let body = body.to_string();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let auth = authorization.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         emulator.addr(),
         body.len()
     );
@@ -357,6 +372,6 @@ pub async fn emulator_post(emulator: &Emulator, path: &str, body: &Value) -> Val
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 2"), "{path} answered {head}: {body}");
-    serde_json::from_str(body).unwrap_or(Value::Null)
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }

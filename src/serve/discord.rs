@@ -16,7 +16,7 @@ use twilight_model::channel::{Channel, Message};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, MessageMarker, UserMarker};
 
-use crate::config::{ApiBase, Token};
+use crate::config::{ApiBase, Token, Webhook};
 
 /// Attempts per request (the first plus retries) for 5xx answers and timeouts.
 const MAX_ATTEMPTS: u32 = 4;
@@ -65,27 +65,27 @@ impl SendError {
     }
 }
 
-/// The sidecar's Discord REST client.
+/// The sidecar's Discord REST client: a bot's, or a webhook's in the
+/// webhook-only mode (which can post and edit its own messages, nothing else).
 #[derive(Debug)]
 pub struct Discord {
     client: twilight_http::Client,
+    webhook: Option<Webhook>,
 }
 
 impl Discord {
     /// Builds a client for `token`, pointed at `api`.
     pub fn new(token: &Token, api: &ApiBase) -> Self {
-        let mut builder = twilight_http::Client::builder()
-            .token(token.expose().to_owned())
-            .timeout(ATTEMPT_TIMEOUT)
-            // A 401 is reported and the token can be fixed without a restart.
-            .remember_invalid_token(false);
-        if let Some(proxy) = &api.proxy {
-            builder = builder.proxy(proxy.clone(), api.plain_http);
-        }
-        Self { client: builder.build() }
+        Self { client: client(Some(token), api), webhook: None }
     }
 
-    /// Posts `payload` to `channel` (a channel or a thread). The nonce makes a
+    /// Builds a client that posts through `webhook` (no bot token).
+    pub fn for_webhook(webhook: Webhook, api: &ApiBase) -> Self {
+        Self { client: client(None, api), webhook: Some(webhook) }
+    }
+
+    /// Posts `payload` to `channel` (a channel or a thread; a webhook posts to
+    /// its own channel) and returns where the message is. The nonce makes a
     /// retried post return the first message instead of posting twice.
     ///
     /// # Errors
@@ -96,7 +96,10 @@ impl Discord {
         channel: Id<ChannelMarker>,
         payload: &MessagePayload,
         nonce: u64,
-    ) -> Result<Id<MessageMarker>, SendError> {
+    ) -> Result<(Id<ChannelMarker>, Id<MessageMarker>), SendError> {
+        if let Some(webhook) = &self.webhook {
+            return self.execute_webhook(webhook, payload).await;
+        }
         let mut body = serde_json::to_value(payload).expect("payloads serialize");
         body["nonce"] = Value::String(nonce.to_string());
         body["enforce_nonce"] = Value::Bool(true);
@@ -104,7 +107,7 @@ impl Discord {
         body["allowed_mentions"] = serde_json::json!({ "parse": [] });
         // twilight's typed builder has no `enforce_nonce`; the raw request keeps its rate limiter.
         let message: Message = self.send_json(&Route::CreateMessage { channel_id: channel.get() }, &body).await?;
-        Ok(message.id)
+        Ok((channel, message.id))
     }
 
     /// Replaces the text, embeds and components of a message the bot posted.
@@ -127,10 +130,38 @@ impl Discord {
         if body.get("components").is_none() {
             body["components"] = Value::Array(Vec::new());
         }
-        let _: Message = self
-            .send_json(&Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() }, &body)
-            .await?;
+        let route = match &self.webhook {
+            Some(webhook) => Route::UpdateWebhookMessage {
+                message_id: message.get(),
+                thread_id: None,
+                token: webhook.token(),
+                webhook_id: webhook.id.get(),
+            },
+            None => Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() },
+        };
+        let _: Message = self.send_json(&route, &body).await?;
         Ok(())
+    }
+
+    /// Posts through the webhook and waits for the message (`?wait=true`).
+    /// Webhooks take no nonce: a crash between the post and its record can
+    /// post a message twice in this mode (never lose one).
+    async fn execute_webhook(
+        &self,
+        webhook: &Webhook,
+        payload: &MessagePayload,
+    ) -> Result<(Id<ChannelMarker>, Id<MessageMarker>), SendError> {
+        let mut body = serde_json::to_value(payload).expect("payloads serialize");
+        body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+        let route = Route::ExecuteWebhook {
+            thread_id: None,
+            token: webhook.token(),
+            wait: Some(true),
+            with_components: None,
+            webhook_id: webhook.id.get(),
+        };
+        let message: Message = self.send_json(&route, &body).await?;
+        Ok((message.channel_id, message.id))
     }
 
     /// Answers an interaction (within its 3 s, once).
@@ -293,6 +324,20 @@ impl Discord {
         }
         Err(SendError::Unavailable { attempts: MAX_ATTEMPTS, last })
     }
+}
+
+fn client(token: Option<&Token>, api: &ApiBase) -> twilight_http::Client {
+    let mut builder = twilight_http::Client::builder()
+        .timeout(ATTEMPT_TIMEOUT)
+        // A 401 is reported and the token can be fixed without a restart.
+        .remember_invalid_token(false);
+    if let Some(token) = token {
+        builder = builder.token(token.expose().to_owned());
+    }
+    if let Some(proxy) = &api.proxy {
+        builder = builder.proxy(proxy.clone(), api.plain_http);
+    }
+    builder.build()
 }
 
 /// A request that must not be repeated (a reaction, an interaction's one

@@ -42,6 +42,8 @@ use twilight_model::id::marker::ChannelMarker;
 /// Outbox destinations: a session (its thread) or a plain channel.
 const SESSION_PREFIX: &str = "session:";
 const CHANNEL_PREFIX: &str = "channel:";
+/// The one destination of the webhook-only mode: the webhook's channel.
+const WEBHOOK_DESTINATION: &str = "webhook";
 /// Discord's "Unknown Channel" error code.
 const UNKNOWN_CHANNEL: u64 = 10_003;
 /// Discord's "Unknown Message" error code.
@@ -96,7 +98,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Sidecar {
     config: Config,
+    /// The bot's client, when a token is configured.
     discord: Option<Discord>,
+    /// The webhook-only mode's client (no token, a webhook URL): posts and edits only.
+    webhook: Option<Discord>,
     started: Instant,
     clients: AtomicUsize,
     in_flight: AtomicUsize,
@@ -135,9 +140,14 @@ impl Sidecar {
     /// Creates the state for `config`, with its outbox and allowlist.
     pub fn new(config: Config, outbox: Outbox, access: Access) -> Arc<Self> {
         let discord = config.token.as_ref().map(|token| Discord::new(token, &config.api));
+        let webhook = match (&discord, &config.webhook) {
+            (None, Some(webhook)) => Some(Discord::for_webhook(webhook.clone(), &config.api)),
+            _ => None,
+        };
         Arc::new(Self {
             config,
             discord,
+            webhook,
             started: Instant::now(),
             clients: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
@@ -160,6 +170,11 @@ impl Sidecar {
         })
     }
 
+    /// The client that delivers the outbox: the bot's, else the webhook's.
+    fn client(&self) -> Option<&Discord> {
+        self.discord.as_ref().or(self.webhook.as_ref())
+    }
+
     fn is_idle(&self) -> bool {
         self.clients.load(Ordering::SeqCst) == 0 && self.in_flight.load(Ordering::SeqCst) == 0
     }
@@ -174,6 +189,7 @@ impl Sidecar {
             "uptime_secs": self.started.elapsed().as_secs(),
             "socket": self.config.socket.display().to_string(),
             "token_configured": self.config.token.is_some(),
+            "mode": if self.discord.is_some() { "bot" } else if self.webhook.is_some() { "webhook" } else { "unconfigured" },
             "home_channel_id": self.config.home_channel.map(|id| id.to_string()),
             "clients": self.clients.load(Ordering::SeqCst),
             "in_flight": self.in_flight.load(Ordering::SeqCst),
@@ -219,13 +235,18 @@ impl Sidecar {
     fn accept(&self, request: NotifyRequest, host: &str) -> Result<(i64, oneshot::Receiver<ServerFrame>), ServerFrame> {
         let id = request.id.clone();
         let error = |code, message: String| ServerFrame::Error { id: Some(id.clone()), code, message };
-        let (Some(_), Some(channel)) = (&self.discord, self.config.home_channel) else {
-            return Err(error(
-                ErrorCode::NotConfigured,
-                "omp-discord serve has no Discord bot token or home channel: set OMP_DISCORD_TOKEN and \
-                 OMP_DISCORD_CHANNEL_ID, then restart it (`omp-discord stop`)"
-                    .to_owned(),
-            ));
+        let home = match (&self.discord, self.config.home_channel) {
+            (Some(_), Some(channel)) => Some(channel),
+            _ if self.webhook.is_some() => None,
+            _ => {
+                return Err(error(
+                    ErrorCode::NotConfigured,
+                    "omp-discord serve has no Discord bot token and home channel, nor a webhook: set \
+                     OMP_DISCORD_TOKEN and OMP_DISCORD_CHANNEL_ID (or OMP_DISCORD_WEBHOOK_URL), then restart it \
+                     (`omp-discord stop`)"
+                        .to_owned(),
+                ));
+            }
         };
         let mut payload = request.message;
         // The shim redacted already; redact again so no client can bypass it.
@@ -237,13 +258,22 @@ impl Sidecar {
         let nonce = fresh_nonce(&request.session.id, &id).to_string();
         let (done, outcome) = oneshot::channel();
         let session = &request.session;
-        let destination = match &request.channel_id {
-            Some(raw) => match parse_id::<ChannelMarker>(raw) {
+        let destination = match (&request.channel_id, home) {
+            (Some(_), None) => {
+                return Err(error(
+                    ErrorCode::NotConfigured,
+                    "the webhook-only mode posts only to its webhook's channel; posting to other channels needs \
+                     a bot token (OMP_DISCORD_TOKEN)"
+                        .to_owned(),
+                ));
+            }
+            (None, None) => WEBHOOK_DESTINATION.to_owned(),
+            (Some(raw), Some(_)) => match parse_id::<ChannelMarker>(raw) {
                 Some(named) => format!("{CHANNEL_PREFIX}{named}"),
                 None => return Err(error(ErrorCode::UnknownChannel, format!("{raw:?} is not a channel id"))),
             },
-            None if self.config.threads => format!("{SESSION_PREFIX}{}", session.id),
-            None => format!("{CHANNEL_PREFIX}{channel}"),
+            (None, Some(_)) if self.config.threads => format!("{SESSION_PREFIX}{}", session.id),
+            (None, Some(channel)) => format!("{CHANNEL_PREFIX}{channel}"),
         };
         let journaled = self.with_outbox(|outbox| {
             let now = now_ms();
@@ -313,6 +343,7 @@ impl Sidecar {
         payload: &MessagePayload,
     ) -> Result<(), OutboxError> {
         let destination = match self.config.home_channel {
+            _ if self.webhook.is_some() => WEBHOOK_DESTINATION.to_owned(),
             Some(home) if !self.config.threads => format!("{CHANNEL_PREFIX}{home}"),
             _ => format!("{SESSION_PREFIX}{session_id}"),
         };
@@ -634,7 +665,7 @@ impl Sidecar {
                     }
                 };
                 let nonce = session.starter_nonce.parse().unwrap_or_default();
-                let id = discord.create_message(home, payload, nonce).await?;
+                let (_, id) = discord.create_message(home, payload, nonce).await?;
                 self.with_outbox(|o| o.set_starter(session_id, &id.to_string())).map_err(record)?;
                 (id, starter.is_some())
             }
@@ -718,6 +749,9 @@ impl Sidecar {
             }
         } else if let Some(channel) = destination.strip_prefix(CHANNEL_PREFIX).and_then(parse_id) {
             Ok(channel)
+        } else if destination == WEBHOOK_DESTINATION {
+            // The webhook posts to its own channel; Discord's answer says which.
+            Ok(Id::new(u64::MAX))
         } else {
             self.finish_failed(batch, "unknown destination").await;
             return true;
@@ -841,7 +875,7 @@ impl Sidecar {
                 Err(err) => return Err(err),
             }
         }
-        discord.create_message(channel, message, nonce).await.map(|id| (channel, id))
+        discord.create_message(channel, message, nonce).await
     }
 
     async fn finish_failed(&self, rows: &[Pending], reason: &str) {
@@ -874,7 +908,7 @@ fn coalesce_all(payloads: &[MessagePayload]) -> MessagePayload {
 /// backoff) without holding up the others. On shutdown, sends in flight get
 /// a grace period to finish and be recorded.
 pub async fn deliver(sidecar: Arc<Sidecar>) {
-    if sidecar.discord.is_none() {
+    if sidecar.client().is_none() {
         return;
     }
     let workers = TaskTracker::new();
@@ -913,7 +947,7 @@ pub async fn deliver(sidecar: Arc<Sidecar>) {
 }
 
 async fn destination_worker(sidecar: Arc<Sidecar>, destination: String) {
-    let discord = sidecar.discord.as_ref().expect("workers run only with a Discord client");
+    let discord = sidecar.client().expect("workers run only with a Discord client");
     let mut pause = RETRY_PAUSE;
     loop {
         if sidecar.shutdown.is_cancelled() {
