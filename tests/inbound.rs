@@ -8,8 +8,11 @@ use omp_discord_emulator::{DEFAULT_GUEST_USER_ID, DEFAULT_OWNER_USER_ID};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
+use omp_discord_core::embed::{Notification, build_notification};
+use omp_discord_core::protocol::{ClientFrame, NotifyRequest, ServerFrame, SessionRef, encode_frame};
+
 use crate::util::{
-    Plugin, Sidecar, TestDir, emulator, omp_command, sidecar_env, thread_messages, thread_starts, wait_for,
+    Client, Plugin, Sidecar, TestDir, emulator, omp_command, sidecar_env, thread_messages, thread_starts, wait_for,
 };
 
 /// Descriptions of the run summaries in `thread`, oldest first.
@@ -81,5 +84,84 @@ async fn an_allowed_reply_in_the_thread_starts_a_run_and_others_are_ignored() {
 
     drop(stdin);
     let _ = tokio::time::timeout(Duration::from_secs(10), omp.wait()).await;
+    sidecar.terminate().await;
+}
+
+/// Attaches `session` on a fresh connection and collects inbound texts until `count` arrived
+/// (acknowledging each, as the shim does, until the sidecar confirmed the acknowledgements).
+async fn collect_inbound(socket: &std::path::Path, session: &SessionRef, count: usize) -> Vec<String> {
+    let mut client = Client::greeted(socket).await;
+    let attach = ClientFrame::Attach { id: "a".into(), session: session.clone() };
+    client.send_raw(encode_frame(&attach).as_bytes()).await;
+    let mut texts = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut acked = 0;
+    while acked < count {
+        let frame = tokio::time::timeout_at(deadline, client.read()).await.expect("the replies within 30 s");
+        match frame {
+            Some(ServerFrame::Inbound { message_id, text, .. }) => {
+                texts.push(text);
+                let ack = ClientFrame::InboundAck { id: format!("ack-{message_id}"), message_id };
+                client.send_raw(encode_frame(&ack).as_bytes()).await;
+            }
+            Some(ServerFrame::Ok { id }) if id.starts_with("ack-") => acked += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(texts.len(), count, "{texts:?}");
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_missed_by_the_gateway_are_caught_up_once_and_in_order() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let session = SessionRef { id: "catch-up".into(), cwd: Some("/w/catch-up".into()), prompt: None };
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = Client::greeted(&dir.socket()).await;
+    let payload = build_notification(&Notification { message: "open the thread".into(), ..Default::default() }, "p");
+    let notify = ClientFrame::Notify(NotifyRequest {
+        id: "n1".into(),
+        session: session.clone(),
+        message: payload,
+        channel_id: None,
+        key: None,
+        edit: false,
+    });
+    let (_, delivered) = client.notify(&notify).await;
+    assert!(matches!(delivered, ServerFrame::Delivered { .. }), "{delivered:?}");
+    let thread: u64 = thread_starts(&emulator)[0]["response"]["id"].as_str().unwrap().parse().unwrap();
+    let state = emulator.state();
+    let say = |text: &str| state.inject_message(thread, DEFAULT_OWNER_USER_ID, &json!({ "content": text })).unwrap();
+    say("live one");
+    assert_eq!(collect_inbound(&dir.socket(), &session, 1).await.len(), 1);
+
+    // A gap the gateway cannot resume: the session is invalidated, and what is said
+    // before the bot identifies again is never dispatched to it.
+    state.set_faults(&json!({ "gateway": { "action": "invalid_session", "resumable": false } })).unwrap();
+    wait_for("the gateway session to be gone", Duration::from_secs(10), || {
+        (state.snapshot()["gateway"]["sessions"].as_u64() == Some(0)).then_some(())
+    })
+    .await;
+    for n in 1..=3 {
+        say(&format!("during the gap {n}"));
+    }
+    let texts = collect_inbound(&dir.socket(), &session, 3).await;
+    assert!(texts.iter().zip(1..).all(|(t, n)| t.ends_with(&format!("during the gap {n}"))), "{texts:?}");
+
+    // The sidecar is down while people write; a new one catches up on start.
+    drop(client);
+    sidecar.terminate().await;
+    for n in 1..=3 {
+        say(&format!("while down {n}"));
+    }
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let texts = collect_inbound(&dir.socket(), &session, 3).await;
+    assert!(texts.iter().zip(1..).all(|(t, n)| t.ends_with(&format!("while down {n}"))), "{texts:?}");
+
+    // Every reply was journaled once, whatever path it came by.
+    let log = sidecar.log();
+    assert_eq!(log.matches("reply accepted").count(), 3, "{log}");
     sidecar.terminate().await;
 }

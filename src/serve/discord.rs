@@ -249,6 +249,29 @@ impl Discord {
         self.get_json(&route).await
     }
 
+    /// Up to `limit` (1–100) of a channel's messages newer than `after`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::channel_messages`].
+    pub async fn channel_messages_after(
+        &self,
+        channel: Id<ChannelMarker>,
+        after: Id<MessageMarker>,
+        limit: u8,
+    ) -> Result<Vec<Message>, SendError> {
+        let route = Route::GetMessages {
+            after: Some(after.get()),
+            around: None,
+            before: None,
+            channel_id: channel.get(),
+            limit: Some(u16::from(limit.clamp(1, 100))),
+        };
+        let mut messages: Vec<Message> = self.get_json(&route).await?;
+        messages.sort_by_key(|m| m.id);
+        Ok(messages)
+    }
+
     /// The guilds the bot is in (the first 200, more than any bridge needs).
     ///
     /// # Errors

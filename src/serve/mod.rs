@@ -86,6 +86,10 @@ pub async fn learn_owner(sidecar: Arc<Sidecar>) {
     }
 }
 
+/// Sessions seen within this window are caught up on after a gateway gap.
+const BACKFILL_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+/// At most this many sessions are caught up on.
+const BACKFILL_SESSIONS: usize = 50;
 /// How long a destination rests after Discord was unreachable, doubling up to the max.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
@@ -558,8 +562,23 @@ impl Sidecar {
             );
             return;
         }
+        // Seen live and again when catching up: only the first counts.
+        if self.with_outbox(|o| o.inbound_known(message.id.get())).unwrap_or(false) {
+            return;
+        }
         let name = message.author.global_name.clone().unwrap_or_else(|| message.author.name.clone());
         if self.answer_from_thread(&session_id, message.author.id, &name, &message.content) {
+            // Journaled as taken, so catching up later does not hand it to OMP as a reply.
+            let answer = Inbound {
+                message_id: message.id.get(),
+                session_id: session_id.clone(),
+                author_id: message.author.id.to_string(),
+                text: "[an answer to the agent's question]".into(),
+            };
+            let _ = self.with_outbox(|o| {
+                o.record_inbound(&answer, now_ms())?;
+                o.ack_inbound(answer.message_id, now_ms())
+            });
             if let Some(discord) = &self.discord
                 && let Err(err) = discord.react(message.channel_id, message.id, "✅").await
             {
@@ -593,6 +612,44 @@ impl Sidecar {
         if let Some(tx) = tx {
             let _ = tx.send(inbound_frame(inbound)).await;
         }
+    }
+
+    /// Catches up on replies the gateway could not replay (after a gap it
+    /// could not resume, or a sidecar restart): reads each recent session's
+    /// thread from the newest message already taken, oldest first, through
+    /// the same path as live messages (which skips those already journaled).
+    pub async fn backfill(&self) {
+        let Some(discord) = &self.discord else { return };
+        let since = now_ms() - BACKFILL_WINDOW_MS;
+        let cursors = match self.with_outbox(|o| o.backfill_cursors(since, BACKFILL_SESSIONS)) {
+            Ok(cursors) => cursors,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the sessions to catch up on");
+                return;
+            }
+        };
+        let mut seen = 0usize;
+        for (thread, after) in cursors {
+            let (Some(thread), Some(mut after)) = (Id::new_checked(thread), Id::new_checked(after)) else { continue };
+            loop {
+                let page = match discord.channel_messages_after(thread, after, 100).await {
+                    Ok(page) => page,
+                    Err(err) => {
+                        tracing::warn!(thread_id = %thread, error = %err, "cannot catch up on a thread");
+                        break;
+                    }
+                };
+                for message in &page {
+                    self.on_discord_message(message).await;
+                    after = message.id;
+                }
+                seen += page.len();
+                if page.len() < 100 {
+                    break;
+                }
+            }
+        }
+        tracing::info!(messages = seen, "caught up on session threads");
     }
 
     /// The session's shim handed a reply to OMP: never send it again, and

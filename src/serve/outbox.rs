@@ -595,6 +595,33 @@ impl Outbox {
         ids.iter().filter_map(|id| self.session(id).transpose()).collect()
     }
 
+    /// Where to catch up after a gap the gateway could not replay: for each
+    /// session seen since `since_ms` that has a thread, the thread and the
+    /// newest message already taken from it (the thread's own id when none,
+    /// since every message in it is newer), most recent sessions first.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn backfill_cursors(&self, since_ms: i64, limit: usize) -> Result<Vec<(u64, u64)>, OutboxError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT s.thread_id, (SELECT MAX(message_id) FROM inbound i WHERE i.session_id = s.session_id)
+             FROM sessions s WHERE s.thread_id IS NOT NULL AND s.last_seen_ms >= ?1
+             ORDER BY s.last_seen_ms DESC LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![since_ms, i64::try_from(limit).unwrap_or(i64::MAX)], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, Option<i64>>(1)?))
+        })?;
+        let mut cursors = Vec::new();
+        for row in rows {
+            let (thread, newest) = row?;
+            let Ok(thread) = thread.parse::<u64>() else { continue };
+            let newest = newest.and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+            cursors.push((thread, newest.max(thread)));
+        }
+        Ok(cursors)
+    }
+
     /// The session whose thread is `thread_id`.
     ///
     /// # Errors
@@ -625,6 +652,16 @@ impl Outbox {
             ],
         )?;
         Ok(added == 1)
+    }
+
+    /// Whether a Discord message was already taken (as a reply or an answer).
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn inbound_known(&self, message_id: u64) -> Result<bool, OutboxError> {
+        let mut statement = self.conn.prepare_cached("SELECT 1 FROM inbound WHERE message_id = ?1")?;
+        Ok(statement.exists([i64::try_from(message_id).unwrap_or(i64::MAX)])?)
     }
 
     /// Replies a session has not acknowledged yet, in Discord's order.
