@@ -15,6 +15,9 @@ type ToolDefinition = { name: string; label: string; description: string; parame
 /** The extension API of each session in this process, to hand it replies from Discord. */
 const sessionApis = new Map<string, ExtensionAPI>();
 
+/** The latest context of each session in this process, to abort its run from Discord. */
+const sessionContexts = new Map<string, ExtensionContext>();
+
 /** Each session's event filter and run card (state kept in wasm). */
 const reporters = new Map<string, wasm.Reporter>();
 
@@ -57,6 +60,7 @@ const sessionRefs = new Map<string, ReturnType<typeof sessionOf>>();
 
 function reporterFor(ctx: ExtensionContext): wasm.Reporter {
 	const session = sessionOf(ctx);
+	sessionContexts.set(session.id, ctx);
 	sessionRefs.set(session.id, session);
 	let reporter = reporters.get(session.id);
 	if (!reporter) {
@@ -188,6 +192,7 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 				if (type === "session_shutdown") {
 					reporters.get(sessionId(ctx))?.free();
 					reporters.delete(sessionId(ctx));
+					sessionContexts.delete(sessionId(ctx));
 				}
 			} catch (err) {
 				if (ctx.hasUI) ctx.ui.notify(`omp-discord: ${err instanceof Error ? err.message : String(err)}`, "warning");
@@ -206,6 +211,14 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 			return; // Not acknowledged: the sidecar offers it again on the next attach.
 		}
 		void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
+	});
+
+	sidecar().onControl((frame) => {
+		if (frame.action !== "abort") return;
+		const ctx = sessionContexts.get(frame.session_id);
+		try {
+			if (ctx && !ctx.isIdle()) ctx.abort();
+		} catch {}
 	});
 
 	pi.on("tool_call", async (event, ctx) => {

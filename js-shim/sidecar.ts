@@ -23,6 +23,7 @@ export type ServerFrame =
 	| { type: "messages"; id: string; channel_id: string; messages: unknown[] }
 	| { type: "directory"; id: string; guilds: unknown[] }
 	| { type: "answer"; id: string; answered: boolean; text: string; by?: string }
+	| { type: "control"; session_id: string; action: "abort" }
 	| { type: "error"; id?: string; code: string; message: string };
 
 /**
@@ -77,6 +78,12 @@ class SidecarClient {
 	/** Requests that are done once journaled (`accepted`), not delivered. */
 	private doneWhenAccepted = new Set<string>();
 	private inboundHandler: ((frame: Extract<ServerFrame, { type: "inbound" }>) => void) | undefined;
+	private controlHandler: ((frame: Extract<ServerFrame, { type: "control" }>) => void) | undefined;
+
+	/** Receives `/omp abort` and the like for attached sessions. */
+	onControl(handler: (frame: Extract<ServerFrame, { type: "control" }>) => void): void {
+		this.controlHandler = handler;
+	}
 
 	/** Receives replies written in the threads of attached sessions. */
 	onInbound(handler: (frame: Extract<ServerFrame, { type: "inbound" }>) => void): void {
@@ -194,6 +201,8 @@ class SidecarClient {
 					}
 					if (frame.type === "inbound") {
 						this.inboundHandler?.(frame);
+					} else if (frame.type === "control") {
+						this.controlHandler?.(frame);
 					} else if (frame.type === "accepted") {
 						// Journaled: the final answer (delivered or error) follows.
 						this.accepted.add(frame.id);

@@ -8,6 +8,7 @@ mod omp;
 mod ops;
 mod outbox;
 mod sidecar;
+mod slash;
 mod tools;
 mod util;
 mod webhook;

@@ -272,6 +272,22 @@ impl Discord {
         Ok(messages)
     }
 
+    /// Replaces the application's commands in `guild` with `commands` (Discord's bulk overwrite).
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn set_guild_commands(
+        &self,
+        application: Id<twilight_model::id::marker::ApplicationMarker>,
+        guild: Id<twilight_model::id::marker::GuildMarker>,
+        commands: &Value,
+    ) -> Result<(), SendError> {
+        let route = Route::SetGuildCommands { application_id: application.get(), guild_id: guild.get() };
+        let _: Value = self.send_json(&route, commands).await?;
+        Ok(())
+    }
+
     /// The guilds the bot is in (the first 200, more than any bridge needs).
     ///
     /// # Errors

@@ -40,6 +40,8 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
             Some(Ok(Event::Ready(ready))) => {
                 tracing::info!(session_id = %ready.session_id, guilds = ready.guilds.len(), "gateway ready");
                 *sidecar.gateway_state.lock().expect("gateway state lock") = "ready".into();
+                let guilds = ready.guilds.iter().map(|g| g.id).collect();
+                tokio::spawn(super::slash::register(sidecar.clone(), ready.application.id, guilds));
                 // A new gateway session replays nothing: read what was missed before
                 // taking further events, so each session's replies stay in order.
                 sidecar.backfill().await;

@@ -13,6 +13,7 @@ pub mod discord;
 pub mod gateway;
 pub mod outbox;
 mod requests;
+mod slash;
 pub mod socket;
 
 use std::collections::{HashMap, HashSet};
@@ -446,6 +447,10 @@ impl Sidecar {
     /// A button click from the gateway: an allowed person's first decision on
     /// a pending approval counts; everyone else is told why not, privately.
     pub async fn on_interaction(&self, interaction: &Interaction) {
+        if let Some(InteractionData::ApplicationCommand(data)) = &interaction.data {
+            let data = serde_json::to_value(data).unwrap_or_default();
+            return self.on_command(interaction, data).await;
+        }
         let Some(InteractionData::MessageComponent(data)) = &interaction.data else { return };
         if let Some((ask_id, option)) = omp_discord_core::ask::parse_custom_id(&data.custom_id) {
             return self.on_answer_click(interaction, ask_id, option).await;

@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -103,6 +103,8 @@ const MIGRATIONS: &[&str] = &[
         answered_ms  INTEGER,
         UNIQUE (session_id, call_id)
     );",
+    // Small facts the sidecar remembers (e.g. the hash of the registered slash commands).
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
 /// Why the outbox failed.
@@ -652,6 +654,27 @@ impl Outbox {
             ],
         )?;
         Ok(added == 1)
+    }
+
+    /// A remembered fact.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, OutboxError> {
+        let mut statement = self.conn.prepare_cached("SELECT value FROM meta WHERE key = ?1")?;
+        let mut rows = statement.query_map([key], |row| row.get(0))?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// Remembers a fact.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), OutboxError> {
+        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", [key, value])?;
+        Ok(())
     }
 
     /// Whether a Discord message was already taken (as a reply or an answer).

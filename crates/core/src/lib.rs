@@ -9,6 +9,7 @@
 //! # Layout
 //!
 //! - [`ask`]: questions to the people in a session's thread, with answer buttons.
+//! - [`commands`]: the `/omp` slash command: definition, parsing, replies.
 //! - [`tools`]: the model's Discord tools: arguments to requests, answers to text.
 //! - [`approval`]: which tool calls wait for a person, and the messages with their buttons.
 //! - [`protocol`]: NDJSON frames between the shim and the sidecar, versioned.
@@ -25,6 +26,7 @@
 
 pub mod approval;
 pub mod ask;
+pub mod commands;
 pub mod embed;
 pub mod event;
 pub mod filter;

@@ -273,6 +273,13 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
+    /// Someone allowed asked (with `/omp abort`) that a session stop its current run.
+    Control {
+        /// The session it is for.
+        session_id: String,
+        /// What to do.
+        action: SessionAction,
+    },
     /// Answer to [`ClientFrame::Shutdown`]: the sidecar is stopping.
     ShuttingDown {
         /// The request id.
@@ -288,6 +295,14 @@ pub enum ServerFrame {
         /// What happened and what to do, for a person.
         message: String,
     },
+}
+
+/// What [`ServerFrame::Control`] asks of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionAction {
+    /// Stop the current run (OMP's `ctx.abort()`).
+    Abort,
 }
 
 fn default_read_limit() -> u8 {
