@@ -14,7 +14,7 @@ use omp_discord_emulator::{
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::util::{TestDir, omp_path, repo, sidecar_bin, thread_messages};
+use crate::util::{TestDir, omp_path, repo, sidecar_bin, thread_messages, wait_for};
 
 /// The outcome of one setup (or doctor) run.
 struct Run {
@@ -304,4 +304,106 @@ async fn an_unwritable_config_directory_is_explained_before_anything_else() {
     .await;
     let asked = emulator.requests().len();
     assert_eq!(asked, 0, "setup talked to Discord before checking it can save the result");
+}
+
+/// A private tmux server running one command in a real terminal; killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &[String]) -> Self {
+        let socket = format!("omd-setup-{}", std::process::id());
+        let status = std::process::Command::new("tmux")
+            .args(["-L", &socket, "new-session", "-d", "-x", "220", "-y", "60", "-s", "setup"])
+            .args(command)
+            .status()
+            .expect("tmux runs (scripts/build.sh installs it)");
+        assert!(status.success());
+        Self { socket }
+    }
+
+    fn screen(&self) -> String {
+        let output = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-J", "-S", "-200", "-t", "setup"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let status = std::process::Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "setup"])
+            .args(keys)
+            .status();
+        assert!(status.unwrap().success());
+    }
+
+    async fn wait_for(&self, text: &str) -> String {
+        let what = format!("{text:?} on the terminal");
+        wait_for(&what, Duration::from_secs(30), || {
+            let screen = self.screen();
+            screen.contains(text).then_some(screen)
+        })
+        .await
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+    }
+}
+
+#[tokio::test]
+async fn the_interactive_flow_in_a_real_terminal() {
+    let dir = TestDir::new();
+    let emulator = crate::util::emulator().await;
+    let done = dir.path().join("exit-code");
+    // `env -i` so the terminal's shell sees only this test's environment; the exit code lands in a file.
+    let script = format!(
+        "env -i HOME={} PATH=/usr/bin:/bin TERM=xterm OMP_DISCORD_API_URL={} OMP_DISCORD_SOCKET={} {} setup \
+         --no-plugin --wait 30; echo $? > {}; sleep 600",
+        dir.home().display(),
+        emulator.http_url(),
+        dir.socket().display(),
+        sidecar_bin().display(),
+        done.display()
+    );
+    let tmux = Tmux::start(&["sh".to_owned(), "-c".to_owned(), script]);
+
+    tmux.wait_for("choose 1-2 [1]:").await;
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("bot token: ").await;
+    tmux.keys(&["-l", DEFAULT_BOT_TOKEN]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Should setup create the home channel? [Y/n]").await;
+    let screen = tmux.screen();
+    assert!(!screen.contains(DEFAULT_BOT_TOKEN), "the token was echoed:\n{screen}");
+    tmux.keys(&["n", "Enter"]);
+    let screen = tmux.wait_for("Which channel is the home channel?").await;
+    assert!(screen.contains("#omp-sessions") && !screen.contains("#private"), "{screen}");
+    let line = screen.lines().find(|l| l.contains("#omp-sessions")).unwrap().trim().to_owned();
+    let number = line.split(')').next().unwrap().to_owned();
+    tmux.keys(&["-l", &number]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("type this code in #omp-sessions").await;
+    let code = wait_for("the one-time code", Duration::from_secs(30), || {
+        let screen = tmux.screen();
+        screen.lines().map(str::trim).find(|l| l.len() == 10 && l.starts_with("omp-")).map(str::to_owned)
+    })
+    .await;
+    let _ = screen;
+    emulator.state().inject_message(DEFAULT_HOME_CHANNEL_ID, DEFAULT_OWNER_USER_ID, &json!({"content": code})).unwrap();
+    tmux.wait_for("Install the systemd user service? [y/N]").await;
+    tmux.keys(&["Enter"]);
+    let code = wait_for("setup to exit", Duration::from_secs(60), || std::fs::read_to_string(&done).ok()).await;
+    let screen = tmux.screen();
+    assert_eq!(code.trim(), "0", "setup failed:\n{screen}");
+    assert!(screen.contains("Done: every OMP session") && !screen.contains(DEFAULT_BOT_TOKEN), "{screen}");
+    let table: toml::Table = std::fs::read_to_string(config_file(&dir)).unwrap().parse().unwrap();
+    assert_eq!(table["home_channel_id"].as_str(), Some(&*DEFAULT_HOME_CHANNEL_ID.to_string()));
+    assert_eq!(table["allowed_users"][0].as_str(), Some(&*DEFAULT_OWNER_USER_ID.to_string()));
+    let messages = thread_messages(&emulator, DEFAULT_HOME_CHANNEL_ID);
+    assert!(messages.iter().any(|m| m["content"].as_str().is_some_and(|c| c.contains("omp-discord is set up"))));
 }
