@@ -341,7 +341,8 @@ impl Tmux {
 
     async fn wait_for(&self, text: &str) -> String {
         let what = format!("{text:?} on the terminal");
-        wait_for(&what, Duration::from_secs(30), || {
+        // A ceiling, not a pace: once (first run after the rebase, on a loaded machine) a wait ran past 30 s.
+        wait_for(&what, Duration::from_secs(60), || {
             let screen = self.screen();
             screen.contains(text).then_some(screen)
         })
