@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 WASM_PACK_VERSION=0.15.1
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# The interactive setup test drives a real terminal through tmux.
+if ! command -v tmux >/dev/null; then
+  log "installing tmux (Debian package; for the interactive setup test)"
+  if [ "$(id -u)" = 0 ]; then apt-get update && apt-get install -y tmux; else sudo apt-get update && sudo apt-get install -y tmux; fi
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "installing the wasm32-unknown-unknown target"
   rustup target add wasm32-unknown-unknown

@@ -23,6 +23,11 @@ impl Token {
     }
 }
 
+/// A token someone pasted (setup's prompt), for checking and saving to a 0600 file.
+pub fn token_from_secret(secret: String) -> Token {
+    Token(secret.trim().to_owned())
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")

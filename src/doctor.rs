@@ -174,7 +174,7 @@ const NEEDED_FOR_THREADS: &[(u64, &str)] = &[(1 << 35, "Create Public Threads"),
 const ADMINISTRATOR: u64 = 1 << 3;
 
 /// A Discord answer that was not a success.
-enum Answer {
+pub(crate) enum Answer {
     Refused { status: u16, code: u64, message: String },
     Unauthorized,
     Unreachable(String),
@@ -190,25 +190,40 @@ impl fmt::Display for Answer {
     }
 }
 
-struct Api {
+/// Discord's REST API with deadlines, for doctor and setup (no retries: a person is waiting).
+pub(crate) struct Api {
     client: twilight_http::Client,
-    origin: String,
+    /// Where requests go, for messages.
+    pub(crate) origin: String,
 }
 
 impl Api {
-    fn new(token: &Token, api: &ApiBase) -> Self {
-        let mut builder = twilight_http::Client::builder()
-            .token(token.expose().to_owned())
-            .timeout(Duration::from_secs(10))
-            .remember_invalid_token(false);
+    /// A client with the bot token, or without one (webhook routes carry their own).
+    pub(crate) fn new(token: Option<&Token>, api: &ApiBase) -> Self {
+        let mut builder =
+            twilight_http::Client::builder().timeout(Duration::from_secs(10)).remember_invalid_token(false);
+        if let Some(token) = token {
+            builder = builder.token(token.expose().to_owned());
+        }
         if let Some(proxy) = &api.proxy {
             builder = builder.proxy(proxy.clone(), api.plain_http);
         }
         Self { client: builder.build(), origin: api.origin() }
     }
 
-    async fn get(&self, route: &Route<'_>) -> Result<Value, Answer> {
+    /// GET `route`.
+    pub(crate) async fn get(&self, route: &Route<'_>) -> Result<Value, Answer> {
         let request = Request::builder(route).build().map_err(|e| Answer::Unreachable(e.to_string()))?;
+        self.send(request).await
+    }
+
+    /// `route` with a JSON body.
+    pub(crate) async fn send_json(&self, route: &Route<'_>, body: &Value) -> Result<Value, Answer> {
+        let request = Request::builder(route).json(body).build().map_err(|e| Answer::Unreachable(e.to_string()))?;
+        self.send(request).await
+    }
+
+    async fn send(&self, request: Request) -> Result<Value, Answer> {
         let sent = tokio::time::timeout(Duration::from_secs(15), async {
             let response = self.client.request::<Value>(request).await.map_err(|err| self.classify(&err))?;
             response.model().await.map_err(|err| Answer::Unreachable(format!("unreadable answer from Discord: {err}")))
@@ -236,7 +251,15 @@ impl Api {
 async fn discord_checks(config: &Config, env: &Environment) -> Vec<Check> {
     let mut checks = Vec::new();
     let Some(token) = &config.token else {
-        if env.webhook_mode {
+        if let Some(webhook) = &config.webhook {
+            checks.push(Check::warn(
+                "token",
+                "no bot token: webhook-only mode, so notifications work but threads, tools, replies and \
+                 approvals do not",
+                "for everything, run `omp-discord setup` again and choose the bot",
+            ));
+            checks.push(webhook_check(config, webhook).await);
+        } else if env.webhook_mode {
             checks.push(Check::warn(
                 "token",
                 "no bot token; DISCORD_WEBHOOK_URL is set, so only webhook notifications work",
@@ -254,7 +277,7 @@ async fn discord_checks(config: &Config, env: &Environment) -> Vec<Check> {
         }
         return checks;
     };
-    let api = Api::new(token, &config.api);
+    let api = Api::new(Some(token), &config.api);
     let bot = match api.get(&Route::GetCurrentUser).await {
         Ok(user) => {
             let name = user["username"].as_str().unwrap_or("?");
@@ -311,6 +334,35 @@ async fn discord_checks(config: &Config, env: &Environment) -> Vec<Check> {
         ),
     });
     checks
+}
+
+/// Webhook-only mode: the webhook must still exist (GET with its token sends nothing).
+async fn webhook_check(config: &Config, webhook: &crate::config::Webhook) -> Check {
+    const NAME: &str = "webhook";
+    let api = Api::new(None, &config.api);
+    let route = Route::GetWebhook { token: Some(webhook.token()), webhook_id: webhook.id.get() };
+    match api.get(&route).await {
+        Ok(found) => Check::ok(
+            NAME,
+            format!(
+                "webhook {:?} ({}) posts to channel {}",
+                found["name"].as_str().unwrap_or("?"),
+                webhook.id,
+                found["channel_id"].as_str().unwrap_or("?")
+            ),
+        ),
+        Err(Answer::Refused { status: 404 | 401, .. } | Answer::Unauthorized) => Check::fail(
+            NAME,
+            format!("{} does not know webhook {} any more (deleted, or its URL is incomplete)", api.origin, webhook.id),
+            "create a webhook again (channel settings → Integrations → Webhooks → New Webhook → Copy Webhook URL) \
+             and run `omp-discord setup --webhook`",
+        ),
+        Err(err) => Check::fail(
+            NAME,
+            format!("cannot check webhook {}: {err}", webhook.id),
+            "check the network connection and OMP_DISCORD_API_URL / `api_url`",
+        ),
+    }
 }
 
 async fn home_channel_check(api: &Api, channel: Id<ChannelMarker>, bot: &str, threads: bool) -> Check {
@@ -385,14 +437,14 @@ async fn home_channel_check(api: &Api, channel: Id<ChannelMarker>, bot: &str, th
     }
 }
 
-fn bits(value: &Value) -> u64 {
+pub(crate) fn bits(value: &Value) -> u64 {
     value.as_str().and_then(|s| s.parse().ok()).or_else(|| value.as_u64()).unwrap_or(0)
 }
 
 /// Discord's permission computation for one member in one channel: base
 /// permissions from @everyone and the member's roles, then the channel's
 /// overwrites for @everyone, the member's roles, and the member.
-fn channel_permissions(guild: u64, user: u64, member: &Value, roles: &Value, overwrites: &Value) -> u64 {
+pub(crate) fn channel_permissions(guild: u64, user: u64, member: &Value, roles: &Value, overwrites: &Value) -> u64 {
     let member_roles: Vec<u64> =
         member["roles"].as_array().into_iter().flatten().filter_map(|r| r.as_str()?.parse().ok()).collect();
     let role_bits = |id: u64| {

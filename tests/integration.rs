@@ -7,6 +7,7 @@ mod inbound;
 mod omp;
 mod ops;
 mod outbox;
+mod setup;
 mod sidecar;
 mod slash;
 mod tools;

@@ -19,6 +19,7 @@
 //! - [`thread`]: a session's thread: its name and starter message.
 //! - [`tool_result`]: redaction of tool results before the model sees them.
 //! - [`paths`]: where the sidecar's socket lives.
+//! - [`invite`]: the permissions each feature needs and the bot's invite URL.
 //! - [`inbound`]: checking and shaping replies from Discord before OMP sees them.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
 //! - [`filter`]: what a session reports (levels, thresholds, tools) and its live run card.
@@ -31,6 +32,7 @@ pub mod embed;
 pub mod event;
 pub mod filter;
 pub mod inbound;
+pub mod invite;
 pub mod paths;
 pub mod protocol;
 pub mod redact;

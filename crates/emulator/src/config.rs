@@ -207,12 +207,25 @@ pub struct SeedGuild {
     /// Roles. `@everyone` (id = guild id) is added if missing.
     #[serde(default)]
     pub roles: Vec<SeedRole>,
-    /// Members. The bot is added if missing.
+    /// Members. The bot is added if missing, unless `bot_invited` is false.
     #[serde(default)]
     pub members: Vec<SeedMember>,
     /// Channels of any type: 0 text, 2 voice, 4 category, 5 announcement, 15 forum.
     #[serde(default)]
     pub channels: Vec<SeedChannel>,
+    /// Whether the bot has been invited (default true). A guild with `false` is one the bot
+    /// is not in yet, until `POST /_emulator/guilds/{id}/bot` adds it as an invite would.
+    #[serde(default = "invited", skip_serializing_if = "is_invited")]
+    pub bot_invited: bool,
+}
+
+fn invited() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_invited(invited: &bool) -> bool {
+    *invited
 }
 
 /// A role.
@@ -396,6 +409,7 @@ impl Default for Seed {
                 },
             ],
             guilds: vec![SeedGuild {
+                bot_invited: true,
                 id: DEFAULT_GUILD_ID,
                 name: "omp-discord emulator".to_owned(),
                 owner_id: DEFAULT_OWNER_USER_ID,

@@ -23,6 +23,7 @@ pub(crate) fn router() -> Router<EmulatorState> {
         .route("/state", get(state_json))
         .route("/reset", post(reset))
         .route("/messages", post(inject_message))
+        .route("/guilds/{guild_id}/bot", post(invite_bot))
         .route("/channels/{channel_id}/messages", get(channel_messages))
         .route("/interactions", post(inject_interaction))
         .route("/interactions/{interaction_id}", get(interaction))
@@ -86,6 +87,22 @@ async fn inject_message(State(state): State<EmulatorState>, JsonBody(body): Json
             };
             (status, Json(error)).into_response()
         }
+    }
+}
+
+/// `{permissions?}`: the bot accepts its invite to this guild (see `EmulatorState::invite_bot`).
+async fn invite_bot(
+    State(state): State<EmulatorState>,
+    Path(guild_id): Path<u64>,
+    JsonBody(body): JsonBody,
+) -> Response {
+    let permissions = match &body["permissions"] {
+        Value::String(s) => s.parse().unwrap_or(0),
+        other => other.as_u64().unwrap_or(0),
+    };
+    match state.invite_bot(guild_id, permissions) {
+        Ok(json) => Json(json).into_response(),
+        Err(error) => (StatusCode::NOT_FOUND, Json(error)).into_response(),
     }
 }
 

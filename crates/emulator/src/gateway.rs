@@ -336,7 +336,13 @@ impl Connection {
         let ready = ready_json(&world, &session_id, &self.host, shard, self.state.config().privileged_intents);
         push(&mut world, &session_id, "READY", ready);
         if requested & intents::GUILDS != 0 {
-            let guilds: Vec<u64> = world.guilds.keys().copied().filter(|g| (g >> 22) % shard[1] == shard[0]).collect();
+            // Only the guilds the bot has been invited to.
+            let guilds: Vec<u64> = world
+                .guilds
+                .values()
+                .filter(|g| g.members.contains_key(&world.bot_id) && (g.id >> 22) % shard[1] == shard[0])
+                .map(|g| g.id)
+                .collect();
             for guild in guilds {
                 let data = guild_create_json(&world, guild, requested);
                 push(&mut world, &session_id, "GUILD_CREATE", data);
@@ -446,9 +452,9 @@ fn ready_json(world: &World, session_id: &str, host: &str, shard: [u64; 2], priv
         "user": world.bot_json(),
         "guilds": world
             .guilds
-            .keys()
-            .filter(|g| (*g >> 22) % shard[1] == shard[0])
-            .map(|g| json!({"id": g.to_string(), "unavailable": true}))
+            .values()
+            .filter(|g| g.members.contains_key(&world.bot_id) && (g.id >> 22) % shard[1] == shard[0])
+            .map(|g| json!({"id": g.id.to_string(), "unavailable": true}))
             .collect::<Vec<_>>(),
         "session_id": session_id,
         "session_type": "normal",
@@ -466,7 +472,7 @@ fn ready_json(world: &World, session_id: &str, host: &str, shard: [u64; 2], priv
     })
 }
 
-fn guild_create_json(world: &World, guild_id: u64, requested: u64) -> Value {
+pub(crate) fn guild_create_json(world: &World, guild_id: u64, requested: u64) -> Value {
     let guild = &world.guilds[&guild_id];
     let mut json = guild.to_json(world.bot_id);
     let members: Vec<Value> = guild

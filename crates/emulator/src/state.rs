@@ -174,6 +174,39 @@ impl EmulatorState {
         result
     }
 
+    /// The bot joins `guild_id` the way accepting its invite URL makes it: with a managed
+    /// role named after the bot holding `permissions` (none when 0), then GUILD_CREATE is
+    /// dispatched. Joining a guild it is already in changes nothing. Returns the guild as
+    /// GUILD_CREATE carries it.
+    ///
+    /// # Errors
+    ///
+    /// Returns Discord's error body when the guild does not exist.
+    pub fn invite_bot(&self, guild_id: u64, permissions: u64) -> Result<Value, Value> {
+        let mut world = self.world();
+        let bot = world.bot_id;
+        let bot_name = world.users.get(&bot).map(|u| u.username.clone()).unwrap_or_default();
+        let Some(guild) = world.guilds.get_mut(&guild_id) else {
+            return Err(ApiError::unknown_guild().body);
+        };
+        if !guild.members.contains_key(&bot) {
+            let mut roles = Vec::new();
+            if permissions != 0 {
+                let role = self.next_id();
+                let position = guild.roles.iter().map(|r| r.position).max().unwrap_or(0) + 1;
+                guild.roles.push(Role { id: role, name: bot_name, permissions, color: 0, position, managed: true });
+                roles.push(role);
+            }
+            guild.members.insert(bot, Member { roles, nick: None, joined_ms: now_ms() });
+            let data = crate::gateway::guild_create_json(&world, guild_id, intents::GUILDS);
+            world.dispatch("GUILD_CREATE", data);
+        }
+        let data = crate::gateway::guild_create_json(&world, guild_id, intents::GUILDS);
+        drop(world);
+        self.touch();
+        Ok(data)
+    }
+
     /// The token of an interaction, as the bot received it in INTERACTION_CREATE.
     pub fn interaction_token(&self, interaction_id: u64) -> Option<String> {
         self.world().interactions.get(&interaction_id).map(|i| i.token.clone())
@@ -325,7 +358,9 @@ impl World {
                 .iter()
                 .map(|m| (m.user_id, Member { roles: m.roles.clone(), nick: m.nick.clone(), joined_ms }))
                 .collect();
-            members.entry(seed.bot.id).or_insert(Member { roles: Vec::new(), nick: None, joined_ms });
+            if g.bot_invited {
+                members.entry(seed.bot.id).or_insert(Member { roles: Vec::new(), nick: None, joined_ms });
+            }
             members.entry(g.owner_id).or_insert(Member { roles: Vec::new(), nick: None, joined_ms });
             guilds.insert(g.id, Guild { id: g.id, name: g.name.clone(), owner_id: g.owner_id, roles, members });
             for c in &g.channels {
@@ -384,6 +419,22 @@ impl World {
         object.insert("premium_type".into(), json!(0));
         object.insert("bio".into(), json!(""));
         user
+    }
+
+    /// The permissions `user_id` has in `guild_id` from its roles, before channel overwrites
+    /// (0 when not a member).
+    pub(crate) fn guild_permissions(&self, user_id: u64, guild_id: u64) -> u64 {
+        let Some(guild) = self.guilds.get(&guild_id) else { return 0 };
+        if guild.owner_id == user_id {
+            return u64::MAX;
+        }
+        let Some(member) = guild.members.get(&user_id) else { return 0 };
+        let base = guild
+            .roles
+            .iter()
+            .filter(|r| r.id == guild_id || member.roles.contains(&r.id))
+            .fold(0, |bits, r| bits | r.permissions);
+        if base & permissions::ADMINISTRATOR != 0 { u64::MAX } else { base }
     }
 
     /// The permissions `user_id` has in `channel_id` (threads use their parent's).

@@ -115,3 +115,102 @@ pub(super) async fn active_threads(
         "members": members,
     })))
 }
+
+/// Channel types a bot may create here: text, category, announcement, forum.
+const CREATABLE: [u8; 4] = [0, 4, 5, 15];
+
+/// `POST /guilds/{id}/channels`: needs Manage Channels; overwrites may only allow or
+/// deny what the bot itself has in the guild (as on Discord), else 50013.
+pub(super) async fn create_channel(
+    State(state): State<EmulatorState>,
+    Path(guild_id): Path<String>,
+    crate::rest::JsonBody(body): crate::rest::JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    use crate::error::FormErrors;
+    use crate::model::Overwrite;
+    let mut world = state.world();
+    let guild = find_guild(&world, &guild_id)?.id;
+    let has = world.guild_permissions(world.bot_id, guild);
+    if has & permissions::MANAGE_CHANNELS == 0 {
+        return Err(ApiError::missing_permissions());
+    }
+    let mut errors = FormErrors::default();
+    let name = body["name"].as_str().unwrap_or_default().to_owned();
+    match body["name"].as_str().map(|n| n.chars().count()) {
+        None => errors.required(&["name"]),
+        Some(0) | Some(101..) => {
+            errors.add(&["name"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.".to_owned())
+        }
+        Some(_) => {}
+    }
+    let kind = match &body["type"] {
+        Value::Null => 0,
+        value => match value.as_u64().and_then(|k| u8::try_from(k).ok()).filter(|k| CREATABLE.contains(k)) {
+            Some(kind) => kind,
+            None => {
+                errors.add(&["type"], "BASE_TYPE_CHOICES", format!("Value must be one of {CREATABLE:?}."));
+                0
+            }
+        },
+    };
+    let parent_id = match &body["parent_id"] {
+        Value::Null => None,
+        value => {
+            let parent = value.as_str().and_then(snowflake);
+            let is_category =
+                parent.and_then(|p| world.channels.get(&p)).is_some_and(|c| c.kind == 4 && c.guild_id == Some(guild));
+            if !is_category || kind == 4 {
+                errors.add(&["parent_id"], "CHANNEL_PARENT_INVALID", "Category does not exist".to_owned());
+            }
+            parent
+        }
+    };
+    let mut overwrites = Vec::new();
+    for (i, raw) in body["permission_overwrites"].as_array().map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+        let index = i.to_string();
+        let bits = |key: &str| match &raw[key] {
+            Value::Null => Some(0),
+            Value::String(s) => s.parse::<u64>().ok(),
+            Value::Number(n) => n.as_u64(),
+            _ => None,
+        };
+        let id = raw["id"].as_str().and_then(snowflake);
+        let kind = raw["type"].as_u64().filter(|k| *k <= 1);
+        match (id, kind, bits("allow"), bits("deny")) {
+            (Some(id), Some(kind), Some(allow), Some(deny)) => {
+                overwrites.push(Overwrite { id, kind: kind as u8, allow, deny });
+            }
+            _ => errors.add(
+                &["permission_overwrites", &index],
+                "BASE_TYPE_INVALID",
+                "Overwrites need id, type (0 role, 1 member), allow and deny.".to_owned(),
+            ),
+        }
+    }
+    errors.into_result()?;
+    if overwrites.iter().any(|o| (o.allow | o.deny) & !has != 0) {
+        return Err(ApiError::missing_permissions());
+    }
+    let id = state.next_id();
+    let position = world.channels.values().filter(|c| c.guild_id == Some(guild)).count() as i64;
+    let channel = Channel {
+        id,
+        kind,
+        guild_id: Some(guild),
+        name,
+        parent_id,
+        topic: body["topic"].as_str().map(str::to_owned),
+        position,
+        overwrites,
+        last_message_id: None,
+        rate_limit_per_user: body["rate_limit_per_user"].as_u64().unwrap_or(0),
+        thread: None,
+        recipients: Vec::new(),
+    };
+    let json = channel.to_json();
+    world.channels.insert(id, channel);
+    world.dispatch("CHANNEL_CREATE", json.clone());
+    drop(world);
+    state.touch();
+    Ok(Json(json))
+}

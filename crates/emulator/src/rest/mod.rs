@@ -38,7 +38,7 @@ pub(crate) fn router(state: EmulatorState) -> Router<EmulatorState> {
         .route("/oauth2/applications/@me", get(users::application))
         .route("/applications/@me", get(users::application))
         .route("/guilds/{guild_id}", get(guilds::guild))
-        .route("/guilds/{guild_id}/channels", get(guilds::channels))
+        .route("/guilds/{guild_id}/channels", get(guilds::channels).post(guilds::create_channel))
         .route("/guilds/{guild_id}/roles", get(guilds::roles))
         .route("/guilds/{guild_id}/members", get(guilds::members))
         .route("/guilds/{guild_id}/members/{user_id}", get(guilds::member))

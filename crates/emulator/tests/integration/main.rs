@@ -6,6 +6,7 @@ mod gateway;
 mod interactions;
 mod resources;
 mod rest;
+mod setup;
 mod spec;
 mod support;
 mod twilight;
