@@ -80,7 +80,7 @@ fn config_file(dir: &TestDir) -> std::path::PathBuf {
     dir.home().join(".config/omp-discord/config.toml")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bot_path_from_an_empty_home_to_a_passing_doctor() {
     let dir = TestDir::new();
     let emulator = Emulator::start(uninvited()).await.unwrap();
@@ -180,7 +180,7 @@ async fn bot_path_from_an_empty_home_to_a_passing_doctor() {
     assert_eq!(mode(&config), 0o600);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_path_verifies_posts_and_saves_the_url_privately() {
     let dir = TestDir::new();
     let emulator = crate::util::emulator().await;
@@ -231,7 +231,7 @@ async fn fails_with(dir: &TestDir, env: &[(&str, String)], args: &[&str], says: 
     assert!(!config_file(dir).exists(), "a failed setup wrote a config");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_is_explained() {
     let dir = TestDir::new();
     let emulator = crate::util::emulator().await;
@@ -245,7 +245,7 @@ async fn a_wrong_token_is_explained() {
     fails_with(&dir, &env, &["setup", "--non-interactive"], &["no bot token", "OMP_DISCORD_TOKEN_FILE"]).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_message_content_intent_is_explained() {
     let dir = TestDir::new();
     let emulator =
@@ -254,7 +254,7 @@ async fn a_missing_message_content_intent_is_explained() {
     fails_with(&dir, &bot_env(&emulator), &["setup", "--non-interactive"], &says).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bot_in_no_server_gets_the_invite_url_and_an_explanation() {
     let dir = TestDir::new();
     let emulator = Emulator::start(uninvited()).await.unwrap();
@@ -274,7 +274,7 @@ async fn a_bot_in_no_server_gets_the_invite_url_and_an_explanation() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_without_the_needed_permissions_is_explained() {
     let dir = TestDir::new();
     let emulator = crate::util::emulator().await;
@@ -286,7 +286,7 @@ async fn a_channel_without_the_needed_permissions_is_explained() {
     fails_with(&dir, &bot_env(&emulator), &args, &["Manage Channels", "invite it again"]).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_config_directory_is_explained_before_anything_else() {
     let dir = TestDir::new();
     let emulator = crate::util::emulator().await;
@@ -356,7 +356,7 @@ impl Drop for Tmux {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_interactive_flow_in_a_real_terminal() {
     let dir = TestDir::new();
     let emulator = crate::util::emulator().await;
