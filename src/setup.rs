@@ -652,6 +652,8 @@ async fn check_channel(
 /// One gateway connection for the waits of setup (the bot joining a server, the owner's code).
 struct Gateway {
     shard: Shard,
+    /// Whether READY arrived: only then are new messages dispatched to this connection.
+    ready: bool,
 }
 
 impl Gateway {
@@ -665,15 +667,16 @@ impl Gateway {
         if let Some(url) = url {
             config = config.proxy_url(url);
         }
-        Self { shard: Shard::with_config(ShardId::ONE, config.build()) }
+        Self { shard: Shard::with_config(ShardId::ONE, config.build()), ready: false }
     }
 
     /// The next event of `wanted` before `deadline`, or `None` when the time is up.
     async fn next(&mut self, wanted: EventTypeFlags, deadline: Instant) -> Result<Option<Event>, Problem> {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.shard.next_event(wanted)).await {
+            match tokio::time::timeout(left, self.shard.next_event(wanted | EventTypeFlags::READY)).await {
                 Err(_) => return Ok(None),
+                Ok(Some(Ok(Event::Ready(_)))) if !wanted.contains(EventTypeFlags::READY) => self.ready = true,
                 Ok(None) => {
                     return Err(Problem::new(
                         "the gateway connection closed (bad token or intents)",
@@ -684,6 +687,24 @@ impl Gateway {
                 Ok(Some(Err(err))) => tracing::debug!(error = %err, "gateway event could not be read"),
             }
         }
+    }
+
+    /// Waits for READY. The shard connects lazily: a code typed before READY would never reach it.
+    async fn until_ready(&mut self, deadline: Instant) -> Result<(), Problem> {
+        while !self.ready {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.shard.next_event(EventTypeFlags::READY)).await {
+                Ok(Some(Ok(Event::Ready(_)))) => self.ready = true,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    return Err(Problem::new(
+                        "the gateway connection did not become ready",
+                        "check the network, the token and its intents, then run setup again",
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn wait_for_guild(&mut self, wait: Duration) -> Result<(u64, String), Problem> {
@@ -712,6 +733,7 @@ impl Gateway {
         bot: u64,
         wait: Duration,
     ) -> Result<u64, Problem> {
+        self.until_ready(Instant::now() + wait).await?;
         let code = one_time_code();
         let _ = api
             .send_json(
