@@ -120,17 +120,25 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
     prop_oneof![
         (any::<u32>(), text(), any::<u32>(), text())
             .prop_map(|(protocol, client, pid, host)| ClientFrame::Hello(Hello { protocol, client, pid, host })),
-        (request_id(), session(), notification(), text(), prop::option::of(text()), any::<bool>()).prop_map(
-            |(id, session, note, project, key, edit)| {
+        (
+            request_id(),
+            session(),
+            notification(),
+            text(),
+            prop::option::of(text()),
+            any::<bool>(),
+            prop::option::of(text())
+        )
+            .prop_map(|(id, session, note, project, key, edit, channel_id)| {
                 ClientFrame::Notify(NotifyRequest {
                     id,
                     session,
                     message: build_notification(&note, &project),
                     key,
                     edit,
+                    channel_id,
                 })
-            }
-        ),
+            }),
         (request_id(), session()).prop_map(|(id, session)| ClientFrame::Attach { id, session }),
         (request_id(), text()).prop_map(|(id, message_id)| ClientFrame::InboundAck { id, message_id }),
         (request_id(), session(), text(), text(), json_value()).prop_map(|(id, session, tool_call_id, tool, input)| {
