@@ -15,6 +15,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 cargo build -p omp-discord-core --target wasm32-unknown-unknown --locked --quiet
 
+log "secrets scan (detect-secrets over the tracked files)"
+bash scripts/scan-secrets.sh
+
 log "Rust tests (unit, doc, integration, end-to-end with omp)"
 cargo test --workspace --locked
 

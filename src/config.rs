@@ -345,6 +345,8 @@ fn get(env: EnvSource<'_>, name: &str) -> Option<String> {
 }
 
 fn invalid(key: &str, expected: &'static str, found: &str) -> ConfigError {
+    // A short value may still be a token pasted into the wrong key: never repeat one.
+    let found = omp_discord_core::redact::redact_text(found);
     let found = if found.chars().count() <= 40 {
         format!("{found:?}")
     } else {
@@ -471,6 +473,8 @@ impl FileSettings {
                     other => return Err(invalid_toml(&name, "a table (`[report]`)", other)),
                 },
                 unknown => {
+                    // A pasted token can end up as a key; the warning is shown by `status`.
+                    let unknown = &*omp_discord_core::redact::redact_text(unknown);
                     let hint = closest(unknown).map(|k| format!(" (did you mean `{k}`?)")).unwrap_or_default();
                     settings.warnings.push(format!("unknown key `{unknown}` in {file} is ignored{hint}"));
                 }
@@ -1050,5 +1054,71 @@ events = ["agent_end"]
         let env = setup(dir.path(), "webhook_url = \"https://discord.com/api/webhooks/1/fake-secret\"", &[]);
         let err = load(&env).unwrap_err();
         assert!(matches!(err, ConfigError::WebhookInFile { .. }) && !err.to_string().contains("fake-secret"));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Fake tokens of the shapes people paste: a GitHub token (exactly 40
+    /// characters) and a Discord bot token.
+    const TOKENS: &[&str] = &[
+        "ghp_FAKEq8ZK2mVx0pLr7TyN4bWs1Ue6Ih3Co5Ad", // fake, made-up token
+        "MTEwMDAwMDAwMDAwMDAwMTAw.FAKEaa.q8ZK2mVx0pLr7TyN4bWs1Ue6Ih3Co5AdQ9", // fake, made-up token
+    ];
+
+    fn toml_text() -> impl Strategy<Value = String> {
+        let token = prop::sample::select(TOKENS);
+        let key = prop::sample::select(vec![
+            "home_channel_id",
+            "token_file",
+            "api_url",
+            "gateway_url",
+            "threads",
+            "log",
+            "allowed_users",
+            "allowed_roles",
+            "approval_timeout_secs",
+            "approve_tools",
+            "report",
+            "socket",
+        ]);
+        let line = prop_oneof![
+            (key.clone(), token.clone()).prop_map(|(k, t)| format!("{k} = \"{t}\"\n")),
+            (key.clone(), token.clone()).prop_map(|(k, t)| format!("{k} = {t}\n")),
+            (key.clone(), token.clone()).prop_map(|(k, t)| format!("{k} = [\"{t}\", 1]\n")),
+            (key.clone(), token.clone()).prop_map(|(k, t)| format!("[{k}]\nx = \"{t}\"\n")),
+            token.clone().prop_map(|t| format!("{t}\n")),
+            token.clone().prop_map(|t| format!("\"{t}\" = 1\n")),
+            token.clone().prop_map(|t| format!("{t} = \"x\"\n")),
+            token.prop_map(|t| format!("log = \"{t}\n")),
+            (key, "[ -~]{0,20}").prop_map(|(k, v)| format!("{k} = {v}\n")),
+            "[ -~\\n]{0,40}",
+            any::<String>(),
+        ];
+        prop::collection::vec(line, 0..6).prop_map(|lines| lines.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Any text parses or fails with an error; neither the error nor a
+        /// warning repeats a token from the file.
+        #[test]
+        fn no_panic_and_no_token_in_errors(text in toml_text()) {
+            let path = Path::new("/cfg/config.toml");
+            let shown = match FileSettings::parse(path, &text) {
+                Ok(settings) => settings.warnings.join("\n"),
+                Err(err) => err.to_string(),
+            };
+            for token in TOKENS {
+                // A Discord token's first part is the bot's public id; its last part is the secret.
+                let secret = token.rsplit('.').next().unwrap_or(token);
+                prop_assert!(!shown.contains(secret), "{shown:?} shows a token from {text:?}");
+            }
+        }
     }
 }

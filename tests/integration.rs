@@ -3,6 +3,8 @@
 //! module per area (as ripgrep does), sharing the harness in `util`.
 
 mod approvals;
+mod faults;
+mod hostile;
 mod inbound;
 mod omp;
 mod ops;

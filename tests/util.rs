@@ -198,10 +198,16 @@ impl Client {
 
     /// Reads the next frame (None when the sidecar closed the connection).
     pub async fn read(&mut self) -> Option<ServerFrame> {
+        self.read_within(Duration::from_secs(30)).await
+    }
+
+    /// As [`Client::read`], waiting up to `limit` (a delivery that Discord's
+    /// faults postpone takes longer than a normal answer).
+    pub async fn read_within(&mut self, limit: Duration) -> Option<ServerFrame> {
         let mut line = String::new();
-        let n = tokio::time::timeout(Duration::from_secs(30), self.reader.read_line(&mut line))
+        let n = tokio::time::timeout(limit, self.reader.read_line(&mut line))
             .await
-            .expect("the sidecar answers within 30 s")
+            .unwrap_or_else(|_| panic!("the sidecar answers within {limit:?}"))
             .unwrap();
         (n > 0).then(|| decode_server_frame(line.as_bytes()).expect("a valid server frame"))
     }

@@ -132,8 +132,8 @@ pub fn build_notification(note: &Notification, project: &str) -> MessagePayload 
         .iter()
         .take(limits::FIELDS)
         .map(|f| EmbedField {
-            name: clean(&f.name, limits::FIELD_NAME),
-            value: clean(&f.value, limits::FIELD_VALUE),
+            name: non_blank(clean(&f.name, limits::FIELD_NAME)),
+            value: non_blank(clean(&f.value, limits::FIELD_VALUE)),
             inline: f.inline,
         })
         .collect();
@@ -219,6 +219,16 @@ pub fn clean(text: &str, max: usize) -> String {
 #[must_use]
 pub fn defuse_mass_mentions(text: &str) -> String {
     text.replace("@everyone", "@\u{200b}everyone").replace("@here", "@\u{200b}here")
+}
+
+/// What stands in for an empty field name or value: Discord refuses those
+/// (50035 "This field is required"), so a zero-width space shows a blank.
+pub const BLANK_FIELD: &str = "\u{200b}";
+
+/// `text`, or [`BLANK_FIELD`] when it shows nothing.
+#[must_use]
+pub fn non_blank(text: String) -> String {
+    if text.trim().is_empty() { BLANK_FIELD.to_owned() } else { text }
 }
 
 /// Marker appended to text that had to be cut.
@@ -333,7 +343,13 @@ fn fit_embed(embed: &mut Embed, budget: usize) {
             proxy_icon_url: None,
             text: String::new(),
         });
-        footer.text.push_str(&format!(" · {omitted} fields omitted"));
+        // The note must not push a full footer past its own limit.
+        let note = format!(" · {omitted} fields omitted");
+        let keep = limits::FOOTER - note.chars().count();
+        if footer.text.chars().count() > keep {
+            footer.text = truncate_chars(&footer.text, keep);
+        }
+        footer.text.push_str(&note);
     }
 }
 
@@ -364,6 +380,12 @@ pub enum EmbedError {
         chars: usize,
         /// Discord's limit.
         max: usize,
+    },
+    /// A field's name or value is empty, which Discord refuses.
+    #[error("the {part} is empty; Discord requires text there")]
+    EmptyField {
+        /// Which part (e.g. "embed 1 field 2 name").
+        part: String,
     },
     /// Too many items of a kind.
     #[error("the message has {count} {what}, but the max is {max}")]
@@ -411,6 +433,11 @@ pub fn validate_message(payload: &MessagePayload) -> Result<(), EmbedError> {
         }
         for (field_index, field) in embed.fields.iter().enumerate() {
             let f = field_index + 1;
+            for (part, text) in [("name", &field.name), ("value", &field.value)] {
+                if text.is_empty() {
+                    return Err(EmbedError::EmptyField { part: format!("embed {n} field {f} {part}") });
+                }
+            }
             check_len(&format!("embed {n} field {f} name"), &field.name, limits::FIELD_NAME)?;
             check_len(&format!("embed {n} field {f} value"), &field.value, limits::FIELD_VALUE)?;
         }

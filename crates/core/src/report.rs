@@ -35,7 +35,7 @@ use serde_json::Value;
 use twilight_model::channel::message::embed::{EmbedField, EmbedFooter};
 use twilight_model::channel::message::{AllowedMentions, Embed};
 
-use crate::embed::{self, Level, MessagePayload, clean, defuse_mass_mentions, limits, truncate_chars};
+use crate::embed::{self, Level, MessagePayload, clean, defuse_mass_mentions, limits, non_blank, truncate_chars};
 use crate::event::RunSummary;
 use crate::redact::redact_text;
 
@@ -319,7 +319,7 @@ fn input_lang(tool: &str) -> &'static str {
 }
 
 fn field(name: &str, value: String, inline: bool) -> EmbedField {
-    EmbedField { name: clean(name, limits::FIELD_NAME), value, inline }
+    EmbedField { name: non_blank(clean(name, limits::FIELD_NAME)), value: non_blank(value), inline }
 }
 
 /// Wraps a finished embed: footer, one-embed payload, and the total-size

@@ -1,0 +1,216 @@
+//! Discord misbehaving, through the emulator's faults API: a 5xx storm
+//! during a burst, a stalled REST endpoint, and a token revoked
+//! mid-run. Whatever happens, every accepted message arrives exactly once,
+//! in order per thread, and the sidecar does not hammer Discord.
+
+use std::time::{Duration, Instant};
+
+use omp_discord_core::protocol::{ServerFrame, encode_frame};
+use serde_json::{Value, json};
+
+use crate::hostile::{delivered_texts, notify};
+use crate::util::{Client, Sidecar, TestDir, emulator, emulator_post, sidecar_bin, sidecar_env, wait_for};
+
+/// How long one answer may take while Discord misbehaves (the sidecar rests up to 30 s between tries).
+const LONG: Duration = Duration::from_secs(90);
+
+fn requests(emulator: &omp_discord_emulator::Emulator) -> Vec<Value> {
+    emulator.requests().into_iter().map(|r| serde_json::to_value(r).unwrap()).collect()
+}
+
+/// Recorded message creates (any status) in one channel, in order.
+fn creates_in(emulator: &omp_discord_emulator::Emulator, channel: &str) -> Vec<Value> {
+    let path = format!("/channels/{channel}/messages");
+    requests(emulator)
+        .into_iter()
+        .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with(&path))
+        .collect()
+}
+
+/// The descriptions of a thread's messages as posted, in posting order.
+fn thread_texts(emulator: &omp_discord_emulator::Emulator, thread: &str) -> Vec<String> {
+    let mut ids = std::collections::HashSet::new();
+    creates_in(emulator, thread)
+        .into_iter()
+        .filter(|r| r["status"] == 200 && ids.insert(r["response"]["id"].clone()))
+        .flat_map(|r| {
+            r["response"]["embeds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["description"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Opens the session's thread with a first message and returns the thread id.
+async fn open_thread(client: &mut Client, session: &str) -> String {
+    let (_, answer) = client.notify(&notify("open", session, "thread opened")).await;
+    match answer {
+        ServerFrame::Delivered { channel_id, .. } => channel_id,
+        other => panic!("the thread did not open: {other:?}"),
+    }
+}
+
+/// Sends `count` notifies for `session` in one write, without waiting.
+async fn burst(client: &mut Client, session: &str, prefix: &str, count: usize) -> Vec<String> {
+    let texts: Vec<String> = (0..count).map(|n| format!("{prefix} #{n:03}")).collect();
+    let frames: String = texts
+        .iter()
+        .enumerate()
+        .map(|(n, text)| encode_frame(&notify(&format!("{prefix}{n}"), session, text)))
+        .collect();
+    client.send_raw(frames.as_bytes()).await;
+    texts
+}
+
+/// Reads one final answer per request of the burst (delivered, or "Discord is
+/// unavailable, the message stays queued"), then waits until the emulator has
+/// every text: a postponed message is delivered later without another answer.
+async fn await_deliveries(client: &mut Client, emulator: &omp_discord_emulator::Emulator, texts: &[String]) {
+    let (mut accepted, mut answered) = (0, 0);
+    while answered < texts.len() {
+        match client.read_within(LONG).await.expect("the connection stays open") {
+            ServerFrame::Accepted { .. } => accepted += 1,
+            ServerFrame::Delivered { .. }
+            | ServerFrame::Error { code: omp_discord_core::protocol::ErrorCode::DiscordUnavailable, .. } => {
+                answered += 1;
+            }
+            other => panic!("unexpected answer: {other:?}"),
+        }
+    }
+    assert_eq!(accepted, texts.len());
+    wait_for("every queued message to arrive", Duration::from_secs(180), || {
+        let seen = delivered_texts(emulator);
+        texts.iter().all(|t| seen.contains_key(t)).then_some(())
+    })
+    .await;
+}
+
+fn assert_exactly_once_in_order(emulator: &omp_discord_emulator::Emulator, thread: &str, texts: &[String]) {
+    let seen = delivered_texts(emulator);
+    for text in texts {
+        assert_eq!(seen.get(text), Some(&1), "{text} delivered exactly once");
+    }
+    let posted: Vec<String> = thread_texts(emulator, thread).into_iter().filter(|t| texts.contains(t)).collect();
+    assert_eq!(posted, texts, "in order within the thread");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_5xx_storm_during_a_burst_delivers_everything_once_in_order() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let thread = open_thread(&mut client, "storm-5xx").await;
+
+    // Half of all message creates fail with a 5xx, for the whole burst.
+    let storm = json!({"http": [
+        {"status": 503, "fraction": 0.3, "method": "POST", "path_prefix": "/channels"},
+        {"status": 500, "fraction": 0.2, "method": "POST", "path_prefix": "/channels"},
+        {"status": 502, "count": 3, "method": "POST", "path_prefix": "/channels"}
+    ]});
+    emulator_post(&emulator, "/_emulator/faults", &storm).await;
+    let texts = burst(&mut client, "storm-5xx", "5xx", 40).await;
+    await_deliveries(&mut client, &emulator, &texts).await;
+    assert_exactly_once_in_order(&emulator, &thread, &texts);
+    let creates = creates_in(&emulator, &thread);
+    let failed = creates.iter().filter(|r| r["status"].as_u64().unwrap() >= 500).count();
+    assert!(failed >= 3, "the storm happened: {failed} failures");
+    // Bounded: with half the requests failing, the expected number of attempts is
+    // twice the messages; ten times would mean retries without backoff or cap.
+    let ok = creates.len() - failed;
+    assert!(creates.len() <= 10 * ok, "{} creates for {ok} messages", creates.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_rest_endpoint_times_out_and_the_message_is_retried_once_it_answers() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let thread = open_thread(&mut client, "stall").await;
+
+    // Discord stops answering for longer than the per-attempt deadline.
+    emulator_post(&emulator, "/_emulator/faults", &json!({"latency_ms": 60_000})).await;
+    let (seq, _) = {
+        client.send_raw(encode_frame(&notify("late", "stall", "sent during the stall")).as_bytes()).await;
+        let accepted = client.read_within(LONG).await.expect("accepted");
+        let ServerFrame::Accepted { seq, .. } = accepted else { panic!("{accepted:?}") };
+        (seq, ())
+    };
+    assert!(seq > 0);
+    // The deadline fires and the sidecar says so (in its log) and retries.
+    wait_for("a timed-out attempt", Duration::from_secs(60), || {
+        sidecar.log().contains("the request timed out").then_some(())
+    })
+    .await;
+    assert!(!delivered_texts(&emulator).contains_key("sent during the stall"));
+    emulator.state().set_faults(&json!({"latency_ms": 0})).unwrap();
+    wait_for("the retried message", Duration::from_secs(120), || {
+        delivered_texts(&emulator).contains_key("sent during the stall").then_some(())
+    })
+    .await;
+    assert_exactly_once_in_order(&emulator, &thread, &["sent during the stall".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_mid_run_stops_the_destination_shows_in_status_and_does_not_hammer() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let thread = open_thread(&mut client, "revoked").await;
+
+    emulator_post(&emulator, "/_emulator/faults", &json!({"revoke_token": true})).await;
+    let revoked_at = Instant::now();
+    let before = requests(&emulator).len();
+    let texts = burst(&mut client, "revoked", "401", 5).await;
+    // Each request hears why its message waits.
+    let mut unavailable = 0;
+    while unavailable < 5 {
+        match client.read_within(LONG).await.expect("an answer") {
+            ServerFrame::Accepted { .. } => {}
+            ServerFrame::Error { message, .. } => {
+                assert!(message.contains("401") && message.contains("stays queued"), "{message}");
+                unavailable += 1;
+            }
+            other => panic!("nothing can be delivered with a revoked token: {other:?}"),
+        }
+    }
+    // `omp-discord status` names the problem.
+    let status = std::process::Command::new(sidecar_bin())
+        .arg("status")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("refused the bot token (HTTP 401)"), "{text}");
+    assert!(text.contains("5 waiting"), "the queue shows the waiting messages: {text}");
+
+    // No hammering: let it sit for a while, then count what reached Discord. Resting
+    // with backoff from 1 s allows a handful; retrying at once would be hundreds.
+    wait_for("a few retries", Duration::from_secs(60), || {
+        let unauthorized = requests(&emulator)[before..].iter().filter(|r| r["status"] == 401).count();
+        (unauthorized >= 3).then_some(())
+    })
+    .await;
+    let secs = revoked_at.elapsed().as_secs_f64();
+    let unauthorized = requests(&emulator)[before..].iter().filter(|r| r["status"] == 401).count();
+    // Backoff 1, 2, 4 … s: at most log2(secs) + a few rests, each one request.
+    let bound = (secs.log2().ceil() as usize) + 4;
+    assert!(unauthorized <= bound, "{unauthorized} requests with a revoked token in {secs:.1} s");
+    assert!(delivered_texts(&emulator).keys().all(|t| !t.starts_with("401 #")));
+
+    // The token is fixed (reset on the portal): everything queued arrives, once, in order.
+    emulator.state().set_faults(&json!({"revoke_token": false})).unwrap();
+    wait_for("the queued messages to arrive", Duration::from_secs(120), || {
+        let seen = delivered_texts(&emulator);
+        texts.iter().all(|t| seen.contains_key(t)).then_some(())
+    })
+    .await;
+    assert_exactly_once_in_order(&emulator, &thread, &texts);
+}
