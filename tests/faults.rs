@@ -9,7 +9,9 @@ use omp_discord_core::protocol::{ServerFrame, encode_frame};
 use serde_json::{Value, json};
 
 use crate::hostile::{delivered_texts, notify};
-use crate::util::{Client, Sidecar, TestDir, emulator, emulator_post, sidecar_bin, sidecar_env, wait_for};
+use crate::util::{
+    Client, Sidecar, TestDir, emulator, emulator_post, emulator_request, sidecar_bin, sidecar_env, wait_for,
+};
 
 /// How long one answer may take while Discord misbehaves (the sidecar rests up to 30 s between tries).
 const LONG: Duration = Duration::from_secs(90);
@@ -212,5 +214,37 @@ async fn a_token_revoked_mid_run_stops_the_destination_shows_in_status_and_does_
         texts.iter().all(|t| seen.contains_key(t)).then_some(())
     })
     .await;
+    assert_exactly_once_in_order(&emulator, &thread, &texts);
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_storm_during_a_burst_delivers_everything_once_in_order_without_hammering() {
+    const RETRY_AFTER: f64 = 0.5;
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let thread = open_thread(&mut client, "storm-429").await;
+
+    // Every message create is a 429 until the storm is lifted.
+    let before = creates_in(&emulator, &thread).len();
+    let storm =
+        json!({"http": {"status": 429, "method": "POST", "path_prefix": "/channels", "retry_after": RETRY_AFTER}});
+    emulator_post(&emulator, "/_emulator/faults", &storm).await;
+    let started = Instant::now();
+    let texts = burst(&mut client, "storm-429", "rl", 30).await;
+    wait_for("a few 429s", Duration::from_secs(60), || {
+        (creates_in(&emulator, &thread).iter().filter(|r| r["status"] == 429).count() >= 3).then_some(())
+    })
+    .await;
+    let (status, _) = emulator_request(&emulator, "DELETE", "/_emulator/faults", None, None).await;
+    assert_eq!(status, 204);
+    let storm_secs = started.elapsed().as_secs_f64();
+    let limited = creates_in(&emulator, &thread)[before..].iter().filter(|r| r["status"] == 429).count();
+    // Honouring retry_after allows one attempt per window (plus the first); a client that
+    // ignores it makes hundreds in the same time. A slower machine only lowers the count.
+    let bound = (storm_secs / RETRY_AFTER).ceil() as usize + 2;
+    assert!(limited <= bound, "{limited} requests answered 429 in {storm_secs:.1} s with retry_after {RETRY_AFTER} s");
+
+    await_deliveries(&mut client, &emulator, &texts).await;
     assert_exactly_once_in_order(&emulator, &thread, &texts);
 }

@@ -32,6 +32,11 @@ pub(crate) struct HttpFault {
     /// For 429: whether it is a global limit.
     #[serde(default)]
     pub(crate) global: bool,
+    /// For a non-global 429: `user` (a route's bucket ran out; the default), `shared` (a
+    /// shared resource's limit), or `none`: no rate limit headers at all, as when something in
+    /// front of Discord (Cloudflare) refuses the request.
+    #[serde(default)]
+    pub(crate) scope: Option<String>,
 }
 
 fn default_retry_after() -> f64 {
@@ -88,7 +93,7 @@ impl Faults {
         }
         let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Some(if status == StatusCode::TOO_MANY_REQUESTS {
-            crate::ratelimit::too_many_requests(fault.retry_after, fault.global, None)
+            crate::ratelimit::injected_429(fault.retry_after, fault.global, fault.scope.as_deref().unwrap_or("user"))
         } else {
             ApiError::server_error(status)
         })
@@ -110,6 +115,7 @@ mod tests {
             method: Some("POST".to_owned()),
             retry_after: 1.0,
             global: false,
+            scope: None,
         });
         assert!(faults.take("GET", "/channels/1/messages").is_none());
         assert!(faults.take("POST", "/users/@me").is_none());

@@ -51,7 +51,7 @@ pub(crate) fn route_limit(method: &Method, template: &str) -> RouteLimit {
 }
 
 /// Discord's opaque bucket id: a stable hash of the route.
-fn bucket_hash(method: &Method, template: &str) -> String {
+pub(crate) fn bucket_hash(method: &Method, template: &str) -> String {
     let fnv = |seed: u64| {
         let mut hash = seed;
         for byte in method.as_str().bytes().chain(template.bytes()) {
@@ -109,6 +109,32 @@ pub(crate) fn too_many_requests(retry_after: f64, global: bool, scope: Option<&s
         error = error.with_header("x-ratelimit-scope", scope.to_owned());
     }
     error
+}
+
+/// An injected 429 with the headers Discord sends for its `scope`: a route's bucket
+/// running out (`user`: remaining 0 and the reset), a shared resource (`shared`), a global
+/// limit, or none at all (`none`). The route's bucket and limit are added by [`route_headers`].
+pub(crate) fn injected_429(retry_after: f64, global: bool, scope: &str) -> ApiError {
+    if global || scope == "none" {
+        return too_many_requests(retry_after, global, None);
+    }
+    let mut error = too_many_requests(retry_after, false, Some(scope));
+    let reset_after = Duration::from_secs_f64(retry_after.max(0.0));
+    if scope == "user" {
+        error.headers.insert("x-ratelimit-remaining", header("0"));
+        error.headers.insert("x-ratelimit-reset-after", header(&seconds(reset_after)));
+        error.headers.insert("x-ratelimit-reset", header(&seconds(Duration::from_millis(now_ms()) + reset_after)));
+    }
+    error
+}
+
+/// The bucket and limit headers of a route, for an injected 429 that has a bucket
+/// (Discord names the route's own bucket in a 429).
+pub(crate) fn route_headers(error: &mut ApiError, method: &Method, template: &str) {
+    if error.headers.contains_key("x-ratelimit-scope") && !error.headers.contains_key("x-ratelimit-global") {
+        error.headers.insert("x-ratelimit-bucket", header(&bucket_hash(method, template)));
+        error.headers.insert("x-ratelimit-limit", header(&route_limit(method, template).limit.to_string()));
+    }
 }
 
 impl RateLimits {

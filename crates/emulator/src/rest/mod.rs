@@ -126,7 +126,10 @@ async fn inject_faults(State(state): State<EmulatorState>, request: Request, nex
         tokio::time::sleep(latency).await;
     }
     match fault {
-        Some(error) => error.into_response(),
+        Some(mut error) => {
+            crate::ratelimit::route_headers(&mut error, request.method(), &template(&request));
+            error.into_response()
+        }
         None => next.run(request).await,
     }
 }
