@@ -201,7 +201,7 @@ async fn discord_rejections_carry_discords_message() {
     drop(client);
     drop(sidecar);
 
-    // An unknown home channel is Discord's 10003, reported for a new session's thread.
+    // An unknown home channel is Discord's 10003, reported as unknown_channel for a new session's thread.
     env.retain(|(k, _)| k != "OMP_DISCORD_CHANNEL_ID");
     env.push(("OMP_DISCORD_CHANNEL_ID".into(), "42".into()));
     let sidecar = Sidecar::start(&dir, &env).await;
@@ -210,7 +210,7 @@ async fn discord_rejections_carry_discords_message() {
     let ClientFrame::Notify(mut request) = notify("r3", note) else { unreachable!() };
     request.session.id = "session-2".into();
     let (_, code, message) = error_of(client.notify(&ClientFrame::Notify(request)).await.1);
-    assert_eq!(code, ErrorCode::DiscordRejected);
+    assert_eq!(code, ErrorCode::UnknownChannel);
     assert!(message.contains("10003") && message.contains("Unknown Channel"), "{message}");
 }
 

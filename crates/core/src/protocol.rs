@@ -132,8 +132,11 @@ pub struct Hello {
     /// The client's [`PROTOCOL_VERSION`].
     pub protocol: u32,
     /// Who is talking, e.g. `shim/0.1.0` or `cli/0.1.0`.
+    #[serde(default)]
     pub client: String,
-    /// The client's process id, for status output.
+    /// The client's process id, for status output. (Defaulted, so that a
+    /// hello from another version still decodes and gets `protocol_mismatch`.)
+    #[serde(default)]
     pub pid: u32,
     /// Host name of the client's machine (several machines may share a sidecar).
     #[serde(default)]
@@ -493,11 +496,37 @@ fn describe_json_error(err: &serde_json::Error) -> String {
         }
         Category::Data | Category::Io => {
             let text = err.to_string();
-            // "unknown variant `x`, expected one of ..." names the client's own tag, and
-            // "missing field `y`" a field name: both are shape, not content.
-            text.split(" at line ").next().unwrap_or(&text).to_owned()
+            let text = text.split(" at line ").next().unwrap_or(&text);
+            // serde quotes what it read: `invalid type: string "…"` and ``unknown variant `…` ``
+            // can carry a value from the frame, which may be a secret. Keep the shape only.
+            without_quoted_values(text)
         }
     }
+}
+
+/// serde's message with each quoted value (`"…"`) dropped and each named
+/// identifier (`` `…` ``) kept only when it looks like a field or tag name.
+fn without_quoted_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(['"', '`']) {
+        let quote = rest.as_bytes()[start] as char;
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start + 1..].find(quote) else {
+            rest = &rest[start..];
+            break;
+        };
+        let inner = &rest[start + 1..start + 1 + len];
+        let name_like = inner.len() <= 32 && inner.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        match quote {
+            '`' if name_like => out.push_str(&format!("`{inner}`")),
+            '`' => out.push_str("`…`"),
+            _ => out.push_str("\"…\""),
+        }
+        rest = &rest[start + 2 + len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Encodes a frame as one NDJSON line, newline included.
@@ -549,6 +578,27 @@ mod tests {
         let err = decode_client_frame(br#"{"type":"notify","id":"r7"}"#).unwrap_err();
         assert_eq!(err.request_id(), Some("r7"));
         assert!(err.to_string().contains("missing field"), "{err}");
+    }
+
+    #[test]
+    fn values_from_the_frame_are_never_repeated() {
+        let secret = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        for line in [
+            format!(r#"{{"type":"hello","protocol":"{secret}"}}"#),
+            format!(r#"{{"type":"{secret}","id":"r1"}}"#),
+            format!(r#"{{"type":"read","id":"r1","limit":"{secret}"}}"#),
+        ] {
+            let err = decode_client_frame(line.as_bytes()).unwrap_err().to_string();
+            assert!(!err.contains("ghp_"), "{err}");
+        }
+        let err = decode_client_frame(br#"{"type":"notify","id":"r7"}"#).unwrap_err().to_string();
+        assert!(err.contains("missing field `session`"), "{err}");
+    }
+
+    #[test]
+    fn an_old_hello_still_decodes_so_it_can_be_told_to_upgrade() {
+        let frame = decode_client_frame(br#"{"type":"hello","protocol":0,"client":"shim/0.0.1"}"#).unwrap();
+        assert!(matches!(frame, ClientFrame::Hello(Hello { protocol: 0, pid: 0, .. })));
     }
 
     #[test]
