@@ -269,6 +269,9 @@ async fn a_cancelled_question_ends_the_wait_and_stays_in_discord() {
         .start_call("discord_ask", json!({ "question": "Ship it?", "options": ["yes", "no"], "timeoutSeconds": 600 }))
         .await;
     let (thread, asked) = question(&emulator).await;
+    // One connection to the sidecar carries both: this answer overtakes the waiting question's.
+    let (guilds, is_error) = client.call("discord_guilds", json!({})).await;
+    assert!(!is_error && guilds.contains("omp-discord emulator"), "{guilds}");
     client.send(&json!({ "op": "cancel", "tag": tag })).await;
     assert_eq!(client.answer(&tag).await["cancelled"], true);
     // The server saw notifications/cancelled and stopped waiting for the sidecar...
@@ -317,6 +320,23 @@ async fn a_sidecar_without_a_token_or_one_that_cannot_start_says_what_to_do() {
         "{text}"
     );
     assert!(!text.contains("emulator-token"), "{text}");
+    client.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_that_went_away_is_started_again() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = McpClient::start(&dir, &env, "steady", "legacy").await;
+    let (guilds, is_error) = client.call("discord_guilds", json!({})).await;
+    assert!(!is_error, "{guilds}");
+    sidecar.terminate().await;
+    // The next call finds the connection closed, starts a sidecar and asks it.
+    let (guilds, is_error) = client.call("discord_guilds", json!({})).await;
+    assert!(!is_error && guilds.contains("omp-discord emulator"), "{guilds}");
+    drop(crate::util::Client::greeted(&dir.socket()).await);
     client.quit().await;
 }
 
