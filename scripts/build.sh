@@ -44,6 +44,9 @@ if [ ! -x node_modules/.bin/omp ] || [ package-lock.json -nt node_modules/.packa
 fi
 export PATH="$PWD/node_modules/.bin:$PATH"
 
+log "the MCP test client (a venv with PyPI's mcp)"
+bash scripts/mcp-venv.sh
+
 log "building the wasm module"
 # wasm-opt stays off (see crates/wasm/Cargo.toml): Debian's binaryen corrupts the output.
 wasm-pack --quiet build crates/wasm --target web --release --out-dir ../../pkg --no-pack --no-typescript

@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod demo;
 mod doctor;
+mod mcp;
 mod metrics;
 mod serve;
 mod service;
@@ -125,6 +126,8 @@ enum Command {
         #[arg(long)]
         exit: bool,
     },
+    /// Serve the Discord tools to an MCP client on stdin/stdout, through the running sidecar (started if needed).
+    Mcp,
     /// Run the local Discord emulator (REST v10 + gateway) until interrupted.
     Emulator {
         /// Port on 127.0.0.1 (0 picks a free one).
@@ -217,6 +220,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator { port, seed } => emulator(port, seed).await,
+        Command::Mcp => mcp::run().await,
     }
 }
 

@@ -6,6 +6,7 @@ mod approvals;
 mod faults;
 mod hostile;
 mod inbound;
+mod mcp;
 mod omp;
 mod ops;
 mod outbox;

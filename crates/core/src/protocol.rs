@@ -126,6 +126,24 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// Sets the request id a transport chose (every frame but `hello` has one).
+    pub fn set_id(&mut self, new_id: String) {
+        match self {
+            Self::Hello(_) => {}
+            Self::Notify(NotifyRequest { id, .. })
+            | Self::Attach { id, .. }
+            | Self::InboundAck { id, .. }
+            | Self::Approve { id, .. }
+            | Self::Read { id, .. }
+            | Self::Directory { id, .. }
+            | Self::Ask { id, .. }
+            | Self::Status { id }
+            | Self::Shutdown { id } => *id = new_id,
+        }
+    }
+}
+
 /// The opening frame of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -556,6 +574,13 @@ mod tests {
         let line = encode_frame(&hello);
         assert!(line.ends_with('\n'));
         assert_eq!(decode_client_frame(line.as_bytes()).unwrap(), hello);
+    }
+
+    #[test]
+    fn set_id_reaches_the_wire() {
+        let mut frame = ClientFrame::Directory { id: String::new(), guild_id: None };
+        frame.set_id("mcp-7".into());
+        assert!(encode_frame(&frame).contains(r#""id":"mcp-7""#));
     }
 
     #[test]

@@ -14,6 +14,58 @@ pub const MAX_ASK_SECS: u64 = 3600;
 /// How long a `discord_ask` waits unless told.
 pub const DEFAULT_ASK_SECS: u64 = 600;
 
+/// How long a transport waits for the answer to a tool's request (besides a
+/// question, which waits for a person), in seconds. A `notify` still waiting
+/// for `delivered` then is queued, not lost: it was `accepted` (journaled).
+pub const ANSWER_WAIT_SECS: u64 = 8;
+
+/// How long to wait for the sidecar's answer to `frame`, in seconds: a
+/// question's own timeout plus a margin, else [`ANSWER_WAIT_SECS`].
+#[must_use]
+pub fn answer_wait_secs(frame: &ClientFrame) -> u64 {
+    match frame {
+        ClientFrame::Ask { timeout_secs, .. } => timeout_secs.saturating_add(10),
+        _ => ANSWER_WAIT_SECS,
+    }
+}
+
+/// The session of an MCP client (`omp-discord mcp`), which has no OMP session:
+/// one client program (its `clientInfo.name`) in one working directory is one
+/// session, so its posts share one Discord thread across restarts and
+/// `discord_read` without a channel reads that thread.
+///
+/// ```
+/// use omp_discord_core::tools::mcp_session;
+///
+/// let session = mcp_session("Claude Desktop", "/home/ana/src/app");
+/// assert!(session.id.starts_with("mcp-claude-desktop-"));
+/// assert_eq!(session, mcp_session("Claude Desktop", "/home/ana/src/app"));
+/// assert_ne!(session.id, mcp_session("Claude Desktop", "/home/ana/src/other").id);
+/// ```
+#[must_use]
+pub fn mcp_session(client: &str, cwd: &str) -> SessionRef {
+    let mut slug = String::new();
+    for c in client.chars().flat_map(char::to_lowercase) {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c);
+        } else if !slug.is_empty() && !slug.ends_with('-') {
+            slug.push('-');
+        }
+        if slug.len() >= 32 {
+            break;
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    let slug = if slug.is_empty() { "client" } else { slug };
+    // FNV-1a: stable across Rust versions and platforms, unlike std's hasher.
+    let hash = cwd.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    SessionRef {
+        id: format!("mcp-{slug}-{:08x}", hash >> 32),
+        cwd: Some(cwd.to_owned()),
+        prompt: Some(format!("MCP client {}", if client.trim().is_empty() { "(unnamed)" } else { client.trim() })),
+    }
+}
+
 /// A call the tool cannot make, in words for the model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -273,6 +325,27 @@ mod tests {
             matches!(&frame, ClientFrame::Ask { ask_id, timeout_secs, .. } if ask_id == "call-7" && *timeout_secs == MAX_ASK_SECS),
             "{frame:?}"
         );
+    }
+
+    #[test]
+    fn mcp_sessions_are_stable_short_and_plain() {
+        let a = mcp_session("Claude Desktop", "/srv/app");
+        assert_eq!(a, mcp_session("Claude Desktop", "/srv/app"));
+        assert_eq!(a.id.len(), "mcp-claude-desktop-".len() + 8, "{}", a.id);
+        assert_ne!(a.id, mcp_session("claude-code", "/srv/app").id);
+        assert_eq!(mcp_session("", "/x").id.split('-').nth(1), Some("client"));
+        let odd = mcp_session("ÄÖ   ../x\n@everyone", "/x");
+        assert!(odd.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'), "{}", odd.id);
+        assert!(mcp_session(&"x".repeat(500), "/x").id.len() <= 64, "fits a request id");
+    }
+
+    #[test]
+    fn a_question_waits_longer_than_a_post() {
+        let ask = tool_request("discord_ask", &json!({ "question": "?", "timeoutSeconds": 60 }), &session(), "c", "p")
+            .unwrap();
+        assert_eq!(answer_wait_secs(&ask), 70);
+        let send = tool_request("discord_send", &json!({ "message": "m" }), &session(), "c", "p").unwrap();
+        assert_eq!(answer_wait_secs(&send), ANSWER_WAIT_SECS);
     }
 
     #[test]
