@@ -70,18 +70,17 @@ function reporterFor(ctx: ExtensionContext): wasm.Reporter {
 	return reporter;
 }
 
-/** Hands reports to the sidecar in order; each is done once journaled. */
-async function sendReports(session: ReturnType<typeof sessionOf>, reports: Report[]): Promise<void> {
-	for (const report of reports) {
-		const frame = {
-			type: "notify",
-			session,
-			message: report.payload,
-			key: report.key ?? undefined,
-			edit: report.kind === "edit",
-		};
-		await sidecar().request(frame, NOTIFY_DEADLINE_MS, true);
-	}
+/** Hands reports to the sidecar in order (kept while it is unreachable); each is done once journaled. */
+function sendReports(session: ReturnType<typeof sessionOf>, reports: Report[]): Promise<void> {
+	if (mutedSessions.has(session.id) || reports.length === 0) return Promise.resolve();
+	const frames = reports.map((report) => ({
+		type: "notify",
+		session,
+		message: report.payload,
+		key: report.key ?? undefined,
+		edit: report.kind === "edit",
+	}));
+	return sidecar().sendInOrder(frames, NOTIFY_DEADLINE_MS);
 }
 
 /** Due run-card edits and coalesced bursts, once a second while sessions live. */
@@ -114,10 +113,13 @@ function toolAnswer(tool: string, outcome: Outcome): ToolAnswer {
 	return wasm.toolAnswer(tool, frame) as ToolAnswer;
 }
 
-/** Tool results reach the model redacted unless OMP_DISCORD_REDACT_TOOL_RESULTS=off. */
-function redactsToolResults(): boolean {
-	return !["0", "off", "false", "no"].includes((process.env.OMP_DISCORD_REDACT_TOOL_RESULTS ?? "").trim().toLowerCase());
-}
+/** Tool results reach the model redacted unless OMP_DISCORD_REDACT_TOOL_RESULTS=off (or `/discord redact off`). */
+let redactingToolResults = !["0", "off", "false", "no"].includes(
+	(process.env.OMP_DISCORD_REDACT_TOOL_RESULTS ?? "").trim().toLowerCase(),
+);
+
+/** Sessions whose reports `/discord off` stopped. */
+const mutedSessions = new Set<string>();
 
 type Redaction = { content?: unknown; report: { count: number; kinds: Record<string, number> } };
 
@@ -188,12 +190,14 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		pi.on(type as never, async (event: unknown, ctx: ExtensionContext) => {
 			try {
 				const reports = reporterFor(ctx).onEvent(event, Date.now()) as Report[];
-				await sendReports(sessionOf(ctx), reports);
-				if (type === "session_shutdown") {
-					reporters.get(sessionId(ctx))?.free();
-					reporters.delete(sessionId(ctx));
-					sessionContexts.delete(sessionId(ctx));
-				}
+				const sent = sendReports(sessionOf(ctx), reports);
+				// Never hold OMP up for Discord, except to hand over the last reports at shutdown.
+				if (type !== "session_shutdown") return;
+				await sent;
+				sidecar().spool();
+				reporters.get(sessionId(ctx))?.free();
+				reporters.delete(sessionId(ctx));
+				sessionContexts.delete(sessionId(ctx));
 			} catch (err) {
 				if (ctx.hasUI) ctx.ui.notify(`omp-discord: ${err instanceof Error ? err.message : String(err)}`, "warning");
 			}
@@ -238,8 +242,72 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		return { block: true, reason: `Blocked: this call needs approval in Discord, and ${why}.` };
 	});
 
-	if (redactsToolResults()) {
-		pi.on("tool_result", (event) => redactToolResult(event.content, event.details) as never);
-	}
+	pi.on("tool_result", (event) => (redactingToolResults ? redactToolResult(event.content, event.details) : undefined) as never);
+
+	pi.registerCommand("discord", {
+		description: "omp-discord: status | on | off | level quiet|normal|verbose | redact on|off",
+		getArgumentCompletions: (prefix) =>
+			["status", "on", "off", "level quiet", "level normal", "level verbose", "redact on", "redact off"]
+				.filter((item) => item.startsWith(prefix.trim()))
+				.map((value) => ({ value, label: value })),
+		handler: async (args, ctx) => {
+			const say = (text: string, kind: "info" | "warning" = "info") => ctx.ui.notify(`omp-discord: ${text}`, kind);
+			const [verb = "status", value = ""] = args.trim().split(/\s+/);
+			const id = sessionId(ctx);
+			switch (verb) {
+				case "status": {
+					const outcome = await sidecar().request({ type: "status" }, NOTIFY_DEADLINE_MS);
+					if (!outcome.ok || !("frame" in outcome) || outcome.frame.type !== "status") {
+						say(`the sidecar is unavailable (${outcome.ok ? "no status" : outcome.message})`, "warning");
+						return;
+					}
+					const status = outcome.frame.status as Record<string, any>;
+					const session = (status.sessions ?? []).find((s: any) => s.session_id === id);
+					const thread = session?.thread_id ? `thread ${session.thread_id}` : "no thread yet";
+					say(
+						`${status.mode} mode, gateway ${status.gateway}, ${status.queue?.depth ?? 0} queued, ${thread}` +
+							`${mutedSessions.has(id) ? ", reports off" : ""}${redactingToolResults ? "" : ", tool results not redacted"}`,
+					);
+					return;
+				}
+				case "on":
+				case "off":
+					if (verb === "off") mutedSessions.add(id);
+					else mutedSessions.delete(id);
+					say(`reports for this session are ${verb}`);
+					return;
+				case "level":
+					try {
+						reporterFor(ctx).setLevel(value);
+						say(`report level is ${value}`);
+					} catch (err) {
+						say(`${err instanceof Error ? err.message : String(err)}`, "warning");
+					}
+					return;
+				case "redact":
+					if (value !== "on" && value !== "off") return say("use /discord redact on|off", "warning");
+					redactingToolResults = value === "on";
+					say(`tool results reach the model ${redactingToolResults ? "redacted" : "unredacted"}`);
+					return;
+				default:
+					say("use /discord status | on | off | level quiet|normal|verbose | redact on|off", "warning");
+			}
+		},
+	});
+
+	pi.registerCommand("discord-ping", {
+		description: "omp-discord: post a test message to this session's Discord thread",
+		handler: async (args, ctx) => {
+			const text = args.trim() || "ping from omp";
+			let answer: ToolAnswer;
+			try {
+				const frame = wasm.toolRequest("discord_notify", { message: text }, sessionOf(ctx), `ping-${Date.now()}`, basename(ctx.cwd));
+				answer = toolAnswer("discord_notify", await sidecar().request(frame as Record<string, unknown>, NOTIFY_DEADLINE_MS));
+			} catch (err) {
+				answer = { text: err instanceof Error ? err.message : String(err), isError: true };
+			}
+			ctx.ui.notify(`omp-discord: ${answer.text}`, answer.isError ? "warning" : "info");
+		},
+	});
 
 }

@@ -2,7 +2,7 @@
 // factory run. Every call has a deadline; when no sidecar answers, start one
 // (detached, so it outlives this OMP process) and retry until the deadline.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { connect, type Socket } from "node:net";
@@ -38,6 +38,10 @@ export type Outcome =
 
 const CONNECT_DEADLINE_MS = 4000;
 const MAX_PENDING = 256;
+/** Reports kept while no sidecar answers; the oldest go first when there are more. */
+const MAX_KEPT = 1000;
+/** Outcomes that mean the sidecar never took the frame: keep it and try again later. */
+const UNREACHABLE = new Set(["sidecar_unavailable", "sidecar_timeout", "queue_full"]);
 
 function socketPath(): string {
 	const env = process.env;
@@ -95,6 +99,53 @@ class SidecarClient {
 		this.attached.set(session.id, session);
 		return this.request({ type: "attach", session }, deadlineMs);
 	}
+	/** Reports not yet taken by a sidecar, oldest first. */
+	private kept: Record<string, unknown>[] = [];
+	/** The chain that hands `kept` over, one at a time, so order holds and nothing goes twice. */
+	private draining: Promise<void> = Promise.resolve();
+
+	/**
+	 * Hands `frames` (notify frames) to the sidecar after any kept earlier, in
+	 * order; each is done once journaled. What no sidecar took stays kept (up
+	 * to MAX_KEPT) for the next call, or for `spool()` at shutdown.
+	 */
+	sendInOrder(frames: Record<string, unknown>[], deadlineMs: number): Promise<void> {
+		this.kept.push(...frames);
+		if (this.kept.length > MAX_KEPT) this.kept.splice(0, this.kept.length - MAX_KEPT);
+		this.draining = this.draining.then(async () => {
+			while (this.kept.length > 0) {
+				const outcome = await this.request(this.kept[0], deadlineMs, true);
+				if (!outcome.ok && UNREACHABLE.has(outcome.code)) return;
+				this.kept.shift();
+			}
+		});
+		return this.draining;
+	}
+
+	/**
+	 * Writes what no sidecar took to `<state>/spool/<pid>-<time>.jsonl` (0600),
+	 * which the next sidecar journals when it starts. Synchronous, so it also
+	 * works from a process `exit` handler.
+	 */
+	spool(): string | undefined {
+		if (this.kept.length === 0) return undefined;
+		const env = process.env;
+		const dir = wasm.spoolDir(env.OMP_DISCORD_STATE_DIR, env.XDG_STATE_HOME, env.HOME);
+		if (!dir) return undefined;
+		try {
+			mkdirSync(dir, { recursive: true, mode: 0o700 });
+			const file = join(dir, `${Date.now()}-${process.pid}.jsonl`);
+			const lines = this.kept.map((frame, n) => wasm.encodeClientFrame({ ...frame, id: `spool-${process.pid}-${n}` }));
+			// Written aside, then renamed: a sidecar importing meanwhile never sees half a file.
+			writeFileSync(`${file}.tmp`, lines.join(""), { mode: 0o600 });
+			renameSync(`${file}.tmp`, file);
+			this.kept = [];
+			return file;
+		} catch {
+			return undefined;
+		}
+	}
+
 	private nextId = 0;
 	private spawned = false;
 	private buffer = "";
@@ -279,6 +330,11 @@ const KEY = Symbol.for("omp-discord.sidecar");
 /** The per-process sidecar client. */
 export function sidecar(): SidecarClient {
 	const global = globalThis as unknown as Record<symbol, SidecarClient | undefined>;
-	global[KEY] ??= new SidecarClient();
+	if (!global[KEY]) {
+		const client = new SidecarClient();
+		global[KEY] = client;
+		// Whatever is still kept when the process ends waits in the spool for the next sidecar.
+		process.on("exit", () => client.spool());
+	}
 	return global[KEY];
 }

@@ -664,12 +664,11 @@ pub fn log_filter() -> Option<String> {
 }
 
 fn state_dir_from_env(env: EnvSource<'_>) -> Result<PathBuf, ConfigError> {
-    if let Some(state) = get(env, "XDG_STATE_HOME") {
-        return Ok(Path::new(&state).join("omp-discord"));
-    }
-    let home = get(env, "HOME")
-        .ok_or(ConfigError::NoPlace { what: "the state directory", hint: "OMP_DISCORD_STATE_DIR or HOME" })?;
-    Ok(Path::new(&home).join(".local/state/omp-discord"))
+    // The same rule the extension uses to find the spool (core's `paths::state_dir`).
+    let (state, home) = (get(env, "XDG_STATE_HOME"), get(env, "HOME"));
+    omp_discord_core::paths::state_dir(None, state.as_deref(), home.as_deref())
+        .map(PathBuf::from)
+        .ok_or(ConfigError::NoPlace { what: "the state directory", hint: "OMP_DISCORD_STATE_DIR or HOME" })
 }
 
 /// The socket path: `OMP_DISCORD_SOCKET`, the config file's `socket`, or the

@@ -260,6 +260,7 @@ async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpLis
         .or_else(|| config.api.proxy.as_ref().filter(|_| config.api.plain_http).map(|proxy| format!("ws://{proxy}")));
     let token = config.token.clone();
     let sidecar = serve::Sidecar::new(config, outbox, access);
+    sidecar.import_spool();
     let delivery = tokio::spawn(serve::deliver(sidecar.clone()));
     if let Some(token) = token {
         tokio::spawn(serve::learn_owner(sidecar.clone()));

@@ -11,6 +11,7 @@ mod omp;
 mod ops;
 mod outbox;
 mod setup;
+mod shim;
 mod sidecar;
 mod slash;
 mod tools;

@@ -133,6 +133,8 @@ pub struct Sidecar {
     approvals: ApprovalPolicy,
     /// Tool calls waiting for a decision, by approval id.
     approval_waiters: SyncMutex<HashMap<i64, Vec<ApprovalWaiter>>>,
+    /// Held while the spool is imported, so two connections never import a file twice.
+    spool_lock: SyncMutex<()>,
     /// Questions waiting for an answer, by ask id.
     ask_waiters: SyncMutex<HashMap<i64, Vec<oneshot::Sender<requests::AskOutcome>>>>,
     /// `connecting`, `ready` or `closed`, for status.
@@ -170,6 +172,7 @@ impl Sidecar {
             approvals: access.approvals,
             approval_waiters: SyncMutex::new(HashMap::new()),
             ask_waiters: SyncMutex::new(HashMap::new()),
+            spool_lock: SyncMutex::new(()),
             gateway_state: SyncMutex::new("off".into()),
             shutdown: CancellationToken::new(),
         })
@@ -617,6 +620,52 @@ impl Sidecar {
         if let Some(tx) = tx {
             let _ = tx.send(inbound_frame(inbound)).await;
         }
+    }
+
+    /// Journals the reports that extensions left in `<state>/spool` when they
+    /// could not reach a sidecar (one JSON `notify` frame per line), oldest
+    /// file first, and removes each file once its frames are journaled.
+    /// Returns how many frames were journaled.
+    pub fn import_spool(&self) -> usize {
+        let _importing = self.spool_lock.lock().expect("spool lock");
+        let dir = self.config.state_dir.join(omp_discord_core::paths::SPOOL_DIR_NAME);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+        let mut files: Vec<std::path::PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "jsonl"))
+            .collect();
+        files.sort();
+        let mut journaled = 0;
+        for file in files {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(err) => {
+                    tracing::warn!(file = %file.display(), error = %err, "cannot read a spool file; left in place");
+                    continue;
+                }
+            };
+            for (n, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+                match decode_client_frame(line.as_bytes()) {
+                    Ok(ClientFrame::Notify(request)) => match self.accept(request, "") {
+                        Ok(_) => journaled += 1,
+                        Err(frame) => {
+                            tracing::warn!(file = %file.display(), line = n + 1, ?frame, "a spooled report was refused")
+                        }
+                    },
+                    Ok(_) | Err(_) => {
+                        tracing::warn!(file = %file.display(), line = n + 1, "a spool line is not a notify frame; skipped")
+                    }
+                }
+            }
+            if let Err(err) = std::fs::remove_file(&file) {
+                tracing::warn!(file = %file.display(), error = %err, "cannot remove an imported spool file");
+            }
+        }
+        if journaled > 0 {
+            tracing::info!(reports = journaled, "journaled reports spooled while no sidecar ran");
+        }
+        journaled
     }
 
     /// Catches up on replies the gateway could not replay (after a gap it
@@ -1197,6 +1246,8 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                 ClientFrame::Hello(hello) if hello.protocol == PROTOCOL_VERSION => {
                     greeted = true;
                     host.clone_from(&hello.host);
+                    // A shim that could not reach a sidecar earlier may have left reports behind.
+                    sidecar.import_spool();
                     tracing::debug!(client = %hello.client, pid = hello.pid, host = %hello.host, "client connected");
                     let welcome = ServerFrame::Welcome {
                         protocol: PROTOCOL_VERSION,

@@ -36,9 +36,35 @@ pub fn socket_path(env: SocketEnv<'_>) -> Option<String> {
     Some(format!("{}/{SOCKET_DIR_NAME}/{SOCKET_FILE_NAME}", base.trim_end_matches('/')))
 }
 
+/// The sidecar's durable state directory by default: `OMP_DISCORD_STATE_DIR`
+/// (`explicit`), else `$XDG_STATE_HOME/omp-discord`, else
+/// `$HOME/.local/state/omp-discord`. `None` when none is set.
+#[must_use]
+pub fn state_dir(explicit: Option<&str>, state_home: Option<&str>, home: Option<&str>) -> Option<String> {
+    let non_empty = |v: Option<&str>| v.filter(|v| !v.is_empty()).map(str::to_owned);
+    if let Some(explicit) = non_empty(explicit) {
+        return Some(explicit);
+    }
+    let base = non_empty(state_home)
+        .or_else(|| non_empty(home).map(|home| format!("{}/.local/state", home.trim_end_matches('/'))))?;
+    Some(format!("{}/{SOCKET_DIR_NAME}", base.trim_end_matches('/')))
+}
+
+/// Name of the directory (in the state directory) where a shim that could not
+/// reach the sidecar leaves its reports; the sidecar journals them on start.
+pub const SPOOL_DIR_NAME: &str = "spool";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_dir_follows_the_same_order() {
+        assert_eq!(state_dir(Some("/x"), Some("/s"), Some("/h")).as_deref(), Some("/x"));
+        assert_eq!(state_dir(None, Some("/s/"), Some("/h")).as_deref(), Some("/s/omp-discord"));
+        assert_eq!(state_dir(Some(""), None, Some("/h")).as_deref(), Some("/h/.local/state/omp-discord"));
+        assert_eq!(state_dir(None, None, None), None);
+    }
 
     #[test]
     fn explicit_path_wins() {

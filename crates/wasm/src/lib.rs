@@ -66,6 +66,15 @@ pub fn tool_answer(tool: &str, frame: JsValue) -> Result<JsValue, JsError> {
     to_js(&tools::tool_answer(tool, &frame))
 }
 
+/// Where the extension leaves reports it could not hand to the sidecar:
+/// `(OMP_DISCORD_STATE_DIR, XDG_STATE_HOME, HOME) -> "<state>/spool"`, or `undefined`.
+#[wasm_bindgen(js_name = spoolDir)]
+#[must_use]
+pub fn spool_dir(explicit: Option<String>, state_home: Option<String>, home: Option<String>) -> Option<String> {
+    paths::state_dir(explicit.as_deref(), state_home.as_deref(), home.as_deref())
+        .map(|dir| format!("{dir}/{}", paths::SPOOL_DIR_NAME))
+}
+
 /// Builds the message for a `discord_notify` call: `(params, project) -> MessagePayload`.
 ///
 /// # Errors
