@@ -10,6 +10,9 @@ import * as wasm from "./wasm";
 /** How long a tool call or event handler waits for Discord before giving up. */
 const NOTIFY_DEADLINE_MS = 8000;
 
+/** How long a pending approval keeps asking a sidecar that went away (a restart) before it blocks the call. */
+const APPROVAL_RECONNECT_MS = 30_000;
+
 type ToolDefinition = { name: string; label: string; description: string; parameters: Record<string, unknown> };
 
 /** The extension API of each session in this process, to hand it replies from Discord. */
@@ -72,7 +75,8 @@ function reporterFor(ctx: ExtensionContext): wasm.Reporter {
 
 /** Hands reports to the sidecar in order (kept while it is unreachable); each is done once journaled. */
 function sendReports(session: ReturnType<typeof sessionOf>, reports: Report[]): Promise<void> {
-	if (mutedSessions.has(session.id) || reports.length === 0) return Promise.resolve();
+	// Even with nothing new, the promise settles only once what is kept was handed over.
+	if (mutedSessions.has(session.id)) reports = [];
 	const frames = reports.map((report) => ({
 		type: "notify",
 		session,
@@ -191,9 +195,11 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 			try {
 				const reports = reporterFor(ctx).onEvent(event, Date.now()) as Report[];
 				const sent = sendReports(sessionOf(ctx), reports);
-				// Never hold OMP up for Discord, except to hand over the last reports at shutdown.
-				if (type !== "session_shutdown") return;
+				// OMP is not held up for Discord mid-run; a run's last reports are handed over
+				// before OMP goes on (a print-mode OMP exits right after), the rest at shutdown.
+				if (type !== "agent_end" && type !== "session_shutdown") return;
 				await sent;
+				if (type !== "session_shutdown") return;
 				sidecar().spool();
 				reporters.get(sessionId(ctx))?.free();
 				reporters.delete(sessionId(ctx));
@@ -228,17 +234,26 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	pi.on("tool_call", async (event, ctx) => {
 		const policy = sidecar().approvalPolicyOrEnv();
 		if (!wasm.needsApproval(policy, event.toolName)) return undefined;
-		// Fails closed: no decision in time, or no sidecar, means the call does not run.
-		const deadline = (policy.timeout_secs + 10) * 1000;
-		const outcome = await sidecar().request(
-			{ type: "approve", session: sessionOf(ctx), tool_call_id: event.toolCallId, tool: event.toolName, input: event.input },
-			deadline,
-		);
-		if (outcome.ok && "frame" in outcome && outcome.frame.type === "decision") {
-			if (outcome.frame.approved) return undefined;
-			return { block: true, reason: `Blocked: ${outcome.frame.reason}.` };
+		// Fails closed: no decision in time, or no sidecar, means the call does not run. A lost
+		// connection (a sidecar restarting) is not a decision: ask again for the same call,
+		// which waits on the same request in Discord.
+		const deadline = Date.now() + (policy.timeout_secs + 10) * 1000;
+		const frame = { type: "approve", session: sessionOf(ctx), tool_call_id: event.toolCallId, tool: event.toolName, input: event.input };
+		let why = "no decision arrived";
+		let unreachableSince: number | undefined;
+		while (Date.now() < deadline) {
+			const outcome = await sidecar().request(frame, deadline - Date.now());
+			if (outcome.ok && "frame" in outcome && outcome.frame.type === "decision") {
+				if (outcome.frame.approved) return undefined;
+				return { block: true, reason: `Blocked: ${outcome.frame.reason}.` };
+			}
+			if (outcome.ok) break;
+			why = outcome.message;
+			// A restart takes seconds; a sidecar gone for longer will not decide in time.
+			unreachableSince ??= Date.now();
+			if (Date.now() - unreachableSince > APPROVAL_RECONNECT_MS) break;
+			await new Promise((resolve) => setTimeout(resolve, 500));
 		}
-		const why = outcome.ok ? "no decision arrived" : outcome.message;
 		return { block: true, reason: `Blocked: this call needs approval in Discord, and ${why}.` };
 	});
 
@@ -266,7 +281,8 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 					const thread = session?.thread_id ? `thread ${session.thread_id}` : "no thread yet";
 					say(
 						`${status.mode} mode, gateway ${status.gateway}, ${status.queue?.depth ?? 0} queued, ${thread}` +
-							`${mutedSessions.has(id) ? ", reports off" : ""}${redactingToolResults ? "" : ", tool results not redacted"}`,
+							`${mutedSessions.has(id) ? ", reports off" : ""}${redactingToolResults ? "" : ", tool results not redacted"}` +
+							`${sidecar().dropped ? `, ${sidecar().dropped} reports dropped (${sidecar().lastDropped})` : ""}`,
 					);
 					return;
 				}

@@ -99,6 +99,9 @@ class SidecarClient {
 		this.attached.set(session.id, session);
 		return this.request({ type: "attach", session }, deadlineMs);
 	}
+	/** Reports dropped because they could not be encoded, and the last reason. */
+	dropped = 0;
+	lastDropped = "";
 	/** Reports not yet taken by a sidecar, oldest first. */
 	private kept: Record<string, unknown>[] = [];
 	/** The chain that hands `kept` over, one at a time, so order holds and nothing goes twice. */
@@ -114,7 +117,17 @@ class SidecarClient {
 		if (this.kept.length > MAX_KEPT) this.kept.splice(0, this.kept.length - MAX_KEPT);
 		this.draining = this.draining.then(async () => {
 			while (this.kept.length > 0) {
-				const outcome = await this.request(this.kept[0], deadlineMs, true);
+				let outcome: Outcome;
+				try {
+					outcome = await this.request(this.kept[0], deadlineMs, true);
+				} catch (err) {
+					// A frame that cannot even be encoded would block every later one: drop it
+					// (counted for `/discord status`; printing would garble OMP's terminal).
+					this.lastDropped = describe(err);
+					this.dropped += 1;
+					this.kept.shift();
+					continue;
+				}
 				if (!outcome.ok && UNREACHABLE.has(outcome.code)) return;
 				this.kept.shift();
 			}

@@ -10,8 +10,8 @@ use crate::util::{
     Plugin, Sidecar, TestDir, emulator, emulator_post, run_omp, sidecar_env, thread_messages, thread_starts, wait_for,
 };
 
-/// The approval message in the session's thread: (thread, message id, approve id, deny id).
-async fn approval_buttons(emulator: &Emulator) -> (u64, String, String, String) {
+/// The approval message in the session's thread: (thread, message id, approve id, deny id, always id).
+async fn approval_buttons(emulator: &Emulator) -> (u64, String, String, String, String) {
     wait_for("an approval request with buttons", Duration::from_secs(30), || {
         let thread: u64 = thread_starts(emulator).first()?["response"]["id"].as_str()?.parse().ok()?;
         let message = thread_messages(emulator, thread)
@@ -23,6 +23,7 @@ async fn approval_buttons(emulator: &Emulator) -> (u64, String, String, String) 
             message["id"].as_str()?.to_owned(),
             buttons[0]["custom_id"].as_str()?.to_owned(),
             buttons[1]["custom_id"].as_str()?.to_owned(),
+            buttons[2]["custom_id"].as_str()?.to_owned(),
         ))
     })
     .await
@@ -58,7 +59,7 @@ async fn approve_runs_the_tool_and_strangers_cannot_click() {
     let sidecar = Sidecar::start(&dir, &env).await;
 
     let person = async {
-        let (thread, message, approve, _) = approval_buttons(&emulator).await;
+        let (thread, message, approve, _, _) = approval_buttons(&emulator).await;
         // A guest's click is refused privately and decides nothing.
         let refused = click(&emulator, thread, &message, &approve, DEFAULT_GUEST_USER_ID).await;
         assert_eq!(refused["state"]["response_type"], 4, "{refused}");
@@ -90,7 +91,7 @@ async fn deny_blocks_the_tool_with_the_reason() {
     let sidecar = Sidecar::start(&dir, &env).await;
 
     let person = async {
-        let (thread, message, _, deny) = approval_buttons(&emulator).await;
+        let (thread, message, _, deny, _) = approval_buttons(&emulator).await;
         click(&emulator, thread, &message, &deny, DEFAULT_OWNER_USER_ID).await
     };
     let script = script();
@@ -102,5 +103,77 @@ async fn deny_blocks_the_tool_with_the_reason() {
     let text = bash.to_string();
     assert!(text.contains("Blocked: denied by") && text.contains("in Discord"), "{text}");
     assert!(!text.contains("ran-after-approval"), "the denied command ran: {text}");
+    sidecar.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_approval_survives_a_sidecar_restart() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let mut env = approval_env(&dir, &emulator);
+    env.retain(|(k, _)| k != "OMP_DISCORD_APPROVAL_TIMEOUT");
+    env.push(("OMP_DISCORD_APPROVAL_TIMEOUT".into(), "90".into()));
+    let sidecar = Sidecar::start(&dir, &env).await;
+
+    let person = async {
+        let (thread, message, approve, _, _) = approval_buttons(&emulator).await;
+        // The sidecar stops while the call waits; the extension starts a new one and asks again.
+        sidecar.terminate().await;
+        // A click while no sidecar listens expires unanswered; click again until one answers.
+        let started = std::time::Instant::now();
+        loop {
+            let answer = click(&emulator, thread, &message, &approve, DEFAULT_OWNER_USER_ID).await;
+            if answer["state"]["response_type"] == 7 {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no sidecar answered the click: {answer}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        thread
+    };
+    let script = script();
+    let (run, thread) = tokio::join!(run_omp(&dir, &env, Plugin::Flag, &script, "run it"), person);
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    let bash = run.tool_results("bash")[0];
+    assert_eq!(bash["isError"], false, "{bash}");
+    assert!(bash.to_string().contains("ran-after-approval"), "{bash}");
+    // Asked twice, posted once: the restarted sidecar found the pending request.
+    let requests = thread_messages(&emulator, thread)
+        .into_iter()
+        .filter(|m| m["embeds"][0]["title"].as_str().is_some_and(|t| t.contains("bash")))
+        .count();
+    assert_eq!(requests, 1, "{:#?}", thread_messages(&emulator, thread));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_allow_lets_later_calls_of_the_tool_in_the_session_run_without_asking() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = approval_env(&dir, &emulator);
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let person = async {
+        let (thread, message, _, _, always) = approval_buttons(&emulator).await;
+        let answer = click(&emulator, thread, &message, &always, DEFAULT_OWNER_USER_ID).await;
+        assert_eq!(answer["state"]["response_type"], 7, "{answer}");
+        thread
+    };
+    let script = json!([
+        { "tool": "bash", "args": { "command": "echo first-call", "i": "first" } },
+        { "tool": "bash", "args": { "command": "echo second-call", "i": "second" } },
+        { "text": "done" }
+    ]);
+    let (run, thread) = tokio::join!(run_omp(&dir, &env, Plugin::Flag, &script, "run twice"), person);
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    let results = run.tool_results("bash");
+    assert_eq!(results.len(), 2);
+    assert!(results[0].to_string().contains("first-call") && results[1].to_string().contains("second-call"));
+    // One request was posted; the second call did not ask again.
+    let requests: Vec<String> = thread_messages(&emulator, thread)
+        .iter()
+        .filter_map(|m| m["embeds"][0]["title"].as_str().map(str::to_owned))
+        .filter(|t| t.contains("bash"))
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].starts_with("Always allowed in this session by"), "{requests:?}");
     sidecar.terminate().await;
 }

@@ -384,6 +384,11 @@ impl Sidecar {
             );
         }
         let now = now_ms();
+        // Someone chose "Always allow" for this tool in this session.
+        if let Ok(Some(by)) = self.with_outbox(|o| o.always_allowed(&session.id, &tool)) {
+            tracing::info!(audit = true, session_id = %session.id, %tool, "approved: always allowed in this session");
+            return answer(true, format!("{tool} is always allowed in this session (by {by} in Discord)"));
+        }
         let timeout_ms = i64::try_from(self.approvals.timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let input_json = input.to_string();
         let created = self.with_outbox(|o| {
@@ -435,7 +440,13 @@ impl Sidecar {
                     _ => answer(false, "the approval record is gone; the call was denied".into()),
                 }
             }
-            () = self.shutdown.cancelled() => answer(false, "the sidecar is stopping; the call was denied".into()),
+            // Not a denial: the request stays pending in the journal, and the extension asks
+            // again (the same call, the same request) once a sidecar answers.
+            () = self.shutdown.cancelled() => ServerFrame::Error {
+                id: Some(id.clone()),
+                code: ErrorCode::DiscordUnavailable,
+                message: "the sidecar is stopping; the approval stays pending, ask again".into(),
+            },
         }
     }
 
@@ -468,14 +479,25 @@ impl Sidecar {
             tracing::info!(audit = true, approval_id, user_id = %user.id, "approval click refused: not on the allowlist");
             private("Only people on this bot's allowlist can approve tool calls.")
         } else {
-            let state = if decision == Decision::Approve { "approved" } else { "denied" };
+            let state = if decision.approves() { "approved" } else { "denied" };
             let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
             match self.with_outbox(|o| o.decide_approval(approval_id, state, Some(&who), now_ms())) {
                 Ok(true) => {
-                    tracing::info!(audit = true, approval_id, user_id = %user.id, state, "approval decided");
+                    tracing::info!(audit = true, approval_id, user_id = %user.id, ?decision, "approval decided");
                     let approval = self.with_outbox(|o| o.approval(approval_id)).ok().flatten();
-                    let approved = decision == Decision::Approve;
-                    let verdict = if approved { format!("Approved by {who}") } else { format!("Denied by {who}") };
+                    let approved = decision.approves();
+                    if decision == Decision::AlwaysAllow
+                        && let Some(approval) = &approval
+                        && let Err(err) =
+                            self.with_outbox(|o| o.allow_always(&approval.session_id, &approval.tool, &who, now_ms()))
+                    {
+                        tracing::error!(error = %err, "cannot record an always-allow");
+                    }
+                    let verdict = match decision {
+                        Decision::Approve => format!("Approved by {who}"),
+                        Decision::AlwaysAllow => format!("Always allowed in this session by {who}"),
+                        Decision::Deny => format!("Denied by {who}"),
+                    };
                     self.wake_approval(approval_id, approved, format!("{} in Discord", verdict.to_lowercase()));
                     let request = approval
                         .as_ref()
@@ -1284,6 +1306,9 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                         Some((id, outcome))
                     }
                     Err(reply) => {
+                        if let ServerFrame::Error { code, message, .. } = &reply {
+                            tracing::debug!(request_id = %id, %code, %message, "message refused");
+                        }
                         let _ = tx.send(reply).await;
                         continue;
                     }

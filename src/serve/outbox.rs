@@ -16,7 +16,7 @@ use std::path::Path;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -105,6 +105,14 @@ const MIGRATIONS: &[&str] = &[
     );",
     // Small facts the sidecar remembers (e.g. the hash of the registered slash commands).
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // Tools someone chose to always allow in a session ("Always allow" on an approval).
+    "CREATE TABLE session_allows (
+        session_id  TEXT    NOT NULL,
+        tool        TEXT    NOT NULL,
+        allowed_by  TEXT    NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        PRIMARY KEY (session_id, tool)
+    );",
 ];
 
 /// Why the outbox failed.
@@ -654,6 +662,31 @@ impl Outbox {
             ],
         )?;
         Ok(added == 1)
+    }
+
+    /// Who chose to always allow `tool` in the session, if someone did.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn always_allowed(&self, session_id: &str, tool: &str) -> Result<Option<String>, OutboxError> {
+        let mut statement =
+            self.conn.prepare_cached("SELECT allowed_by FROM session_allows WHERE session_id = ?1 AND tool = ?2")?;
+        let mut rows = statement.query_map([session_id, tool], |row| row.get(0))?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// Always allows `tool` in the session from now on.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn allow_always(&mut self, session_id: &str, tool: &str, by: &str, now_ms: i64) -> Result<(), OutboxError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO session_allows (session_id, tool, allowed_by, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![session_id, tool, by, now_ms],
+        )?;
+        Ok(())
     }
 
     /// A remembered fact.

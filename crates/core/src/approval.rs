@@ -48,10 +48,21 @@ pub enum Decision {
     Approve,
     /// Block it.
     Deny,
+    /// Run it, and every later call of the same tool in the same session.
+    AlwaysAllow,
+}
+
+impl Decision {
+    /// Whether the tool may run.
+    #[must_use]
+    pub fn approves(self) -> bool {
+        self != Self::Deny
+    }
 }
 
 const APPROVE_PREFIX: &str = "omp:approve:";
 const DENY_PREFIX: &str = "omp:deny:";
+const ALWAYS_PREFIX: &str = "omp:always:";
 /// Longest approval id that keeps a button's `custom_id` within Discord's 100 characters.
 pub const MAX_APPROVAL_ID: usize = 100 - APPROVE_PREFIX.len();
 
@@ -61,6 +72,7 @@ pub fn custom_id(decision: Decision, id: &str) -> String {
     let prefix = match decision {
         Decision::Approve => APPROVE_PREFIX,
         Decision::Deny => DENY_PREFIX,
+        Decision::AlwaysAllow => ALWAYS_PREFIX,
     };
     format!("{prefix}{id}")
 }
@@ -71,6 +83,9 @@ pub fn custom_id(decision: Decision, id: &str) -> String {
 pub fn parse_custom_id(custom_id: &str) -> Option<(Decision, &str)> {
     if let Some(id) = custom_id.strip_prefix(APPROVE_PREFIX) {
         return Some((Decision::Approve, id));
+    }
+    if let Some(id) = custom_id.strip_prefix(ALWAYS_PREFIX) {
+        return Some((Decision::AlwaysAllow, id));
     }
     custom_id.strip_prefix(DENY_PREFIX).map(|id| (Decision::Deny, id))
 }
@@ -96,9 +111,15 @@ pub fn approval_message(id: &str, request: &ApprovalRequest, project: &str) -> M
         components: vec![
             button(Decision::Approve, "Approve", ButtonStyle::Success),
             button(Decision::Deny, "Deny", ButtonStyle::Danger),
+            button(Decision::AlwaysAllow, &always_label(&request.tool), ButtonStyle::Secondary),
         ],
     })];
     payload
+}
+
+/// The third button: always allow this tool in this session (within Discord's 80 characters).
+fn always_label(tool: &str) -> String {
+    clean(&format!("Always allow {tool} here"), 80)
 }
 
 /// The approval message once decided (or expired): the same request, a
@@ -132,7 +153,7 @@ mod tests {
     #[test]
     fn custom_ids_round_trip_and_fit() {
         let id = "s".repeat(MAX_APPROVAL_ID);
-        for decision in [Decision::Approve, Decision::Deny] {
+        for decision in [Decision::Approve, Decision::Deny, Decision::AlwaysAllow] {
             let custom = custom_id(decision, &id);
             assert!(custom.len() <= 100);
             assert_eq!(parse_custom_id(&custom), Some((decision, id.as_str())));
