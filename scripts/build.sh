@@ -9,10 +9,32 @@ cd "$(dirname "$0")/.."
 WASM_PACK_VERSION=0.15.1
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-# The interactive setup test drives a real terminal through tmux.
-if ! command -v tmux >/dev/null; then
-  log "installing tmux (Debian package; for the interactive setup test)"
-  if [ "$(id -u)" = 0 ]; then apt-get update && apt-get install -y tmux; else sudo apt-get update && sudo apt-get install -y tmux; fi
+# Debian packages some tests need: tmux drives a real terminal for the
+# interactive setup test; OpenSSH forwards the sidecar's socket for the
+# several-machines test (a private sshd on loopback; no system service is started).
+missing=()
+command -v tmux >/dev/null || missing+=(tmux)
+{ [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null; } || missing+=(openssh-server)
+{ command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing+=(openssh-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]} (Debian packages; for the setup and several-machines tests)"
+  sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
+  # The tests run their own sshd: keep the package from starting (or enabling)
+  # a system-wide one. policy-rc.d is Debian's switch for that; an existing one is kept.
+  own_policy=
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+    "${sudo[@]}" chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+  fi
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  if [ -n "$own_policy" ]; then
+    "${sudo[@]}" rm -f /usr/sbin/policy-rc.d
+    if [ -d /run/systemd/system ]; then
+      "${sudo[@]}" systemctl disable ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
+  fi
 fi
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then

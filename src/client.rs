@@ -1,8 +1,9 @@
 //! Clients of the sidecar's socket: [`Connection`], one request at a time
-//! for the CLI (`status`, `stop`), and [`Link`], many requests at once over
-//! one connection for `omp-discord mcp`.
+//! for the CLI (`status`, `stop`, `notify`), and [`Link`], many requests at
+//! once over one connection for `omp-discord mcp`.
 
-use std::path::Path;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,6 +16,22 @@ use tokio::net::UnixStream;
 /// How long the CLI waits for the sidecar.
 const DEADLINE: Duration = Duration::from_secs(5);
 
+/// Nothing answers at the socket: no sidecar runs there (or, through an SSH
+/// forward, none runs on the other machine). Callers tell it apart from other
+/// failures with `anyhow::Error::downcast_ref`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no omp-discord sidecar is running at {} ({reason}); start one with `omp-discord serve` \
+     (or keep one running with `omp-discord install-service`)",
+    path.display()
+)]
+pub struct NotRunning {
+    /// The socket that was tried.
+    pub path: PathBuf,
+    /// What the connection attempt saw.
+    pub reason: String,
+}
+
 /// A connection that has completed the handshake.
 pub struct Connection {
     reader: BufReader<tokio::net::unix::OwnedReadHalf>,
@@ -26,11 +43,22 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// When nothing listens there, or the sidecar refuses the handshake.
+    /// [`NotRunning`] when nothing listens there (no socket file, a stale one,
+    /// or a connection closed before the handshake, as an SSH forward does
+    /// when the far end has no sidecar); otherwise when the sidecar refuses
+    /// the handshake or does not answer.
     pub async fn open(path: &Path) -> anyhow::Result<Self> {
-        let stream = UnixStream::connect(path).await.with_context(|| {
-            format!("no omp-discord sidecar is running at {} (start it with `omp-discord serve`)", path.display())
-        })?;
+        let not_running = |reason: &str| NotRunning { path: path.to_owned(), reason: reason.to_owned() };
+        let stream = match UnixStream::connect(path).await {
+            Ok(stream) => stream,
+            Err(err) if err.kind() == ErrorKind::NotFound => return Err(not_running("no socket file").into()),
+            Err(err) if err.kind() == ErrorKind::ConnectionRefused => {
+                return Err(not_running("a stale socket file; nothing listens on it").into());
+            }
+            Err(err) => {
+                return Err(anyhow::Error::new(err).context(format!("cannot connect to {}", path.display())));
+            }
+        };
         let (read, writer) = stream.into_split();
         let mut connection = Self { reader: BufReader::new(read), writer };
         let hello = ClientFrame::Hello(Hello {
@@ -39,7 +67,22 @@ impl Connection {
             pid: std::process::id(),
             host: hostname(),
         });
-        match connection.call(&hello).await? {
+        let welcome = match connection.call(&hello).await {
+            Err(err)
+                if err.downcast_ref::<Closed>().is_some()
+                    || err
+                        .downcast_ref::<std::io::Error>()
+                        .is_some_and(|e| matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)) =>
+            {
+                return Err(not_running(
+                    "the connection closed before the handshake; through an SSH forward: no sidecar runs on the \
+                     other side, or it refused the SSH login's user",
+                )
+                .into());
+            }
+            other => other?,
+        };
+        match welcome {
             ServerFrame::Welcome { .. } => Ok(connection),
             ServerFrame::Error { message, .. } => {
                 bail!("the sidecar refused the connection: {message}")
@@ -56,16 +99,38 @@ impl Connection {
     pub async fn call(&mut self, frame: &ClientFrame) -> anyhow::Result<ServerFrame> {
         tokio::time::timeout(DEADLINE, async {
             self.writer.write_all(encode_frame(frame).as_bytes()).await?;
-            let mut line = String::new();
-            if self.reader.read_line(&mut line).await? == 0 {
-                bail!("the sidecar closed the connection");
-            }
-            Ok(decode_server_frame(line.as_bytes())?)
+            self.read_frame().await
         })
         .await
         .context("the sidecar did not answer within 5 s")?
     }
+
+    /// Reads the next frame the sidecar sends (e.g. `delivered` after
+    /// `accepted`); `None` when none arrives within `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// On I/O failure, a closed connection, or an unreadable frame.
+    pub async fn next(&mut self, deadline: Duration) -> anyhow::Result<Option<ServerFrame>> {
+        match tokio::time::timeout(deadline, self.read_frame()).await {
+            Ok(frame) => frame.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn read_frame(&mut self) -> anyhow::Result<ServerFrame> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).await? == 0 {
+            return Err(Closed.into());
+        }
+        Ok(decode_server_frame(line.as_bytes())?)
+    }
 }
+
+/// The sidecar closed the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("the sidecar closed the connection")]
+struct Closed;
 
 /// This machine's host name, for the handshake.
 pub fn hostname() -> String {

@@ -7,6 +7,7 @@ mod demo;
 mod doctor;
 mod mcp;
 mod metrics;
+mod notify;
 mod serve;
 mod service;
 mod setup;
@@ -40,6 +41,25 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NotifyLevel {
+    Info,
+    Success,
+    Warning,
+    Error,
+}
+
+impl From<NotifyLevel> for omp_discord_core::embed::Level {
+    fn from(level: NotifyLevel) -> Self {
+        match level {
+            NotifyLevel::Info => Self::Info,
+            NotifyLevel::Success => Self::Success,
+            NotifyLevel::Warning => Self::Warning,
+            NotifyLevel::Error => Self::Error,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the sidecar: the one process that talks to Discord for every OMP session of this user.
@@ -59,6 +79,36 @@ enum Command {
     },
     /// Ask the running sidecar to finish in-flight sends and exit.
     Stop,
+    /// Post a notification from a script, cron job or CI through the running sidecar
+    /// (same journal, redaction and limits as OMP sessions).
+    ///
+    /// Exit codes: 0 delivered; 75 queued (journaled, but Discord did not confirm in time: the sidecar
+    /// retries); 1 failed (refused by the sidecar or by Discord); 69 no sidecar running; 2 usage.
+    #[command(after_help = "Examples:\n  omp-discord notify --level success \"backup done\"\n  \
+                            make test 2>&1 | tail -50 | omp-discord notify --level error --title \"tests failed\" -")]
+    Notify {
+        /// Post into this OMP session's thread (its session id) instead of this directory's own thread.
+        #[arg(long, value_name = "SESSION", conflicts_with = "channel")]
+        thread: Option<String>,
+        /// Post into this channel (an id) instead of a thread.
+        #[arg(long, value_name = "ID")]
+        channel: Option<u64>,
+        /// Colour and label of the notification.
+        #[arg(long, value_enum, default_value_t = NotifyLevel::Info)]
+        level: NotifyLevel,
+        /// A headline above the text.
+        #[arg(long, value_name = "T")]
+        title: Option<String>,
+        /// Seconds to wait for Discord's confirmation once the sidecar has journaled the message.
+        #[arg(long, value_name = "SECS", default_value_t = 15)]
+        wait: u64,
+        /// Print the outcome as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// The text (Markdown), or `-` to read it from stdin.
+        #[arg(value_name = "TEXT|-")]
+        text: String,
+    },
     /// Check the configuration, the token, the home channel, the socket and the OMP plugin; say how to fix each problem.
     Doctor {
         /// Print the checks as JSON (`[{name, level, detail, fix}]`) instead of text.
@@ -180,6 +230,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Status { json } => status(json).await,
         Command::Stop => stop().await,
+        Command::Notify { thread, channel, level, title, wait, json, text } => {
+            notify::run(notify::Options {
+                thread,
+                channel,
+                level: level.into(),
+                title,
+                text,
+                json,
+                wait: Duration::from_secs(wait),
+            })
+            .await
+        }
         Command::Doctor { json } => doctor(json).await,
         Command::Setup {
             non_interactive,
