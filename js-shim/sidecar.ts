@@ -302,6 +302,8 @@ class SidecarClient {
 
 	private spawnSidecar(): void {
 		this.spawned = true;
+		// A machine that reaches another machine's sidecar (a forwarded socket) must not start its own.
+		if (["0", "off", "false", "no"].includes((process.env.OMP_DISCORD_SPAWN ?? "").trim().toLowerCase())) return;
 		try {
 			// Detached and in its own session: the sidecar serves every OMP process
 			// of this user and must not die with this one (or with its terminal).

@@ -511,6 +511,7 @@ impl Outbox {
              ON CONFLICT (session_id) DO UPDATE SET
                  prompt = COALESCE(sessions.prompt, excluded.prompt),
                  cwd = COALESCE(sessions.cwd, excluded.cwd),
+                 host = CASE WHEN sessions.host = '' THEN excluded.host ELSE sessions.host END,
                  last_seen_ms = excluded.last_seen_ms",
             params![session_id, cwd, prompt, host, starter_nonce, now_ms],
         )?;
