@@ -9,13 +9,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use omp_discord_core::schema;
-use omp_discord_emulator::{DEFAULT_HOME_CHANNEL_ID, Emulator};
+use omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 
 use crate::util::{
-    OmpRun, Plugin, Sidecar, TestDir, emulator, message_posts, repo, run_omp, sidecar_bin, sidecar_env,
+    OmpRun, Plugin, Sidecar, TestDir, emulator, message_posts, question, repo, run_omp, sidecar_bin, sidecar_env,
     thread_messages, thread_starts, wait_for,
 };
 
@@ -244,18 +244,6 @@ async fn two_mcp_servers_and_an_omp_extension_share_one_identify() {
     assert_eq!(emulator.state().identify_count(), 1, "one bot connection for every client");
     first.quit().await;
     second.quit().await;
-}
-
-/// The question message in the MCP client's thread, once posted: (thread, message).
-async fn question(emulator: &Emulator) -> (u64, Value) {
-    wait_for("the question in the client's thread", Duration::from_secs(30), || {
-        let thread: u64 = thread_starts(emulator).first()?["response"]["id"].as_str()?.parse().ok()?;
-        let message = thread_messages(emulator, thread)
-            .into_iter()
-            .find(|m| m["embeds"][0]["title"].as_str().is_some_and(|t| t.contains("asks")))?;
-        Some((thread, message))
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,8 +8,8 @@ use omp_discord_emulator::{DEFAULT_GUEST_USER_ID, DEFAULT_HOME_CHANNEL_ID, DEFAU
 use serde_json::{Value, json};
 
 use crate::util::{
-    OmpRun, Plugin, Sidecar, TestDir, emulator, emulator_post, message_posts, run_omp, sidecar_env, thread_messages,
-    thread_starts, wait_for,
+    OmpRun, Plugin, Sidecar, TestDir, emulator, emulator_post, message_posts, question, run_omp, sidecar_env,
+    thread_messages, thread_starts, wait_for,
 };
 
 /// The text of a tool's only result, and whether it was an error.
@@ -76,18 +76,6 @@ async fn the_model_lists_channels_sends_redacted_text_and_reads_it_back() {
     let (read, _) = result(&run, "discord_read", 1);
     assert!(read.contains("to my own thread"), "{read}");
     sidecar.terminate().await;
-}
-
-/// The question message in the session's thread, once posted: (thread, message).
-async fn question(emulator: &Emulator) -> (u64, Value) {
-    wait_for("the question in the session's thread", Duration::from_secs(30), || {
-        let thread: u64 = thread_starts(emulator).first()?["response"]["id"].as_str()?.parse().ok()?;
-        let message = thread_messages(emulator, thread)
-            .into_iter()
-            .find(|m| m["embeds"][0]["title"].as_str().is_some_and(|t| t.contains("asks")))?;
-        Some((thread, message))
-    })
-    .await
 }
 
 async fn click(emulator: &Emulator, thread: u64, message: &Value, custom_id: &str, user: u64) -> Value {

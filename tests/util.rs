@@ -381,3 +381,15 @@ pub async fn emulator_request(
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
+
+/// The model's question (`discord_ask`) in the only session thread, once posted: (thread, message).
+pub async fn question(emulator: &Emulator) -> (u64, Value) {
+    wait_for("the question in the session's thread", Duration::from_secs(30), || {
+        let thread: u64 = thread_starts(emulator).first()?["response"]["id"].as_str()?.parse().ok()?;
+        let message = thread_messages(emulator, thread)
+            .into_iter()
+            .find(|m| m["embeds"][0]["title"].as_str().is_some_and(|t| t.contains("asks")))?;
+        Some((thread, message))
+    })
+    .await
+}
