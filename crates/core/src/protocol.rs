@@ -607,7 +607,7 @@ mod tests {
 
     #[test]
     fn values_from_the_frame_are_never_repeated() {
-        let secret = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        let secret = "ghp_abcdefghijklmnopqrstuvwxyz0123456789"; // fake, made-up token
         for line in [
             format!(r#"{{"type":"hello","protocol":"{secret}"}}"#),
             format!(r#"{{"type":"{secret}","id":"r1"}}"#),
