@@ -3,6 +3,7 @@
 // (detached, so it outlives this OMP process) and retry until the deadline.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { connect, type Socket } from "node:net";
@@ -50,11 +51,23 @@ function socketPath(): string {
 	return path;
 }
 
-/** The sidecar binary: OMP_DISCORD_BIN, else this checkout's release build, else PATH. */
+/**
+ * The sidecar binary: OMP_DISCORD_BIN, else this checkout's release build,
+ * else the binary of the platform package installed with this one (e.g.
+ * omp-discord-linux-x64, an optional dependency), else PATH.
+ */
 function sidecarBinary(): string {
 	if (process.env.OMP_DISCORD_BIN) return process.env.OMP_DISCORD_BIN;
 	const built = join(dirname(import.meta.dir), "target", "release", "omp-discord");
-	return existsSync(built) ? built : "omp-discord";
+	if (existsSync(built)) return built;
+	try {
+		const manifest = `omp-discord-${process.platform}-${process.arch}/package.json`;
+		const packaged = join(dirname(createRequire(`${import.meta.dir}/`).resolve(manifest)), "bin", "omp-discord");
+		if (existsSync(packaged)) return packaged;
+	} catch {
+		// No platform package for this system: PATH it is.
+	}
+	return "omp-discord";
 }
 
 class SidecarClient {
