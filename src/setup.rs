@@ -868,13 +868,28 @@ async fn finish_webhook(
 }
 
 /// The plugin directory: `--plugin`, else the package this binary came with
-/// (a checkout's `target/release/`, or the npm platform package inside the plugin).
+/// (a checkout's `target/release/`, or the npm platform package inside or next
+/// to the installed plugin: `node_modules/omp-discord-linux-x64/bin/`).
 fn plugin_dir(options: &Options) -> Option<PathBuf> {
     if let Some(dir) = &options.plugin {
         return Some(dir.clone());
     }
     let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
-    exe.ancestors().skip(1).take(6).find(|dir| is_plugin(dir)).map(Path::to_path_buf)
+    exe.ancestors()
+        .skip(1)
+        .take(6)
+        .flat_map(|dir| {
+            // The platform package hoisted next to the plugin package.
+            let sibling = is_installed_package(dir).then(|| dir.with_file_name("omp-discord"));
+            std::iter::once(dir.to_path_buf()).chain(sibling)
+        })
+        .find(|dir| is_plugin(dir))
+}
+
+/// Whether `dir` is an installed package (`omp plugin install` puts it in
+/// OMP's `plugins/node_modules/`): linking it would replace it with a link to itself.
+fn is_installed_package(dir: &Path) -> bool {
+    dir.parent().and_then(Path::file_name).is_some_and(|name| name == "node_modules")
 }
 
 fn is_plugin(dir: &Path) -> bool {
@@ -891,10 +906,14 @@ fn link_plugin(ui: &Ui, options: &Options) {
     let Some(dir) = plugin_dir(options) else {
         ui.say(
             "the plugin directory was not found next to this binary; link it with `omp plugin link <dir>` (or \
-                install the package: `omp plugin install omp-discord-<version>.tgz`)",
+                install the packages: see \"Installing without Rust\" in docs/setup.md)",
         );
         return;
     };
+    if is_installed_package(&dir) {
+        ui.say(format!("✓ the plugin is installed in OMP ({})", dir.display()));
+        return;
+    }
     let run = std::process::Command::new("omp")
         .args(["plugin", "link"])
         .arg(&dir)
