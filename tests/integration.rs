@@ -11,6 +11,7 @@ mod mcp;
 mod omp;
 mod ops;
 mod outbox;
+mod package;
 mod setup;
 mod shim;
 mod sidecar;
