@@ -1,12 +1,15 @@
 //! The packed plugin (`scripts/pack.sh`) installed the documented way into a
 //! fresh HOME's OMP, on a PATH without a Rust toolchain: OMP loads it, the
 //! model's `discord_notify` reaches the emulator, and the sidecar that sent it
-//! is the binary from the platform package.
+//! is the binary from the platform package; its `setup` leaves the installed
+//! plugin alone.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use omp_discord_emulator::{DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID};
 use serde_json::{Value, json};
+use twilight_model::id::Id;
 
 use crate::util::{TestDir, all_message_posts, emulator, process_alive, repo, sidecar_bin, sidecar_env, wait_for};
 
@@ -152,4 +155,21 @@ async fn the_packed_plugin_installs_into_omp_and_runs_without_a_rust_toolchain()
     let stop = cli(&["stop"]).output().await.unwrap();
     assert!(stop.status.success(), "stop: {}", String::from_utf8_lossy(&stop.stderr));
     wait_for("the packaged sidecar to exit", Duration::from_secs(15), || (!process_alive(pid)).then_some(())).await;
+
+    // `setup` from the package sees that the plugin is installed and leaves it
+    // alone (`omp plugin link` on it would replace it with a link to itself).
+    let client = twilight_http::Client::builder()
+        .token(DEFAULT_BOT_TOKEN.to_owned())
+        .proxy(emulator.addr().to_string(), true)
+        .build();
+    let hook = client.create_webhook(Id::new(DEFAULT_HOME_CHANNEL_ID), "omp").await.unwrap().model().await.unwrap();
+    let url = format!("{}/api/webhooks/{}/{}", emulator.http_url(), hook.id, hook.token.unwrap());
+    let mut setup = cli(&["setup", "--non-interactive", "--webhook"]);
+    setup.env("OMP_DISCORD_WEBHOOK_URL", url).stdin(std::process::Stdio::null());
+    let setup = setup.output().await.unwrap();
+    let said = String::from_utf8_lossy(&setup.stdout);
+    assert!(setup.status.success(), "setup: {said}\n{}", String::from_utf8_lossy(&setup.stderr));
+    let plugin = plugins.join("omp-discord");
+    assert!(said.contains(&format!("the plugin is installed in OMP ({})", plugin.display())), "{said}");
+    assert!(!plugin.is_symlink() && plugin.join("dist/index.js").is_file(), "setup touched the installed plugin");
 }
