@@ -13,7 +13,8 @@ use twilight_model::id::Id;
 
 use crate::util::{TestDir, all_message_posts, emulator, process_alive, repo, sidecar_bin, sidecar_env, wait_for};
 
-/// The release binary `scripts/build.sh` builds, in the same target directory as the test binaries.
+/// The release binary `scripts/build.sh` builds (`scripts/test.sh` runs it first), in the same target
+/// directory as the test binaries: that is what gets packed, so rebuild it after changing the sidecar.
 fn release_bin() -> PathBuf {
     let bin = sidecar_bin().parent().and_then(Path::parent).expect("target/<profile>/omp-discord").join("release");
     bin.join("omp-discord")
