@@ -81,6 +81,16 @@ async fn an_allowed_reply_in_the_thread_starts_a_run_and_others_are_ignored() {
     })
     .await;
     let _: Value = owner_message;
+    // ... and the bot showed it was working on it.
+    let typing = format!("/channels/{thread}/typing");
+    wait_for("the typing indicator in the thread", Duration::from_secs(10), || {
+        emulator
+            .requests()
+            .iter()
+            .any(|r| serde_json::to_value(r).unwrap()["path"].as_str().is_some_and(|p| p.ends_with(&typing)))
+            .then_some(())
+    })
+    .await;
 
     drop(stdin);
     let _ = tokio::time::timeout(Duration::from_secs(10), omp.wait()).await;

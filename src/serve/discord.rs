@@ -213,6 +213,15 @@ impl Discord {
         Ok(thread.id)
     }
 
+    /// Shows "omp is typing…" in `channel` for about 10 s (or until the bot posts there).
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn typing(&self, channel: Id<ChannelMarker>) -> Result<(), SendError> {
+        once(self.client.create_typing_trigger(channel).into_future()).await
+    }
+
     /// Adds the bot's reaction `emoji` (a Unicode emoji) to a message.
     ///
     /// # Errors

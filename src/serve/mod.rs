@@ -737,10 +737,14 @@ impl Sidecar {
             return;
         }
         let thread = self.with_outbox(|o| o.inbound_thread(id.get())).ok().flatten().and_then(|t| parse_id(&t));
-        if let (Some(discord), Some(thread)) = (&self.discord, thread)
-            && let Err(err) = discord.react(thread, id, "✅").await
-        {
-            tracing::debug!(error = %err, "could not react to a reply");
+        if let (Some(discord), Some(thread)) = (&self.discord, thread) {
+            if let Err(err) = discord.react(thread, id, "✅").await {
+                tracing::debug!(error = %err, "could not react to a reply");
+            }
+            // The agent is on it: show it typing until its answer (or the run card) lands.
+            if let Err(err) = discord.typing(thread).await {
+                tracing::debug!(error = %err, "could not show typing");
+            }
         }
     }
 
