@@ -178,6 +178,15 @@ impl Sidecar {
         })
     }
 
+    /// The project (working directory's name) of a recorded session, for message footers.
+    fn project_of(&self, session_id: &str) -> String {
+        self.with_outbox(|o| o.session(session_id))
+            .ok()
+            .flatten()
+            .map(|s| project_name(s.cwd.as_deref().unwrap_or_default()))
+            .unwrap_or_default()
+    }
+
     /// The client that delivers the outbox: the bot's, else the webhook's.
     fn client(&self) -> Option<&Discord> {
         self.discord.as_ref().or(self.webhook.as_ref())
@@ -511,10 +520,7 @@ impl Sidecar {
                             input: serde_json::Value::Null,
                             reason: None,
                         });
-                    let project = approval
-                        .and_then(|a| self.with_outbox(|o| o.session(&a.session_id)).ok().flatten())
-                        .map(|s| project_name(s.cwd.as_deref().unwrap_or_default()))
-                        .unwrap_or_default();
+                    let project = approval.map(|a| self.project_of(&a.session_id)).unwrap_or_default();
                     let mut message = serde_json::to_value(decided_message(&request, &project, &verdict, approved))
                         .expect("payloads serialize");
                     // Named empty, or Discord keeps the buttons.
@@ -547,12 +553,7 @@ impl Sidecar {
             Some(ask) if ask.state == "pending" && option < ask.options.len() => {
                 let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
                 let choice = ask.options[option].clone();
-                let project = self
-                    .with_outbox(|o| o.session(&ask.session_id))
-                    .ok()
-                    .flatten()
-                    .map(|s| project_name(s.cwd.as_deref().unwrap_or_default()))
-                    .unwrap_or_default();
+                let project = self.project_of(&ask.session_id);
                 let headline = format!("Answered by {who}: {choice}");
                 if self.settle_ask(&ask, "answered", Some(&choice), Some(&who), &headline, &project) {
                     // The journaled edit replaces the message too; this answer just closes the click.

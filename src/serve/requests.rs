@@ -276,12 +276,7 @@ impl Sidecar {
     /// question; false when no question is open (the reply is for OMP then).
     pub(super) fn answer_from_thread(&self, session_id: &str, author: Id<UserMarker>, name: &str, text: &str) -> bool {
         let Ok(Some(ask)) = self.with_outbox(|o| o.open_free_text_ask(session_id, now_ms())) else { return false };
-        let project = self
-            .with_outbox(|o| o.session(session_id))
-            .ok()
-            .flatten()
-            .map(|s| project_name(s.cwd.as_deref().unwrap_or_default()))
-            .unwrap_or_default();
+        let project = self.project_of(session_id);
         let text: String = text.trim().chars().take(MAX_READ_CHARS).collect();
         tracing::debug!(user_id = %author, ask_id = ask.ask_id, "reply answers a question");
         self.settle_ask(&ask, "answered", Some(&text), Some(name), &format!("Answered by {name}: {text}"), &project)
