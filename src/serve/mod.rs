@@ -1242,7 +1242,24 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
     match socket::peer_is_same_user(&stream) {
         Ok(true) => {}
         Ok(false) | Err(_) => {
-            tracing::warn!("refused a connection from another user");
+            let peer = stream.peer_cred().ok().map(|c| c.uid());
+            tracing::warn!(peer_uid = ?peer, "refused a connection from another user");
+            // Say why before closing, so the other user's client shows more than a dropped connection.
+            let refusal = ServerFrame::Error {
+                id: None,
+                code: ErrorCode::Forbidden,
+                message: format!(
+                    "this omp-discord sidecar serves uid {} only; each user runs their own (the extension \
+                     starts it), so set OMP_DISCORD_SOCKET to a socket of your own or unset it",
+                    rustix::process::getuid().as_raw()
+                ),
+            };
+            let mut stream = stream;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                use tokio::io::AsyncWriteExt;
+                stream.write_all(encode_frame(&refusal).as_bytes()).await
+            })
+            .await;
             return;
         }
     }
