@@ -438,6 +438,20 @@ fn status_text(status: &serde_json::Value) -> String {
             Some(depth) => format!("{depth} waiting, oldest {} old", secs(&queue["oldest_age_secs"])),
         },
     );
+    let limits = &status["rate_limits"];
+    if !limits.is_null() {
+        let mut text = format!("{} answered 429 since start", text(&limits["rate_limited"]));
+        if limits["paused_ms"].as_u64().is_some_and(|ms| ms > 0) {
+            text.push_str(&format!(", pausing requests for {} ms", limits["paused_ms"]));
+        }
+        if let Some([remaining, limit]) = limits["home_messages"].as_array().map(Vec::as_slice) {
+            text.push_str(&format!(
+                "; home channel posts: {remaining} of {limit} left, refill in {} ms",
+                limits["home_messages_reset_ms"]
+            ));
+        }
+        line("rate limits", text);
+    }
     line("sent", format!("{} delivered, {} refused since start", text(&status["delivered"]), text(&status["failed"])));
     line(
         "last error",

@@ -228,6 +228,11 @@ impl Sidecar {
             "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
             "threads": self.config.threads,
             "gateway": self.gateway_state.lock().expect("gateway state lock").clone(),
+            "rate_limits": match (&self.discord, &self.webhook) {
+                (Some(discord), _) => Some(discord.headroom(self.config.home_channel).await),
+                (None, Some(webhook)) => Some(webhook.headroom(None).await),
+                (None, None) => None,
+            },
             "attached_sessions": self.attached.lock().expect("attached lock").len(),
             "sessions": self.with_outbox(|outbox| outbox.recent_sessions(20)).ok().map(|sessions| {
                 sessions
