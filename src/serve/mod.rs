@@ -678,11 +678,17 @@ impl Sidecar {
             .collect();
         files.sort();
         let mut journaled = 0;
-        for file in files {
+        for spooled in files {
+            // Claimed by renaming, as the shim does: of the two, exactly one journals a file.
+            let file = spooled.with_extension("jsonl.importing");
+            if std::fs::rename(&spooled, &file).is_err() {
+                continue;
+            }
             let text = match std::fs::read_to_string(&file) {
                 Ok(text) => text,
                 Err(err) => {
                     tracing::warn!(file = %file.display(), error = %err, "cannot read a spool file; left in place");
+                    let _ = std::fs::rename(&file, &spooled);
                     continue;
                 }
             };
@@ -1326,6 +1332,13 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                         version: env!("CARGO_PKG_VERSION").to_owned(),
                         report: sidecar.config.report.clone(),
                         approvals: serde_json::to_value(&sidecar.approvals).unwrap_or_default(),
+                        host: rustix::system::uname().nodename().to_string_lossy().into_owned(),
+                        spool: sidecar
+                            .config
+                            .state_dir
+                            .join(omp_discord_core::paths::SPOOL_DIR_NAME)
+                            .display()
+                            .to_string(),
                     };
                     let _ = tx.send(welcome).await;
                 }

@@ -214,6 +214,14 @@ pub enum ServerFrame {
         /// The approval policy (`{tools, timeout_secs}`): which tool calls wait for a person.
         #[serde(default)]
         approvals: serde_json::Value,
+        /// The machine the sidecar runs on.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        host: String,
+        /// The spool directory the sidecar imports. A shim on another machine,
+        /// or with another spool directory (a forwarded socket), hands its own
+        /// spooled reports over itself.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        spool: String,
     },
     /// The message is journaled in the sidecar's outbox: it will be delivered
     /// even if the client, the sidecar or Discord goes away now. `delivered`
