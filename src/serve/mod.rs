@@ -260,9 +260,13 @@ impl Sidecar {
     /// connection (never from a spawned task), so the journal keeps each
     /// client's order. Returns the journal position and a receiver for the
     /// outcome, or the error frame to send.
-    fn accept(&self, request: NotifyRequest, host: &str) -> Result<(i64, oneshot::Receiver<ServerFrame>), ServerFrame> {
+    fn accept(
+        &self,
+        request: NotifyRequest,
+        host: &str,
+    ) -> Result<(i64, oneshot::Receiver<ServerFrame>), Box<ServerFrame>> {
         let id = request.id.clone();
-        let error = |code, message: String| ServerFrame::Error { id: Some(id.clone()), code, message };
+        let error = |code, message: String| Box::new(ServerFrame::Error { id: Some(id.clone()), code, message });
         let home = match (&self.discord, self.config.home_channel) {
             (Some(_), Some(channel)) => Some(channel),
             _ if self.webhook.is_some() => None,
@@ -1369,10 +1373,10 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                         Some((id, outcome))
                     }
                     Err(reply) => {
-                        if let ServerFrame::Error { code, message, .. } = &reply {
+                        if let ServerFrame::Error { code, message, .. } = &*reply {
                             tracing::debug!(request_id = %id, %code, %message, "message refused");
                         }
-                        let _ = tx.send(reply).await;
+                        let _ = tx.send(*reply).await;
                         continue;
                     }
                 }
