@@ -172,9 +172,12 @@ enum Command {
         /// The omp-discord checkout (built with scripts/build.sh).
         #[arg(long, default_value = ".")]
         repo: PathBuf,
-        /// Exit when the run is reported instead of waiting for Ctrl-C.
+        /// Exit when the story is told instead of waiting for Ctrl-C.
         #[arg(long)]
         exit: bool,
+        /// Save a picture of the emulator's web view here at the end (needs Chromium).
+        #[arg(long, value_name = "PNG")]
+        screenshot: Option<PathBuf>,
     },
     /// Serve the Discord tools to an MCP client on stdin/stdout, through the running sidecar (started if needed).
     Mcp,
@@ -276,9 +279,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::InstallService { dry_run } => install_service(dry_run),
         Command::UninstallService => uninstall_service(),
         Command::Redact => redact(),
-        Command::Demo { repo, exit } => {
+        Command::Demo { repo, exit, screenshot } => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            demo::run(&repo, exit).await?;
+            demo::run(&repo, exit, screenshot).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator { port, seed } => emulator(port, seed).await,

@@ -4,6 +4,7 @@
 
 mod approvals;
 mod cli;
+mod demo;
 mod docs;
 mod faults;
 mod hostile;
