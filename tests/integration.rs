@@ -4,6 +4,7 @@
 
 mod approvals;
 mod cli;
+mod controls;
 mod faults;
 mod hostile;
 mod inbound;
