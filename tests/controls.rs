@@ -9,9 +9,14 @@ use omp_discord_emulator::{DEFAULT_GUEST_USER_ID, DEFAULT_OWNER_USER_ID, Emulato
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
+use omp_discord_core::controls::{self, CardState};
+use omp_discord_core::event::RunSummary;
+use omp_discord_core::protocol::{ClientFrame, NotifyRequest, ServerFrame, SessionAction, SessionRef};
+use omp_discord_core::report::{RunCard, run_card, run_finished};
+
 use crate::util::{
-    Plugin, Sidecar, TestDir, emulator, emulator_post, emulator_request, omp_command, sidecar_env, thread_messages,
-    thread_starts, wait_for,
+    Client, Plugin, Sidecar, TestDir, emulator, emulator_post, emulator_request, omp_command, sidecar_env,
+    thread_messages, thread_starts, wait_for,
 };
 
 /// A run that naps (a 30 s bash call) when the prompt says "nap", else echoes it.
@@ -254,5 +259,82 @@ async fn retry_and_continue_start_runs_and_stale_cards_are_refused() {
     let log = sidecar.log();
     assert_eq!(log.matches("run button used").count(), 1, "only the first Retry counted: {log}");
     stop_omp(omp, stdin).await;
+    sidecar.terminate().await;
+}
+
+/// A run card frame as the shim sends it: card `n` of `session`, running or ended.
+fn card_frame(session: &SessionRef, n: u64, state: CardState, edit: bool) -> ClientFrame {
+    let mut message = match state {
+        CardState::Running => run_card(&RunCard { elapsed_ms: n * 1000, ..Default::default() }, "shop"),
+        CardState::Finished => {
+            run_finished(&RunSummary { stop_reason: Some("stop".into()), ..Default::default() }, "shop")
+        }
+    };
+    controls::add_buttons(&mut message, state, n, &session.id);
+    ClientFrame::Notify(NotifyRequest {
+        id: format!("card-{n}-{edit}-{}", message.embeds[0].title.as_deref().unwrap_or_default()),
+        session: session.clone(),
+        message,
+        channel_id: None,
+        key: Some(format!("card:{}:{n}", session.id)),
+        edit,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_sessions_cards_get_buttons_and_a_used_stop_stays_disabled() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let session = SessionRef { id: "0199-resumed".into(), cwd: Some("/w/shop".into()), prompt: None };
+
+    // The first OMP process ended after its third run.
+    let mut first = Client::greeted(&dir.socket()).await;
+    assert!(matches!(
+        first.notify(&card_frame(&session, 3, CardState::Finished, false)).await.1,
+        ServerFrame::Delivered { .. }
+    ));
+    drop(first);
+
+    // `omp --continue`: a new process, the same session, its runs counted from 1 again.
+    let mut client = Client::greeted(&dir.socket()).await;
+    let attach = ClientFrame::Attach { id: "a".into(), session: session.clone() };
+    assert!(matches!(client.call(&attach).await, ServerFrame::Ok { .. }));
+    assert!(matches!(
+        client.notify(&card_frame(&session, 1, CardState::Running, false)).await.1,
+        ServerFrame::Delivered { .. }
+    ));
+    let thread = thread_of(&emulator).unwrap();
+    let all = cards(&emulator, thread);
+    let (old, new) = (&all[0], &all[1]);
+    let stop = button(new, "stop").expect("the resumed session's card has Stop");
+    wait_for("the gateway", Duration::from_secs(10), || sidecar.log().contains("gateway ready").then_some(())).await;
+
+    // The old process's card is not the latest: its Retry is refused.
+    let stale = click(&emulator, thread, old, &button(old, "retry").unwrap(), DEFAULT_OWNER_USER_ID).await;
+    assert!(stale["response_type"] == 4 && stale.to_string().contains("out of date"), "{stale}");
+
+    // Stop reaches the session; the shim's next edit of the card keeps it disabled.
+    let stopped = click(&emulator, thread, new, &stop, DEFAULT_OWNER_USER_ID).await;
+    assert_eq!(stopped["response_type"], 7, "{stopped}");
+    let control = loop {
+        match client.read_within(Duration::from_secs(10)).await {
+            Some(ServerFrame::Control { session_id, action }) => break (session_id, action),
+            Some(_) => {}
+            None => panic!("no control frame"),
+        }
+    };
+    assert_eq!(control, (session.id.clone(), SessionAction::Abort));
+    assert!(matches!(
+        client.notify(&card_frame(&session, 1, CardState::Running, true)).await.1,
+        ServerFrame::Delivered { .. }
+    ));
+    let edited = cards(&emulator, thread).remove(1);
+    assert_eq!(edited["embeds"][0]["title"], "Running · 1s");
+    let shown = buttons(&edited);
+    assert!(shown.len() == 1 && shown[0].1.starts_with("Stopped by") && shown[0].2, "{shown:?}");
+
+    drop(client);
     sidecar.terminate().await;
 }

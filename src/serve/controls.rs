@@ -28,7 +28,7 @@ impl Sidecar {
     /// A message is being journaled: when it is a run card, keep the
     /// session's record and make the card's buttons say what the record says.
     /// Without a bot (the webhook mode) nobody could click them: they go.
-    pub(super) fn observe_card(&self, session_id: &str, key: Option<&str>, payload: &mut MessagePayload) {
+    pub(super) fn observe_card(&self, session_id: &str, key: Option<&str>, edit: bool, payload: &mut MessagePayload) {
         if self.discord.is_none() {
             controls::strip(payload);
             return;
@@ -41,7 +41,7 @@ impl Sidecar {
         let meta = record_key(&controls::session_key(session_id));
         let kept = self.with_outbox(|o| {
             let previous = read_record(o.meta(&meta)?.as_deref(), session_id);
-            let record = CardRecord::observe(previous, session_id, card, payload);
+            let record = CardRecord::observe(previous, session_id, card, !edit, payload);
             o.set_meta(&meta, &serde_json::to_string(&record).expect("records serialize"))
         });
         if let Err(err) = kept {

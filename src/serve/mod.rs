@@ -269,7 +269,7 @@ impl Sidecar {
         let mut payload = request.message;
         // The shim redacted already; redact again so no client can bypass it.
         redact_payload(&mut payload);
-        self.observe_card(&request.session.id, request.key.as_deref(), &mut payload);
+        self.observe_card(&request.session.id, request.key.as_deref(), request.edit, &mut payload);
         if let Err(err) = validate_message(&payload) {
             return Err(error(ErrorCode::InvalidMessage, err.to_string()));
         }

@@ -279,18 +279,28 @@ impl Refusal {
 }
 
 impl CardRecord {
-    /// The card `card` of `session_id` is being journaled with `payload`:
-    /// returns the record to keep, and adjusts `payload` so Discord shows what
-    /// the record says (no buttons on an older card, used buttons stay disabled).
+    /// The card `card` of `session_id` is being journaled with `payload`,
+    /// as a new message (`posted`) or an edit: returns the record to keep, and
+    /// adjusts `payload` so Discord shows what the record says (no buttons on
+    /// an older card, used buttons stay disabled).
+    ///
+    /// A posted card is always the latest, whatever its number: a resumed
+    /// session (a new OMP process) numbers its runs from 1 again.
     #[must_use]
-    pub fn observe(previous: Option<Self>, session_id: &str, card: u64, payload: &mut MessagePayload) -> Self {
+    pub fn observe(
+        previous: Option<Self>,
+        session_id: &str,
+        card: u64,
+        posted: bool,
+        payload: &mut MessagePayload,
+    ) -> Self {
         let state = state_of(payload);
         match previous {
-            Some(previous) if previous.card > card => {
+            Some(previous) if !posted && previous.card != card => {
                 strip(payload);
                 previous
             }
-            Some(previous) if previous.card == card && previous.state == state && previous.used.is_some() => {
+            Some(previous) if !posted && previous.state == state && previous.used.is_some() => {
                 if let (Some(state), Some((control, note))) = (state, &previous.used) {
                     strip(payload);
                     payload.components.push(buttons(state, card, &session_key(session_id), Some((*control, note))));
@@ -458,7 +468,7 @@ mod tests {
             payload
         };
         let mut running = card(Some(CardState::Running), 1);
-        let record = CardRecord::observe(None, "s", 1, &mut running);
+        let record = CardRecord::observe(None, "s", 1, true, &mut running);
         assert_eq!(record.check(Control::Stop, 1), Ok(()));
         assert_eq!(record.check(Control::Retry, 1), Err(Refusal::Stale), "the run goes on");
 
@@ -466,26 +476,34 @@ mod tests {
         let used = CardRecord { used: Some((Control::Stop, "Stopped by ana".into())), ..record };
         assert_eq!(used.check(Control::Stop, 1), Err(Refusal::Used));
         let mut edit = card(Some(CardState::Running), 1);
-        let kept = CardRecord::observe(Some(used), "s", 1, &mut edit);
+        let kept = CardRecord::observe(Some(used), "s", 1, false, &mut edit);
         let shown = serde_json::to_value(&edit.components).unwrap();
         assert_eq!(shown[0]["components"][0]["disabled"], true);
         assert_eq!(shown[0]["components"][0]["label"], "Stopped by ana");
 
         // The run ends: Retry and Continue count, once.
         let mut finished = card(Some(CardState::Finished), 1);
-        let record = CardRecord::observe(Some(kept), "s", 1, &mut finished);
+        let record = CardRecord::observe(Some(kept), "s", 1, false, &mut finished);
         assert_eq!(record.used, None);
         assert_eq!(record.check(Control::Continue, 1), Ok(()));
         assert_eq!(record.check(Control::Stop, 1), Err(Refusal::Stale));
 
         // A new run: card 1 is stale, and a late edit of it loses its buttons.
         let mut next = card(Some(CardState::Running), 2);
-        let record = CardRecord::observe(Some(record), "s", 2, &mut next);
+        let record = CardRecord::observe(Some(record), "s", 2, true, &mut next);
         assert_eq!(record.check(Control::Retry, 1), Err(Refusal::Stale));
         let mut late = card(Some(CardState::Finished), 1);
-        let record = CardRecord::observe(Some(record), "s", 1, &mut late);
+        let record = CardRecord::observe(Some(record), "s", 1, false, &mut late);
         assert!(late.components.is_empty());
         assert_eq!(record.card, 2);
+
+        // The session resumed in a new OMP process: its runs count from 1 again,
+        // and its first card is the latest one.
+        let mut resumed = card(Some(CardState::Running), 1);
+        let record = CardRecord::observe(Some(record), "s", 1, true, &mut resumed);
+        assert_eq!(state_of(&resumed), Some(CardState::Running));
+        assert_eq!(record.check(Control::Stop, 1), Ok(()));
+        assert_eq!(record.check(Control::Retry, 2), Err(Refusal::Stale), "the old process's card");
     }
 
     #[test]

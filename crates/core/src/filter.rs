@@ -17,6 +17,10 @@
 //! 3. `agent_end` edits the card one last time into the "Run finished" (or
 //!    failed) summary, at once; an answer too long for it follows in parts.
 //!
+//! The card carries the run buttons of [`crate::controls`]: Stop while the run
+//! goes, Retry and Continue once it ended; the next `agent_start` edits the
+//! previous card without them.
+//!
 //! Tool errors are posted as they happen, except that errors within one
 //! interval of the last error post wait and go out together as one message.
 //!
