@@ -93,7 +93,7 @@ impl Sidecar {
         let control = match click {
             Click::Prompt { .. } => {
                 let text = submitted.and_then(controls::submitted_prompt).unwrap_or_default();
-                return self.continue_with(interaction, user, &who, &record, card, &text, &project).await;
+                return self.continue_with(interaction, user, &record, card, &text).await;
             }
             Click::Button { control, .. } => control,
         };
@@ -135,18 +135,17 @@ impl Sidecar {
     /// reply in its thread (queued when the session is not running). The card's
     /// buttons are used up when it is still the latest one; a card that moved
     /// on meanwhile is left alone, but the prompt is not lost.
-    #[allow(clippy::too_many_arguments)]
     async fn continue_with(
         &self,
         interaction: &Interaction,
         user: &User,
-        who: &str,
         record: &CardRecord,
         card: u64,
         text: &str,
-        project: &str,
     ) -> Value {
-        let prepared = match prepare_inbound(who, text) {
+        let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
+        let project = self.project_of(&record.session_id);
+        let prepared = match prepare_inbound(&who, text) {
             Ok(prepared) => prepared,
             Err(refusal) => return private(&format!("Not sent: {refusal}")),
         };
@@ -183,7 +182,7 @@ impl Sidecar {
             tracing::warn!(error = %err, "cannot post a follow-up prompt's echo");
         }
         let meta = record_key(&controls::session_key(&session_id));
-        let used_note = controls::used_note(Control::Continue, who);
+        let used_note = controls::used_note(Control::Continue, &who);
         match self.use_card(&meta, Control::Continue, card, &used_note) {
             Ok(Ok(record)) if interaction.message.is_some() => {
                 json!({ "type": 7, "data": { "components": [record.used_buttons(Control::Continue, &used_note)] } })
