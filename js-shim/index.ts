@@ -45,6 +45,9 @@ type Report = { kind: "post" | "edit"; key?: string | null; payload: unknown };
 /** First prompt of each session in this process: it names the session's thread. */
 const firstPrompts = new Map<string, string>();
 
+/** Latest prompt of each session in this process: the run card's Retry sends it again. */
+const lastPrompts = new Map<string, string>();
+
 function sessionId(ctx: ExtensionContext): string {
 	try {
 		return ctx.sessionManager.getSessionId() ?? "unknown";
@@ -187,7 +190,9 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	// Before the reporter's handlers: reports about the first prompt carry it (it names the thread).
 	pi.on("before_agent_start", (event, ctx) => {
 		const id = sessionId(ctx);
-		if (!firstPrompts.has(id) && typeof event.prompt === "string") firstPrompts.set(id, event.prompt);
+		if (typeof event.prompt !== "string") return;
+		if (!firstPrompts.has(id)) firstPrompts.set(id, event.prompt);
+		lastPrompts.set(id, event.prompt);
 	});
 
 	for (const type of REPORTED_EVENTS) {
@@ -204,6 +209,7 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 				reporters.get(sessionId(ctx))?.free();
 				reporters.delete(sessionId(ctx));
 				sessionContexts.delete(sessionId(ctx));
+				lastPrompts.delete(sessionId(ctx));
 			} catch (err) {
 				if (ctx.hasUI) ctx.ui.notify(`omp-discord: ${err instanceof Error ? err.message : String(err)}`, "warning");
 			}
@@ -223,11 +229,17 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
 	});
 
+	// Actions this shim does not know are ignored (the protocol lets the sidecar add some).
 	sidecar().onControl((frame) => {
-		if (frame.action !== "abort") return;
-		const ctx = sessionContexts.get(frame.session_id);
 		try {
-			if (ctx && !ctx.isIdle()) ctx.abort();
+			if (frame.action === "abort") {
+				const ctx = sessionContexts.get(frame.session_id);
+				if (ctx && !ctx.isIdle()) ctx.abort();
+			} else if (frame.action === "retry") {
+				const prompt = lastPrompts.get(frame.session_id);
+				// Starts a run when idle, queues behind the current one when busy.
+				if (prompt) sessionApis.get(frame.session_id)?.sendUserMessage(prompt, { deliverAs: "followUp" });
+			}
 		} catch {}
 	});
 

@@ -24,7 +24,7 @@ export type ServerFrame =
 	| { type: "messages"; id: string; channel_id: string; messages: unknown[] }
 	| { type: "directory"; id: string; guilds: unknown[] }
 	| { type: "answer"; id: string; answered: boolean; text: string; by?: string }
-	| { type: "control"; session_id: string; action: "abort" }
+	| { type: "control"; session_id: string; action: "abort" | "retry" | (string & {}) }
 	| { type: "error"; id?: string; code: string; message: string };
 
 /**

@@ -4,6 +4,7 @@
 
 mod approvals;
 mod cli;
+mod controls;
 mod demo;
 mod docs;
 mod faults;

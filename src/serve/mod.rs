@@ -9,6 +9,7 @@
 //! - `discord`: twilight-http with deadlines, retry caps and readable errors.
 //! - this module: connections, the handshake, requests, and the delivery loop.
 
+mod controls;
 pub mod discord;
 pub mod gateway;
 pub mod outbox;
@@ -283,6 +284,7 @@ impl Sidecar {
         let mut payload = request.message;
         // The shim redacted already; redact again so no client can bypass it.
         redact_payload(&mut payload);
+        self.observe_card(&request.session.id, request.key.as_deref(), request.edit, &mut payload);
         if let Err(err) = validate_message(&payload) {
             return Err(error(ErrorCode::InvalidMessage, err.to_string()));
         }
@@ -492,6 +494,9 @@ impl Sidecar {
     /// A button click from the gateway: an allowed person's first decision on
     /// a pending approval counts; everyone else is told why not, privately.
     pub async fn on_interaction(&self, interaction: &Interaction) {
+        if self.on_run_control(interaction).await {
+            return;
+        }
         if let Some(InteractionData::ApplicationCommand(data)) = &interaction.data {
             let data = serde_json::to_value(data).unwrap_or_default();
             return self.on_command(interaction, data).await;

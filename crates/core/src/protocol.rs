@@ -302,7 +302,9 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
-    /// Someone allowed asked (with `/omp abort`) that a session stop its current run.
+    /// Someone allowed asked that a session stop its current run (`/omp abort`,
+    /// the run card's Stop) or run its last prompt again (Retry). A client
+    /// ignores actions it does not know, so new actions need no version bump.
     Control {
         /// The session it is for.
         session_id: String,
@@ -332,6 +334,8 @@ pub enum ServerFrame {
 pub enum SessionAction {
     /// Stop the current run (OMP's `ctx.abort()`).
     Abort,
+    /// Send the session's last prompt again (the run card's Retry).
+    Retry,
 }
 
 fn default_read_limit() -> u8 {
