@@ -207,6 +207,16 @@ impl Demo {
             .follow_card(thread, &card, &mut shown, |m| m["id"] == card && !title(m).starts_with("Running"))
             .await?;
         step(6, &format!("The run card became the summary: {} — \"{}\"", title(&summary), first_line(&summary)));
+        let labels: Vec<&str> = summary["components"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|row| row["components"].as_array().into_iter().flatten())
+            .filter_map(|c| c["label"].as_str())
+            .collect();
+        if !labels.is_empty() {
+            detail(&format!("its buttons: {} (a running card has Stop)", labels.join(", ")));
+        }
 
         // The owner replies in the thread: it reaches omp and starts the next run.
         let reply = self
