@@ -248,7 +248,7 @@ impl Demo {
             self.emulator.http_url()
         );
         if let Some(path) = screenshot {
-            take_screenshot(&format!("{}/?channel={thread}", self.emulator.http_url()), path).await?;
+            take_screenshot(&format!("{}/?channel={thread}&still=1", self.emulator.http_url()), path).await?;
             println!("Screenshot of the web view: {}", path.display());
         }
         Ok(())
@@ -484,8 +484,8 @@ async fn take_screenshot(url: &str, path: &Path) -> anyhow::Result<()> {
     let profile = tempfile::tempdir()?;
     let run = Command::new(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1400"])
-        // The page long-polls for changes, so it never goes idle: take the picture after 4 s.
-        .arg("--timeout=4000")
+        // `still` keeps the page from long-polling, so it goes idle once drawn, however busy the machine.
+        .arg("--virtual-time-budget=3000")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", path.display()))
         .arg(url)

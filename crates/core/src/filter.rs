@@ -359,6 +359,20 @@ pub struct SessionReporter {
     /// The last ended run's card (key, payload) while its Retry / Continue
     /// buttons are on it: the next run takes them off.
     ended_card: Option<(String, MessagePayload)>,
+    /// How many messages the session had at the last `agent_end`: OMP hands
+    /// extensions the whole conversation, and a run is what came after.
+    messages_seen: Option<usize>,
+}
+
+/// Where this run's messages start in the whole conversation `messages`:
+/// after what the last `agent_end` showed, or (for the first run seen, e.g.
+/// of a resumed session, or after a compaction shortened the history) at
+/// the last prompt.
+fn run_start(messages: &[Value], seen: Option<usize>) -> usize {
+    match seen {
+        Some(seen) if seen <= messages.len() => seen,
+        _ => messages.iter().rposition(|m| m["role"] == "user").unwrap_or(0),
+    }
 }
 
 impl SessionReporter {
@@ -384,6 +398,7 @@ impl SessionReporter {
             errors: Burst::default(),
             calls: Burst::default(),
             ended_card: None,
+            messages_seen: None,
         }
     }
 
@@ -619,7 +634,10 @@ impl SessionReporter {
     }
 
     fn on_agent_end(&mut self, event: &Value, now_ms: u64, out: &mut Vec<Report>) {
-        let mut summary = summarize_agent_end(event);
+        let messages = event["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let start = run_start(messages, self.messages_seen);
+        self.messages_seen = Some(messages.len());
+        let mut summary = summarize_agent_end(&serde_json::json!({ "messages": &messages[start..] }));
         let mut run = match self.run.take() {
             Some(run) => run,
             None => self.new_run(None),
@@ -1068,12 +1086,15 @@ mod tests {
     fn will_continue_keeps_one_run() {
         let mut r = reporter(ReportConfig::default());
         r.on_event(&json!({ "type": "agent_start" }), 0);
-        let retry = json!({ "type": "agent_end", "willContinue": true, "messages": [
-            { "role": "assistant", "stopReason": "error", "errorMessage": "overloaded", "content": [] }] });
+        let failed = json!({ "role": "assistant", "stopReason": "error", "errorMessage": "overloaded", "content": [] });
+        let retry = json!({ "type": "agent_end", "willContinue": true, "messages": [failed] });
         let out = r.on_event(&retry, SEC);
         assert!(out.is_empty(), "{:?}", kinds(&out));
         assert!(r.on_event(&json!({ "type": "agent_start" }), 2 * SEC).is_empty());
-        let out = r.on_event(&agent_end("stop"), 8 * SEC);
+        // OMP hands extensions the whole conversation: the failed turn, then the retried one.
+        let mut end = agent_end("stop");
+        end["messages"].as_array_mut().unwrap().insert(0, failed);
+        let out = r.on_event(&end, 8 * SEC);
         assert_eq!(kinds(&out), ["edit card:s:1"]);
         let embed = &out[0].payload().embeds[0];
         assert_eq!(embed.title.as_deref(), Some("Run finished"));
@@ -1108,6 +1129,33 @@ mod tests {
         assert_eq!(titles(&out), ["Tool error: bash", "Run interrupted"]);
         assert_eq!(kinds(&out), ["post -", "edit card:s:1"]);
         assert!(r.tick(100 * SEC).is_empty());
+    }
+
+    #[test]
+    fn a_run_summary_counts_only_that_runs_messages() {
+        let user = |text: &str| json!({ "role": "user", "content": text });
+        let call = |id: &str| {
+            json!({ "role": "assistant", "stopReason": "toolUse",
+                    "content": [{ "type": "toolCall", "id": id, "name": "bash", "arguments": {} }] })
+        };
+        let answer = |text: &str| json!({ "role": "assistant", "stopReason": "stop", "content": [{ "type": "text", "text": text }] });
+        let result = |id: &str| json!({ "role": "toolResult", "toolCallId": id, "content": [] });
+        let fields = |reports: &[Report]| -> String {
+            let embed = &reports.last().unwrap().payload().embeds[0];
+            embed.fields.iter().map(|f| format!("{}={}", f.name, f.value)).collect::<Vec<_>>().join(";")
+        };
+        // A resumed session: its history holds an earlier run the reporter never saw.
+        let mut history = vec![user("old"), call("a"), result("a"), answer("old done")];
+        history.extend([user("deploy"), call("b"), result("b"), call("c"), result("c"), answer("deployed")]);
+        let mut reporter = reporter(ReportConfig::default());
+        reporter.on_event(&json!({ "type": "agent_start" }), 0);
+        let first = reporter.on_event(&json!({ "type": "agent_end", "messages": history }), 1_000);
+        assert!(fields(&first).contains("Turns=3") && fields(&first).contains("bash ×2"), "{}", fields(&first));
+        // The next run: OMP hands over the whole conversation again.
+        history.extend([user("test"), call("d"), result("d"), answer("tested")]);
+        reporter.on_event(&json!({ "type": "agent_start" }), 2_000);
+        let second = reporter.on_event(&json!({ "type": "agent_end", "messages": history }), 3_000);
+        assert!(fields(&second).contains("Turns=2") && fields(&second).contains("bash ×1"), "{}", fields(&second));
     }
 
     #[test]
