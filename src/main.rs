@@ -119,44 +119,7 @@ enum Command {
     /// prove the owner, write the config (0600), link the plugin, run doctor.
     /// Tokens come from a prompt without echo, or with --non-interactive from OMP_DISCORD_TOKEN(_FILE)
     /// or OMP_DISCORD_WEBHOOK_URL — never from a flag.
-    Setup {
-        /// Take every answer from flags, the environment and the existing config; never prompt.
-        #[arg(long)]
-        non_interactive: bool,
-        /// Webhook only (no bot): notifications to one channel, from OMP_DISCORD_WEBHOOK_URL or a prompt.
-        #[arg(long)]
-        webhook: bool,
-        /// The server (guild id) for the home channel, when the bot is in several.
-        #[arg(long, value_name = "ID")]
-        guild: Option<u64>,
-        /// Use this existing text or forum channel as the home channel.
-        #[arg(long, value_name = "ID", conflicts_with = "create_channel")]
-        channel: Option<u64>,
-        /// Create a home channel with this name.
-        #[arg(long, value_name = "NAME")]
-        create_channel: Option<String>,
-        /// Create the home channel as a forum (each session a post) instead of a text channel.
-        #[arg(long, requires = "create_channel")]
-        forum: bool,
-        /// Your Discord user id, instead of typing a one-time code in the channel.
-        #[arg(long, value_name = "ID")]
-        owner_id: Option<u64>,
-        /// Post every session into the home channel instead of a thread each.
-        #[arg(long)]
-        no_threads: bool,
-        /// The plugin directory to link into OMP (default: the package this binary belongs to).
-        #[arg(long, value_name = "DIR")]
-        plugin: Option<PathBuf>,
-        /// Do not link the plugin into OMP.
-        #[arg(long, conflicts_with = "plugin")]
-        no_plugin: bool,
-        /// Install and start the systemd user service.
-        #[arg(long)]
-        install_service: bool,
-        /// Seconds to wait for the bot to join a server and for the one-time code.
-        #[arg(long, value_name = "SECS", default_value_t = 300)]
-        wait: u64,
-    },
+    Setup(setup::Options),
     /// Write and start a systemd user unit that keeps the sidecar running.
     InstallService {
         /// Print the unit instead of writing it.
@@ -246,36 +209,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Doctor { json } => doctor(json).await,
-        Command::Setup {
-            non_interactive,
-            webhook,
-            guild,
-            channel,
-            create_channel,
-            forum,
-            owner_id,
-            no_threads,
-            plugin,
-            no_plugin,
-            install_service,
-            wait,
-        } => {
-            setup::run(setup::Options {
-                non_interactive,
-                webhook,
-                guild,
-                channel,
-                create_channel,
-                forum,
-                owner_id,
-                no_threads,
-                plugin,
-                no_plugin,
-                install_service,
-                wait: Duration::from_secs(wait),
-            })
-            .await
-        }
+        Command::Setup(options) => setup::run(options).await,
         Command::InstallService { dry_run } => install_service(dry_run),
         Command::UninstallService => uninstall_service(),
         Command::Redact => redact(),
