@@ -667,6 +667,7 @@ mod tests {
             ErrorCode::DiscordRejected,
             ErrorCode::DiscordUnavailable,
             ErrorCode::UnknownChannel,
+            ErrorCode::Forbidden,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
