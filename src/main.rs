@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod demo;
 mod doctor;
+mod failpoint;
 mod mcp;
 mod metrics;
 mod notify;

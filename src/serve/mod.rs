@@ -305,6 +305,7 @@ impl Sidecar {
         });
         match journaled {
             Ok(seq) => {
+                crate::failpoint::hit("after_journal");
                 tracing::debug!(seq, request_id = %id, "message journaled");
                 self.wake.notify_one();
                 Ok((seq, outcome))
@@ -803,7 +804,9 @@ impl Sidecar {
                     }
                 };
                 let nonce = session.starter_nonce.parse().unwrap_or_default();
+                crate::failpoint::hit("before_starter");
                 let (_, id) = discord.create_message(home, payload, nonce).await?;
+                crate::failpoint::hit("after_starter_before_record");
                 self.with_outbox(|o| o.set_starter(session_id, &id.to_string())).map_err(record)?;
                 (id, starter.is_some())
             }
@@ -814,6 +817,7 @@ impl Sidecar {
             Err(err) if err.code() == Some(THREAD_ALREADY_CREATED) => starter_id.cast(),
             Err(err) => return Err(err),
         };
+        crate::failpoint::hit("after_thread_before_record");
         self.with_outbox(|o| {
             o.set_thread(session_id, &thread.to_string())?;
             o.set_named_with_prompt(session_id, session.prompt.is_some())
@@ -894,6 +898,7 @@ impl Sidecar {
             self.finish_failed(batch, "unknown destination").await;
             return true;
         };
+        crate::failpoint::hit("before_send");
         let sent = match target {
             Ok(channel) => match self.post_or_edit(discord, head, channel, &message, nonce).await {
                 Err(err) if err.code() == Some(UNKNOWN_CHANNEL) && destination.starts_with(SESSION_PREFIX) => {
@@ -970,6 +975,7 @@ impl Sidecar {
                 tracing::error!(error = %err, "cannot remember a keyed message");
             }
         }
+        crate::failpoint::hit("after_send_before_mark");
         if let Err(err) = self.with_outbox(|o| o.mark_delivered(seqs, &message_id.to_string(), now_ms())) {
             // Sent but not recorded: the resend reuses the nonce, so Discord will not post twice.
             tracing::error!(error = %err, "cannot record a delivery");
