@@ -5,6 +5,7 @@
 mod approvals;
 mod cli;
 mod crash;
+mod disk;
 mod faults;
 mod hostile;
 mod inbound;
