@@ -185,9 +185,10 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	});
 
 	// Before the reporter's handlers: reports about the first prompt carry it (it names the thread).
+	// Redacted here: it travels in every report's session, and into the spool and the journal.
 	pi.on("before_agent_start", (event, ctx) => {
 		const id = sessionId(ctx);
-		if (!firstPrompts.has(id) && typeof event.prompt === "string") firstPrompts.set(id, event.prompt);
+		if (!firstPrompts.has(id) && typeof event.prompt === "string") firstPrompts.set(id, wasm.redactText(event.prompt));
 	});
 
 	for (const type of REPORTED_EVENTS) {

@@ -14,6 +14,7 @@ mod omp;
 mod ops;
 mod outbox;
 mod package;
+mod secrets;
 mod setup;
 mod shim;
 mod sidecar;

@@ -36,6 +36,7 @@ use twilight_model::id::Id;
 
 use crate::config::Config;
 use discord::{Discord, SendError, THREAD_ALREADY_CREATED};
+use omp_discord_core::redact::redact_text;
 use omp_discord_core::report::{SessionStart, project_name, session_started};
 use omp_discord_core::thread::thread_name;
 use twilight_model::id::marker::ChannelMarker;
@@ -287,7 +288,12 @@ impl Sidecar {
             (None, None) => WEBHOOK_DESTINATION.to_owned(),
             (Some(raw), Some(_)) => match parse_id::<ChannelMarker>(raw) {
                 Some(named) => format!("{CHANNEL_PREFIX}{named}"),
-                None => return Err(error(ErrorCode::UnknownChannel, format!("{raw:?} is not a channel id"))),
+                None => {
+                    return Err(error(
+                        ErrorCode::UnknownChannel,
+                        format!("{:?} is not a channel id", redact_text(raw)),
+                    ));
+                }
             },
             (None, Some(_)) if self.config.threads => format!("{SESSION_PREFIX}{}", session.id),
             (None, Some(channel)) => format!("{CHANNEL_PREFIX}{channel}"),
@@ -1148,9 +1154,12 @@ fn verdict_reason(approval: &outbox::Approval) -> String {
 
 /// Records a session the sidecar hears of (a notify, an attach, an approval),
 /// with the nonce its thread's starter message will use.
+/// The prompt and directory are redacted again, so no client can bypass it.
 fn record_session(outbox: &mut Outbox, session: &SessionRef, host: &str, now: i64) -> Result<(), OutboxError> {
     let starter_nonce = fresh_nonce(&session.id, "starter").to_string();
-    outbox.touch_session(&session.id, session.cwd.as_deref(), session.prompt.as_deref(), host, &starter_nonce, now)
+    let prompt = session.prompt.as_deref().map(redact_text);
+    let cwd = session.cwd.as_deref().map(redact_text);
+    outbox.touch_session(&session.id, cwd.as_deref(), prompt.as_deref(), host, &starter_nonce, now)
 }
 
 fn inbound_frame(inbound: Inbound) -> ServerFrame {
