@@ -19,6 +19,7 @@ mod setup;
 mod shim;
 mod sidecar;
 mod slash;
+mod soak;
 mod tools;
 mod util;
 mod webhook;

@@ -736,16 +736,21 @@ impl Sidecar {
         tracing::info!(messages = seen, "caught up on session threads");
     }
 
-    /// The session's shim handed a reply to OMP: never send it again, and
-    /// show the author it arrived.
-    async fn ack_inbound(&self, message_id: &str) {
-        let Some(id) = parse_id::<MessageMarker>(message_id) else { return };
+    /// The session's shim handed a reply to OMP: never send it again. Returns
+    /// the reply's thread and id, to show the author it arrived.
+    fn ack_inbound(&self, message_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
+        let id = parse_id::<MessageMarker>(message_id)?;
         if let Err(err) = self.with_outbox(|o| o.ack_inbound(id.get(), now_ms())) {
             tracing::error!(error = %err, "cannot record a reply's delivery");
-            return;
+            return None;
         }
-        let thread = self.with_outbox(|o| o.inbound_thread(id.get())).ok().flatten().and_then(|t| parse_id(&t));
-        if let (Some(discord), Some(thread)) = (&self.discord, thread) {
+        let thread = self.with_outbox(|o| o.inbound_thread(id.get())).ok().flatten().and_then(|t| parse_id(&t))?;
+        Some((thread, id))
+    }
+
+    /// The bot's ✅ on a reply that reached OMP, and typing while the agent works.
+    async fn show_received(&self, thread: Id<ChannelMarker>, id: Id<MessageMarker>) {
+        if let Some(discord) = &self.discord {
             if let Err(err) = discord.react(thread, id, "✅").await {
                 tracing::debug!(error = %err, "could not react to a reply");
             }
@@ -1347,7 +1352,13 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                 continue;
             }
             ClientFrame::InboundAck { id, message_id } => {
-                sidecar.ack_inbound(&message_id).await;
+                // Journaled before the next frame; Discord's ✅ and typing follow on
+                // their own, so acknowledgements never queue behind REST calls (a
+                // backlog of them would be offered again after a restart).
+                if let Some((thread, message)) = sidecar.ack_inbound(&message_id) {
+                    let sidecar = sidecar.clone();
+                    tasks.spawn(async move { sidecar.show_received(thread, message).await });
+                }
                 let _ = tx.send(ServerFrame::Ok { id }).await;
                 continue;
             }
