@@ -49,6 +49,9 @@ const MAX_HANDED_ON = 10_000;
 /** First prompt of each session in this process: it names the session's thread. */
 const firstPrompts = new Map<string, string>();
 
+/** Latest prompt of each session in this process: the run card's Retry sends it again. */
+const lastPrompts = new Map<string, string>();
+
 function sessionId(ctx: ExtensionContext): string {
 	try {
 		return ctx.sessionManager.getSessionId() ?? "unknown";
@@ -192,7 +195,10 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	// Redacted here: it travels in every report's session, and into the spool and the journal.
 	pi.on("before_agent_start", (event, ctx) => {
 		const id = sessionId(ctx);
-		if (!firstPrompts.has(id) && typeof event.prompt === "string") firstPrompts.set(id, wasm.redactText(event.prompt));
+		if (typeof event.prompt !== "string") return;
+		if (!firstPrompts.has(id)) firstPrompts.set(id, wasm.redactText(event.prompt));
+		// Kept as typed: it stays in this process, and Retry gives it back to OMP.
+		lastPrompts.set(id, event.prompt);
 	});
 
 	for (const type of REPORTED_EVENTS) {
@@ -209,6 +215,7 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 				reporters.get(sessionId(ctx))?.free();
 				reporters.delete(sessionId(ctx));
 				sessionContexts.delete(sessionId(ctx));
+				lastPrompts.delete(sessionId(ctx));
 			} catch (err) {
 				if (ctx.hasUI) ctx.ui.notify(`omp-discord: ${err instanceof Error ? err.message : String(err)}`, "warning");
 			}
@@ -237,11 +244,17 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
 	});
 
+	// Actions this shim does not know are ignored (the protocol lets the sidecar add some).
 	sidecar().onControl((frame) => {
-		if (frame.action !== "abort") return;
-		const ctx = sessionContexts.get(frame.session_id);
 		try {
-			if (ctx && !ctx.isIdle()) ctx.abort();
+			if (frame.action === "abort") {
+				const ctx = sessionContexts.get(frame.session_id);
+				if (ctx && !ctx.isIdle()) ctx.abort();
+			} else if (frame.action === "retry") {
+				const prompt = lastPrompts.get(frame.session_id);
+				// Starts a run when idle, queues behind the current one when busy.
+				if (prompt) sessionApis.get(frame.session_id)?.sendUserMessage(prompt, { deliverAs: "followUp" });
+			}
 		} catch {}
 	});
 

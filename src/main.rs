@@ -173,9 +173,12 @@ enum Command {
         /// The omp-discord checkout (built with scripts/build.sh).
         #[arg(long, default_value = ".")]
         repo: PathBuf,
-        /// Exit when the run is reported instead of waiting for Ctrl-C.
+        /// Exit when the story is told instead of waiting for Ctrl-C.
         #[arg(long)]
         exit: bool,
+        /// Save a picture of the emulator's web view here at the end (needs Chromium).
+        #[arg(long, value_name = "PNG")]
+        screenshot: Option<PathBuf>,
     },
     /// Serve the Discord tools to an MCP client on stdin/stdout, through the running sidecar (started if needed).
     Mcp,
@@ -277,9 +280,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::InstallService { dry_run } => install_service(dry_run),
         Command::UninstallService => uninstall_service(),
         Command::Redact => redact(),
-        Command::Demo { repo, exit } => {
+        Command::Demo { repo, exit, screenshot } => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            demo::run(&repo, exit).await?;
+            demo::run(&repo, exit, screenshot).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator { port, seed } => emulator(port, seed).await,
@@ -430,6 +433,13 @@ fn status_text(status: &serde_json::Value) -> String {
         line("gateway", text(&status["gateway"]));
     }
     line("home channel", text(&status["home_channel_id"]));
+    for project in status["projects"].as_array().into_iter().flatten() {
+        let channel = match project["channel_id"].as_str() {
+            Some(channel) => format!("channel {channel}"),
+            None => "the home channel".to_owned(),
+        };
+        line("project", format!("{} → {channel} ({} dirs)", text(&project["path"]), text(&project["dirs"])));
+    }
     line(
         "clients",
         format!("{} connected, {} requests in flight", text(&status["clients"]), text(&status["in_flight"])),
@@ -443,6 +453,20 @@ fn status_text(status: &serde_json::Value) -> String {
             Some(depth) => format!("{depth} waiting, oldest {} old", secs(&queue["oldest_age_secs"])),
         },
     );
+    let limits = &status["rate_limits"];
+    if !limits.is_null() {
+        let mut text = format!("{} answered 429 since start", text(&limits["rate_limited"]));
+        if limits["paused_ms"].as_u64().is_some_and(|ms| ms > 0) {
+            text.push_str(&format!(", pausing requests for {} ms", limits["paused_ms"]));
+        }
+        if let Some([remaining, limit]) = limits["home_messages"].as_array().map(Vec::as_slice) {
+            text.push_str(&format!(
+                "; home channel posts: {remaining} of {limit} left, refill in {} ms",
+                limits["home_messages_reset_ms"]
+            ));
+        }
+        line("rate limits", text);
+    }
     line("sent", format!("{} delivered, {} refused since start", text(&status["delivered"]), text(&status["failed"])));
     line(
         "last error",

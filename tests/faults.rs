@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use omp_discord_core::protocol::{ServerFrame, encode_frame};
+use omp_discord_core::protocol::{ClientFrame, ServerFrame, encode_frame};
 use serde_json::{Value, json};
 
 use crate::hostile::{delivered_texts, notify};
@@ -219,6 +219,20 @@ async fn a_token_revoked_mid_run_stops_the_destination_shows_in_status_and_does_
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_during_a_burst_delivers_everything_once_in_order_without_hammering() {
+    storm_of_429s(json!({})).await;
+}
+
+/// A global 429 and one with no rate-limit headers at all (as Cloudflare sends):
+/// twilight retries those at once by itself, so the sidecar must pace them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_and_header_less_429_storms_are_paced_too() {
+    storm_of_429s(json!({"global": true})).await;
+    storm_of_429s(json!({"scope": "none"})).await;
+}
+
+/// Every message create is a 429 (the rule `kind` added to it) while 30
+/// notifications wait; then the storm ends and all of them arrive once, in order.
+async fn storm_of_429s(kind: Value) {
     const RETRY_AFTER: f64 = 0.5;
     let dir = TestDir::new();
     let emulator = emulator().await;
@@ -228,8 +242,9 @@ async fn a_429_storm_during_a_burst_delivers_everything_once_in_order_without_ha
 
     // Every message create is a 429 until the storm is lifted.
     let before = creates_in(&emulator, &thread).len();
-    let storm =
-        json!({"http": {"status": 429, "method": "POST", "path_prefix": "/channels", "retry_after": RETRY_AFTER}});
+    let mut rule = json!({"status": 429, "method": "POST", "path_prefix": "/channels", "retry_after": RETRY_AFTER});
+    rule.as_object_mut().unwrap().extend(kind.as_object().unwrap().clone());
+    let storm = json!({ "http": rule });
     emulator_post(&emulator, "/_emulator/faults", &storm).await;
     let started = Instant::now();
     let texts = burst(&mut client, "storm-429", "rl", 30).await;
@@ -244,10 +259,21 @@ async fn a_429_storm_during_a_burst_delivers_everything_once_in_order_without_ha
     // Honouring retry_after allows one attempt per window (plus the first); a client that
     // ignores it makes hundreds in the same time. A slower machine only lowers the count.
     let bound = (storm_secs / RETRY_AFTER).ceil() as usize + 2;
-    assert!(limited <= bound, "{limited} requests answered 429 in {storm_secs:.1} s with retry_after {RETRY_AFTER} s");
+    assert!(
+        limited <= bound,
+        "{kind}: {limited} requests answered 429 in {storm_secs:.1} s with retry_after {RETRY_AFTER} s"
+    );
 
     await_deliveries(&mut client, &emulator, &texts).await;
     assert_exactly_once_in_order(&emulator, &thread, &texts);
+
+    // status counts the 429s, and the pause is over.
+    let ServerFrame::Status { status, .. } = client.call(&ClientFrame::Status { id: "st".into() }).await else {
+        panic!("no status")
+    };
+    let limits = &status["rate_limits"];
+    assert!(limits["rate_limited"].as_u64().is_some_and(|n| n >= 3), "{limits}");
+    assert_eq!(limits["paused_ms"], 0, "{limits}");
 }
 
 /// `omp-discord status --json` of the sidecar `env` points at.

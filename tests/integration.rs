@@ -4,8 +4,11 @@
 
 mod approvals;
 mod cli;
+mod controls;
 mod crash;
+mod demo;
 mod disk;
+mod docs;
 mod faults;
 mod hostile;
 mod inbound;

@@ -3,7 +3,9 @@
 //! through `nonce` + `enforce_nonce`, and Discord's error explained in words.
 
 use std::future::{Future, IntoFuture};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use omp_discord_core::embed::MessagePayload;
 use serde::de::DeserializeOwned;
@@ -24,6 +26,11 @@ const MAX_ATTEMPTS: u32 = 4;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// First retry delay, doubled per retry.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Pause after a 429 that twilight cannot pace (a global one, or one without
+/// rate-limit headers, as Cloudflare sends); doubled per 429 in a row.
+const FIRST_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
+/// The longest such pause.
+const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(30);
 /// Discord's code for "a thread has already been created for this message".
 pub const THREAD_ALREADY_CREATED: u64 = 160_004;
 
@@ -71,17 +78,43 @@ impl SendError {
 pub struct Discord {
     client: twilight_http::Client,
     webhook: Option<Webhook>,
+    pacing: std::sync::Mutex<Pacing>,
+}
+
+/// Our own pause after 429s, on top of twilight's per-bucket pacing: every
+/// request of this client waits until `until`.
+#[derive(Debug, Default)]
+struct Pacing {
+    until: Option<Instant>,
+    /// The pause the next 429 in a row gets.
+    next: Duration,
+    /// 429s answered since start.
+    limited: u64,
+}
+
+/// How close the sidecar is to Discord's limits, for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Headroom {
+    /// 429s answered since start (twilight paces by the headers, so these should stay rare).
+    pub rate_limited: u64,
+    /// How long every request still waits after the last 429s, in ms.
+    pub paused_ms: u64,
+    /// The home channel's message bucket as last reported by Discord: remaining
+    /// of limit; `None` when no post used it within its window (it is full).
+    pub home_messages: Option<(u16, u16)>,
+    /// When that bucket refills, in ms from now.
+    pub home_messages_reset_ms: Option<u64>,
 }
 
 impl Discord {
     /// Builds a client for `token`, pointed at `api`.
     pub fn new(token: &Token, api: &ApiBase) -> Self {
-        Self { client: client(Some(token), api), webhook: None }
+        Self { client: client(Some(token), api), webhook: None, pacing: std::sync::Mutex::default() }
     }
 
     /// Builds a client that posts through `webhook` (no bot token).
     pub fn for_webhook(webhook: Webhook, api: &ApiBase) -> Self {
-        Self { client: client(None, api), webhook: Some(webhook) }
+        Self { client: client(None, api), webhook: Some(webhook), pacing: std::sync::Mutex::default() }
     }
 
     /// Posts `payload` to `channel` (a channel or a thread; a webhook posts to
@@ -348,8 +381,8 @@ impl Discord {
         self.with_retries(|| self.client.request::<T>(Request::from_route(route))).await
     }
 
-    /// Runs one request with a deadline per attempt, retrying 5xx answers,
-    /// 429s that twilight gave up on, and network failures with backoff.
+    /// Runs one request with a deadline per attempt, retrying 5xx answers
+    /// and network failures with backoff, and 429s after our own pause.
     async fn with_retries<T, F>(&self, mut attempt: F) -> Result<T, SendError>
     where
         T: DeserializeOwned + Unpin + Send + 'static,
@@ -358,9 +391,19 @@ impl Discord {
         let mut backoff = FIRST_BACKOFF;
         let mut last = String::new();
         for n in 1..=MAX_ATTEMPTS {
-            match tokio::time::timeout(ATTEMPT_TIMEOUT * 2, model(attempt())).await {
-                Ok(Ok(value)) => return Ok(value),
+            self.paced().await;
+            match tokio::time::timeout(ATTEMPT_TIMEOUT * 2, model(first_attempt_only(attempt()))).await {
+                Ok(Ok(value)) => {
+                    self.pacing.lock().expect("pacing lock").next = Duration::ZERO;
+                    return Ok(value);
+                }
                 Ok(Err(Failure::Fatal(err))) => return Err(err),
+                Ok(Err(Failure::RateLimited)) => {
+                    let pause = self.rate_limited();
+                    last = format!("rate limited (HTTP 429); every request pauses {} ms", pause.as_millis());
+                    tracing::warn!(attempt = n, reason = %last, "discord request failed, will retry");
+                    continue;
+                }
                 Ok(Err(Failure::Retry(reason))) => last = reason,
                 Err(_) => last = "the request timed out".to_owned(),
             }
@@ -372,6 +415,64 @@ impl Discord {
         }
         Err(SendError::Unavailable { attempts: MAX_ATTEMPTS, last })
     }
+
+    /// Waits out the pause after recent 429s.
+    async fn paced(&self) {
+        let until = self.pacing.lock().expect("pacing lock").until;
+        if let Some(until) = until.filter(|u| *u > Instant::now()) {
+            tokio::time::sleep_until(until.into()).await;
+        }
+    }
+
+    /// Records a 429 and starts (or lengthens) the pause every request waits out.
+    fn rate_limited(&self) -> Duration {
+        let mut pacing = self.pacing.lock().expect("pacing lock");
+        let pause = pacing.next.max(FIRST_RATE_LIMIT_PAUSE);
+        pacing.next = (pause * 2).min(MAX_RATE_LIMIT_PAUSE);
+        pacing.limited += 1;
+        let until = Instant::now() + pause;
+        pacing.until = Some(pacing.until.map_or(until, |u| u.max(until)));
+        pause
+    }
+
+    /// How close to Discord's limits the sidecar runs (`home`: the home channel, if any).
+    pub async fn headroom(&self, home: Option<Id<ChannelMarker>>) -> Headroom {
+        let (rate_limited, paused_ms) = {
+            let pacing = self.pacing.lock().expect("pacing lock");
+            let left = pacing.until.map(|u| u.saturating_duration_since(Instant::now())).unwrap_or_default();
+            (pacing.limited, u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+        };
+        let bucket = match (self.client.ratelimiter(), home) {
+            (Some(limiter), Some(home)) => {
+                let path = format!("channels/{home}/messages");
+                limiter
+                    .bucket(twilight_http_ratelimiting::Endpoint {
+                        method: twilight_http_ratelimiting::Method::Post,
+                        path,
+                    })
+                    .await
+            }
+            _ => None,
+        };
+        Headroom {
+            rate_limited,
+            paused_ms,
+            home_messages: bucket.map(|b| (b.remaining, b.limit)),
+            home_messages_reset_ms: bucket.map(|b| {
+                u64::try_from(b.reset_at.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX)
+            }),
+        }
+    }
+}
+
+/// Lets twilight send a request once: it retries a 429 by itself, at once
+/// when the 429 is global or carries no rate-limit headers, which would
+/// hammer Discord. Its retry is cancelled instead (`RequestCanceled`), and
+/// [`Discord::with_retries`] pauses before trying again.
+fn first_attempt_only<T>(mut future: ResponseFuture<T>) -> ResponseFuture<T> {
+    let sent = Arc::new(AtomicBool::new(false));
+    future.set_pre_flight(move || !sent.swap(true, Ordering::SeqCst));
+    future
 }
 
 fn client(token: Option<&Token>, api: &ApiBase) -> twilight_http::Client {
@@ -397,6 +498,7 @@ async fn once<T>(response: impl Future<Output = Result<Response<T>, twilight_htt
         Ok(Err(err)) => match Failure::from(err) {
             Failure::Fatal(err) => Err(err),
             Failure::Retry(last) => Err(SendError::Unavailable { attempts: 1, last }),
+            Failure::RateLimited => Err(SendError::Unavailable { attempts: 1, last: "rate limited (HTTP 429)".into() }),
         },
     }
 }
@@ -411,6 +513,8 @@ async fn model<T: DeserializeOwned + Unpin + Send + 'static>(
 enum Failure {
     Fatal(SendError),
     Retry(String),
+    /// Discord answered 429 (twilight's own retry was cancelled).
+    RateLimited,
 }
 
 impl From<twilight_http::Error> for Failure {
@@ -429,9 +533,9 @@ impl From<twilight_http::Error> for Failure {
                 Self::Fatal(SendError::Rejected { status, code, message })
             }
             ErrorType::RequestTimedOut => Self::Retry("the request timed out".to_owned()),
-            ErrorType::RequestError | ErrorType::RequestCanceled => {
-                Self::Retry("the connection to Discord failed".to_owned())
-            }
+            // Only our pre-flight check cancels: twilight was about to retry a 429.
+            ErrorType::RequestCanceled => Self::RateLimited,
+            ErrorType::RequestError => Self::Retry("the connection to Discord failed".to_owned()),
             _ => Self::Retry("Discord's answer could not be read".to_owned()),
         }
     }

@@ -9,6 +9,7 @@
 //! - `discord`: twilight-http with deadlines, retry caps and readable errors.
 //! - this module: connections, the handshake, requests, and the delivery loop.
 
+mod controls;
 pub mod discord;
 pub mod gateway;
 pub mod outbox;
@@ -209,6 +210,11 @@ impl Sidecar {
             "token_configured": self.config.token.is_some(),
             "mode": if self.discord.is_some() { "bot" } else if self.webhook.is_some() { "webhook" } else { "unconfigured" },
             "home_channel_id": self.config.home_channel.map(|id| id.to_string()),
+            "projects": self.config.projects.iter().map(|p| serde_json::json!({
+                "path": p.path(),
+                "channel_id": p.channel.map(|c| c.to_string()),
+                "dirs": crate::config::project_dirs(p).len(),
+            })).collect::<Vec<_>>(),
             "clients": self.clients.load(Ordering::SeqCst),
             "in_flight": self.in_flight.load(Ordering::SeqCst),
             "delivered": self.delivered.load(Ordering::SeqCst),
@@ -224,6 +230,11 @@ impl Sidecar {
             "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
             "threads": self.config.threads,
             "gateway": self.gateway_state.lock().expect("gateway state lock").clone(),
+            "rate_limits": match (&self.discord, &self.webhook) {
+                (Some(discord), _) => Some(discord.headroom(self.config.home_channel).await),
+                (None, Some(webhook)) => Some(webhook.headroom(None).await),
+                (None, None) => None,
+            },
             "attached_sessions": self.attached.lock().expect("attached lock").len(),
             "sessions": self.with_outbox(|outbox| outbox.recent_sessions(20)).ok().map(|sessions| {
                 sessions
@@ -233,6 +244,7 @@ impl Sidecar {
                         "project": project_name(s.cwd.as_deref().unwrap_or_default()),
                         "host": s.host,
                         "thread_id": s.thread_id,
+                        "channel_id": s.channel_id,
                     }))
                     .collect::<Vec<_>>()
             }),
@@ -250,9 +262,13 @@ impl Sidecar {
     /// connection (never from a spawned task), so the journal keeps each
     /// client's order. Returns the journal position and a receiver for the
     /// outcome, or the error frame to send.
-    fn accept(&self, request: NotifyRequest, host: &str) -> Result<(i64, oneshot::Receiver<ServerFrame>), ServerFrame> {
+    fn accept(
+        &self,
+        request: NotifyRequest,
+        host: &str,
+    ) -> Result<(i64, oneshot::Receiver<ServerFrame>), Box<ServerFrame>> {
         let id = request.id.clone();
-        let error = |code, message: String| ServerFrame::Error { id: Some(id.clone()), code, message };
+        let error = |code, message: String| Box::new(ServerFrame::Error { id: Some(id.clone()), code, message });
         let home = match (&self.discord, self.config.home_channel) {
             (Some(_), Some(channel)) => Some(channel),
             _ if self.webhook.is_some() => None,
@@ -269,6 +285,7 @@ impl Sidecar {
         let mut payload = request.message;
         // The shim redacted already; redact again so no client can bypass it.
         redact_payload(&mut payload);
+        self.observe_card(&request.session.id, request.key.as_deref(), request.edit, &mut payload);
         if let Err(err) = validate_message(&payload) {
             return Err(error(ErrorCode::InvalidMessage, err.to_string()));
         }
@@ -296,7 +313,10 @@ impl Sidecar {
                 }
             },
             (None, Some(_)) if self.config.threads => format!("{SESSION_PREFIX}{}", session.id),
-            (None, Some(channel)) => format!("{CHANNEL_PREFIX}{channel}"),
+            (None, Some(home)) => {
+                let channel = self.config.channel_for(session.cwd.as_deref().unwrap_or_default()).unwrap_or(home);
+                format!("{CHANNEL_PREFIX}{channel}")
+            }
         };
         let journaled = self.with_outbox(|outbox| {
             let now = now_ms();
@@ -368,7 +388,11 @@ impl Sidecar {
     ) -> Result<(), OutboxError> {
         let destination = match self.config.home_channel {
             _ if self.webhook.is_some() => WEBHOOK_DESTINATION.to_owned(),
-            Some(home) if !self.config.threads => format!("{CHANNEL_PREFIX}{home}"),
+            Some(home) if !self.config.threads => {
+                let cwd = self.with_outbox(|o| o.session(session_id)).ok().flatten().and_then(|s| s.cwd);
+                let channel = self.config.channel_for(cwd.as_deref().unwrap_or_default()).unwrap_or(home);
+                format!("{CHANNEL_PREFIX}{channel}")
+            }
             _ => format!("{SESSION_PREFIX}{session_id}"),
         };
         let body = serde_json::to_string(payload).expect("payloads serialize");
@@ -477,6 +501,9 @@ impl Sidecar {
     /// A button click from the gateway: an allowed person's first decision on
     /// a pending approval counts; everyone else is told why not, privately.
     pub async fn on_interaction(&self, interaction: &Interaction) {
+        if self.on_run_control(interaction).await {
+            return;
+        }
         if let Some(InteractionData::ApplicationCommand(data)) = &interaction.data {
             let data = serde_json::to_value(data).unwrap_or_default();
             return self.on_command(interaction, data).await;
@@ -667,11 +694,17 @@ impl Sidecar {
             .collect();
         files.sort();
         let mut journaled = 0;
-        for file in files {
+        for spooled in files {
+            // Claimed by renaming, as the shim does: of the two, exactly one journals a file.
+            let file = spooled.with_extension("jsonl.importing");
+            if std::fs::rename(&spooled, &file).is_err() {
+                continue;
+            }
             let text = match std::fs::read_to_string(&file) {
                 Ok(text) => text,
                 Err(err) => {
                     tracing::warn!(file = %file.display(), error = %err, "cannot read a spool file; left in place");
+                    let _ = std::fs::rename(&file, &spooled);
                     continue;
                 }
             };
@@ -779,11 +812,20 @@ impl Sidecar {
         session_id: &str,
         starter: Option<&MessagePayload>,
     ) -> Result<(Id<ChannelMarker>, bool), SendError> {
-        let home = self.config.home_channel.expect("notify refuses requests without a home channel");
         let record = |err: OutboxError| SendError::Unavailable { attempts: 0, last: err.to_string() };
         let session = self.with_outbox(|o| o.session(session_id)).map_err(record)?;
         let Some(session) = session else {
             return Err(SendError::Unavailable { attempts: 0, last: "the session record is missing".into() });
+        };
+        // Chosen once and kept, so a changed `[[projects]]` never splits a session's messages.
+        let home = match session.channel_id.as_deref().and_then(parse_id) {
+            Some(channel) => channel,
+            None => {
+                let cwd = session.cwd.as_deref().unwrap_or_default();
+                let channel = self.config.channel_for(cwd).expect("notify refuses requests without a home channel");
+                self.with_outbox(|o| o.set_channel(session_id, &channel.to_string())).map_err(record)?;
+                channel
+            }
         };
         let name = thread_name(&project_name(session.cwd.as_deref().unwrap_or_default()), session.prompt.as_deref());
         if let Some(thread) = session.thread_id.as_deref().and_then(parse_id) {
@@ -962,7 +1004,8 @@ impl Sidecar {
     /// Where a session's starter message is: `(home channel, message)`.
     fn starter_of(&self, session_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
         let session = self.with_outbox(|o| o.session(session_id)).ok().flatten()?;
-        Some((self.config.home_channel?, parse_id(session.starter_message_id.as_deref()?)?))
+        let channel = session.channel_id.as_deref().and_then(parse_id).or(self.config.home_channel)?;
+        Some((channel, parse_id(session.starter_message_id.as_deref()?)?))
     }
 
     /// Records a sent message (`at`: where it is) for every row of its batch,
@@ -1239,7 +1282,24 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
     match socket::peer_is_same_user(&stream) {
         Ok(true) => {}
         Ok(false) | Err(_) => {
-            tracing::warn!("refused a connection from another user");
+            let peer = stream.peer_cred().ok().map(|c| c.uid());
+            tracing::warn!(peer_uid = ?peer, "refused a connection from another user");
+            // Say why before closing, so the other user's client shows more than a dropped connection.
+            let refusal = ServerFrame::Error {
+                id: None,
+                code: ErrorCode::Forbidden,
+                message: format!(
+                    "this omp-discord sidecar serves uid {} only; each user runs their own (the extension \
+                     starts it), so set OMP_DISCORD_SOCKET to a socket of your own or unset it",
+                    rustix::process::getuid().as_raw()
+                ),
+            };
+            let mut stream = stream;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                use tokio::io::AsyncWriteExt;
+                stream.write_all(encode_frame(&refusal).as_bytes()).await
+            })
+            .await;
             return;
         }
     }
@@ -1301,6 +1361,13 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                         version: env!("CARGO_PKG_VERSION").to_owned(),
                         report: sidecar.config.report.clone(),
                         approvals: serde_json::to_value(&sidecar.approvals).unwrap_or_default(),
+                        host: rustix::system::uname().nodename().to_string_lossy().into_owned(),
+                        spool: sidecar
+                            .config
+                            .state_dir
+                            .join(omp_discord_core::paths::SPOOL_DIR_NAME)
+                            .display()
+                            .to_string(),
                     };
                     let _ = tx.send(welcome).await;
                 }
@@ -1331,10 +1398,10 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                         Some((id, outcome))
                     }
                     Err(reply) => {
-                        if let ServerFrame::Error { code, message, .. } = &reply {
+                        if let ServerFrame::Error { code, message, .. } = &*reply {
                             tracing::debug!(request_id = %id, %code, %message, "message refused");
                         }
-                        let _ = tx.send(reply).await;
+                        let _ = tx.send(*reply).await;
                         continue;
                     }
                 }

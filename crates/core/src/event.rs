@@ -45,7 +45,13 @@ impl RunSummary {
     /// Whether the run ended in an error.
     #[must_use]
     pub fn failed(&self) -> bool {
-        matches!(self.stop_reason.as_deref(), Some("error")) || self.error.is_some()
+        // An abort is someone's decision (Stop, Esc), not a failure, even though
+        // OMP gives the aborted message an error text.
+        match self.stop_reason.as_deref() {
+            Some("aborted") => false,
+            Some("error") => true,
+            _ => self.error.is_some(),
+        }
     }
 
     /// Adds a later part of the same run (after an `agent_end` with

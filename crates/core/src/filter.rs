@@ -17,6 +17,10 @@
 //! 3. `agent_end` edits the card one last time into the "Run finished" (or
 //!    failed) summary, at once; an answer too long for it follows in parts.
 //!
+//! The card carries the run buttons of [`crate::controls`]: Stop while the run
+//! goes, Retry and Continue once it ended; the next `agent_start` edits the
+//! previous card without them.
+//!
 //! Tool errors are posted as they happen, except that errors within one
 //! interval of the last error post wait and go out together as one message.
 //!
@@ -44,6 +48,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::controls::{self, CardState};
 use crate::embed::{MessagePayload, truncate_chars};
 use crate::event::{RunSummary, summarize_agent_end};
 use crate::redact::redact_text;
@@ -351,6 +356,9 @@ pub struct SessionReporter {
     anonymous_calls: u64,
     errors: Burst<ToolFailure>,
     calls: Burst<ToolUse>,
+    /// The last ended run's card (key, payload) while its Retry / Continue
+    /// buttons are on it: the next run takes them off.
+    ended_card: Option<(String, MessagePayload)>,
 }
 
 impl SessionReporter {
@@ -375,6 +383,7 @@ impl SessionReporter {
             anonymous_calls: 0,
             errors: Burst::default(),
             calls: Burst::default(),
+            ended_card: None,
         }
     }
 
@@ -484,6 +493,17 @@ impl SessionReporter {
         if let Some(stale) = self.run.take() {
             // An agent_end went missing: close the old card instead of leaving it "running".
             self.finish_run(stale, None, now_ms, out);
+        }
+        // A new run makes the last card's Retry / Continue stale.
+        if let Some((key, mut payload)) = self.ended_card.take() {
+            match out.iter_mut().find(|report| report.key() == Some(key.as_str())) {
+                // The run closed just now: its final card goes out without them.
+                Some(Report::Edit { payload, .. } | Report::Post { payload, .. }) => controls::strip(payload),
+                None => {
+                    controls::strip(&mut payload);
+                    out.push(Report::Edit { key, payload });
+                }
+            }
         }
         self.run = Some(self.new_run(Some(now_ms)));
     }
@@ -639,12 +659,16 @@ impl SessionReporter {
             summary.failed() || (long_enough && summary.stop_reason.as_deref() != Some("interrupted"));
         let mut payload = report::run_finished(&summary, &self.project);
         self.mark(&mut payload);
+        if !(run.card_posted || worth_reporting) {
+            return self.forget_calls();
+        }
+        if self.add_controls(&mut payload, &run.key, CardState::Finished) {
+            self.ended_card = Some((run.key.clone(), payload.clone()));
+        }
         if run.card_posted {
             out.push(Report::Edit { key: run.key, payload });
-        } else if worth_reporting {
-            out.push(Report::Post { key: Some(run.key), payload });
         } else {
-            return self.forget_calls();
+            out.push(Report::Post { key: Some(run.key), payload });
         }
         if report::answer_overflows(&summary) {
             let answer = summary.answer.as_deref().unwrap_or_default();
@@ -678,6 +702,7 @@ impl SessionReporter {
         }
         let mut payload = report::run_card(&card_of(run, now_ms), &self.project);
         self.mark(&mut payload);
+        self.add_controls(&mut payload, &run.key, CardState::Running);
         let Some(run) = &mut self.run else { return };
         run.card_posted = true;
         run.last_card_ms = now_ms;
@@ -707,6 +732,17 @@ impl SessionReporter {
         if self.session.is_subagent() {
             report::mark_subagent(payload);
         }
+    }
+
+    /// Puts the run-control buttons on the current run's card (not on a
+    /// subagent's: people drive the main session). Returns whether it did.
+    fn add_controls(&self, payload: &mut MessagePayload, key: &str, state: CardState) -> bool {
+        let Some((_, card)) = controls::parse_card_key(key) else { return false };
+        if self.session.is_subagent() {
+            return false;
+        }
+        controls::add_buttons(payload, state, card, &self.session.id);
+        true
     }
 
     fn session_key(&self) -> String {
@@ -1051,11 +1087,15 @@ mod tests {
         r.on_event(&json!({ "type": "agent_start" }), 0);
         r.on_event(&agent_end("stop"), SEC);
         let out = r.on_event(&json!({ "type": "agent_start" }), 2 * SEC);
-        assert_eq!(kinds(&out), ["post card:s:2"]);
+        // The last card's Retry / Continue come off as the next run starts.
+        assert_eq!(kinds(&out), ["edit card:s:1", "post card:s:2"]);
+        assert!(out[0].payload().components.is_empty(), "{out:?}");
+        assert_eq!(controls::state_of(out[1].payload()), Some(CardState::Running));
         // A run whose agent_end went missing is closed when the next starts.
         let out = r.on_event(&json!({ "type": "agent_start" }), 3 * SEC);
         assert_eq!(kinds(&out), ["edit card:s:2", "post card:s:3"]);
         assert_eq!(titles(&out)[0], "Run interrupted");
+        assert!(out[0].payload().components.is_empty(), "a closed stale run offers no buttons");
     }
 
     #[test]
@@ -1084,6 +1124,7 @@ mod tests {
         let out = r.on_event(&agent_end("error"), 61 * SEC);
         assert_eq!(titles(&out), ["↳ subagent · Run failed"]);
         assert_eq!(kinds(&out), ["post card:s:1"]);
+        assert!(out[0].payload().components.is_empty(), "people drive the main session, not its subagents");
     }
 
     #[test]

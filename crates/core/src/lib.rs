@@ -11,6 +11,7 @@
 //! - [`ask`]: questions to the people in a session's thread, with answer buttons.
 //! - [`commands`]: the `/omp` slash command: definition, parsing, replies.
 //! - [`tools`]: the model's Discord tools: arguments to requests, answers to text.
+//! - [`controls`]: Stop / Retry / Continue buttons on the run card: ids, buttons, the modal, staleness.
 //! - [`approval`]: which tool calls wait for a person, and the messages with their buttons.
 //! - [`protocol`]: NDJSON frames between the shim and the sidecar, versioned.
 //! - [`embed`]: Discord's limits as constants, embed builders, payload validation.
@@ -19,6 +20,7 @@
 //! - [`thread`]: a session's thread: its name and starter message.
 //! - [`tool_result`]: redaction of tool results before the model sees them.
 //! - [`paths`]: where the sidecar's socket lives.
+//! - [`projects`]: project directories (globs) and the channel each reports to.
 //! - [`invite`]: the permissions each feature needs and the bot's invite URL.
 //! - [`inbound`]: checking and shaping replies from Discord before OMP sees them.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
@@ -28,12 +30,14 @@
 pub mod approval;
 pub mod ask;
 pub mod commands;
+pub mod controls;
 pub mod embed;
 pub mod event;
 pub mod filter;
 pub mod inbound;
 pub mod invite;
 pub mod paths;
+pub mod projects;
 pub mod protocol;
 pub mod redact;
 pub mod report;

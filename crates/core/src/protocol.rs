@@ -214,6 +214,14 @@ pub enum ServerFrame {
         /// The approval policy (`{tools, timeout_secs}`): which tool calls wait for a person.
         #[serde(default)]
         approvals: serde_json::Value,
+        /// The machine the sidecar runs on.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        host: String,
+        /// The spool directory the sidecar imports. A shim on another machine,
+        /// or with another spool directory (a forwarded socket), hands its own
+        /// spooled reports over itself.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        spool: String,
     },
     /// The message is journaled in the sidecar's outbox: it will be delivered
     /// even if the client, the sidecar or Discord goes away now. `delivered`
@@ -294,7 +302,9 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
-    /// Someone allowed asked (with `/omp abort`) that a session stop its current run.
+    /// Someone allowed asked that a session stop its current run (`/omp abort`,
+    /// the run card's Stop) or run its last prompt again (Retry). A client
+    /// ignores actions it does not know, so new actions need no version bump.
     Control {
         /// The session it is for.
         session_id: String,
@@ -324,6 +334,8 @@ pub enum ServerFrame {
 pub enum SessionAction {
     /// Stop the current run (OMP's `ctx.abort()`).
     Abort,
+    /// Send the session's last prompt again (the run card's Retry).
+    Retry,
 }
 
 fn default_read_limit() -> u8 {
@@ -399,6 +411,8 @@ pub enum ErrorCode {
     DiscordUnavailable,
     /// The channel does not exist or the bot cannot see it.
     UnknownChannel,
+    /// The peer runs as another user than the sidecar; the connection is closed.
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -415,6 +429,7 @@ impl ErrorCode {
             Self::DiscordRejected => "discord_rejected",
             Self::DiscordUnavailable => "discord_unavailable",
             Self::UnknownChannel => "unknown_channel",
+            Self::Forbidden => "forbidden",
         }
     }
 }

@@ -426,6 +426,7 @@ pub fn run_finished(summary: &RunSummary, project: &str) -> MessagePayload {
         (Some(error), _) if summary.failed() => error.as_str(),
         (_, Some(answer)) => answer.as_str(),
         _ if summary.stop_reason.as_deref() == Some("interrupted") => "(the session ended before the run finished)",
+        _ if summary.stop_reason.as_deref() == Some("aborted") => "(stopped before it finished)",
         _ => "(no text answer)",
     };
     embed.description = Some(clean(body, ANSWER_MAX));
@@ -945,6 +946,8 @@ mod tests {
         assert_eq!(title("stop", None), "Run finished");
         assert_eq!(title("error", Some("boom")), "Run failed");
         assert_eq!(title("aborted", None), "Run aborted");
+        // OMP puts an error text on an aborted message: still a stop, not a failure.
+        assert_eq!(title("aborted", Some("Request was aborted")), "Run aborted");
         assert_eq!(title("interrupted", None), "Run interrupted");
         assert_eq!(title("length", None), "Run stopped at the output limit");
     }

@@ -207,6 +207,23 @@ impl EmulatorState {
         Ok(data)
     }
 
+    /// Injects an interaction (a slash command, a button click, a modal submit) from
+    /// a person, as `POST /_emulator/interactions` does without `wait`; returns the
+    /// INTERACTION_CREATE payload the bot receives.
+    ///
+    /// # Errors
+    ///
+    /// Returns Discord's error body (as JSON) if the spec is invalid.
+    pub fn inject_interaction(&self, spec: &Value) -> Result<Value, Value> {
+        crate::interaction::inject(self, spec).map_err(|error| error.body)
+    }
+
+    /// An interaction's state (acknowledged, its callbacks) as
+    /// `GET /_emulator/interactions/{id}` shows it.
+    pub fn interaction(&self, interaction_id: u64) -> Option<Value> {
+        crate::interaction::state_json(self, interaction_id)
+    }
+
     /// The token of an interaction, as the bot received it in INTERACTION_CREATE.
     pub fn interaction_token(&self, interaction_id: u64) -> Option<String> {
         self.world().interactions.get(&interaction_id).map(|i| i.token.clone())
