@@ -42,6 +42,10 @@ const REPORTED_EVENTS = [
 
 type Report = { kind: "post" | "edit"; key?: string | null; payload: unknown };
 
+/** Discord replies this process handed to OMP (oldest first), so one offered again is not handed on twice. */
+const handedOn = new Set<string>();
+const MAX_HANDED_ON = 10_000;
+
 /** First prompt of each session in this process: it names the session's thread. */
 const firstPrompts = new Map<string, string>();
 
@@ -188,10 +192,12 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	});
 
 	// Before the reporter's handlers: reports about the first prompt carry it (it names the thread).
+	// Redacted here: it travels in every report's session, and into the spool and the journal.
 	pi.on("before_agent_start", (event, ctx) => {
 		const id = sessionId(ctx);
 		if (typeof event.prompt !== "string") return;
-		if (!firstPrompts.has(id)) firstPrompts.set(id, event.prompt);
+		if (!firstPrompts.has(id)) firstPrompts.set(id, wasm.redactText(event.prompt));
+		// Kept as typed: it stays in this process, and Retry gives it back to OMP.
 		lastPrompts.set(id, event.prompt);
 	});
 
@@ -220,12 +226,21 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	sidecar().onInbound((frame) => {
 		const api = sessionApis.get(frame.session_id);
 		if (!api) return;
+		// A reply handed on whose acknowledgement did not reach the sidecar (it
+		// restarted) is offered again: acknowledge it, but OMP gets it only once.
+		if (handedOn.has(frame.message_id)) {
+			void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
+			return;
+		}
 		try {
 			// Starts a run when the session is idle, queues a follow-up when it is busy.
 			api.sendUserMessage(frame.text, { deliverAs: "followUp" });
 		} catch {
 			return; // Not acknowledged: the sidecar offers it again on the next attach.
 		}
+		handedOn.add(frame.message_id);
+		// Bounded: a reply is offered again only until its acknowledgement lands.
+		if (handedOn.size > MAX_HANDED_ON) handedOn.delete(handedOn.values().next().value as string);
 		void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
 	});
 

@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod demo;
 mod doctor;
+mod failpoint;
 mod mcp;
 mod metrics;
 mod notify;
@@ -243,7 +244,18 @@ async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpLis
     }
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
-    let outbox = serve::outbox::Outbox::open(&config.state_dir.join("outbox.sqlite3"))?;
+    let outbox_path = config.state_dir.join("outbox.sqlite3");
+    let outbox = serve::outbox::Outbox::open(&outbox_path).inspect_err(|_| {
+        // Clients find no socket, rather than one nobody answers.
+        let _ = std::fs::remove_file(&bound.path);
+    });
+    let outbox = outbox.with_context(|| {
+        format!(
+            "cannot open the outbox {}: the sidecar needs a writable state directory with free space; free some \
+             disk space or fix its permissions, or point OMP_DISCORD_STATE_DIR at another directory",
+            outbox_path.display()
+        )
+    })?;
     let access = serve::Access {
         users: config.allowed_users.iter().copied().collect(),
         roles: config.allowed_roles.iter().copied().collect(),

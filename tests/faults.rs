@@ -34,7 +34,8 @@ fn thread_texts(emulator: &omp_discord_emulator::Emulator, thread: &str) -> Vec<
     let mut ids = std::collections::HashSet::new();
     creates_in(emulator, thread)
         .into_iter()
-        .filter(|r| r["status"] == 200 && ids.insert(r["response"]["id"].clone()))
+        // A malformed answer (an injected fault) is recorded as text: its message shows up in the retry.
+        .filter(|r| r["status"] == 200 && r["response"].is_object() && ids.insert(r["response"]["id"].clone()))
         .flat_map(|r| {
             r["response"]["embeds"]
                 .as_array()
@@ -273,4 +274,90 @@ async fn storm_of_429s(kind: Value) {
     let limits = &status["rate_limits"];
     assert!(limits["rate_limited"].as_u64().is_some_and(|n| n >= 3), "{limits}");
     assert_eq!(limits["paused_ms"], 0, "{limits}");
+}
+
+/// `omp-discord status --json` of the sidecar `env` points at.
+fn status_json(env: &[(String, String)]) -> Value {
+    let out = std::process::Command::new(sidecar_bin())
+        .args(["status", "--json"])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("status --json: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// One broken-answer fault for every message create, held until cleared: the
+/// sidecar says what is wrong in `status`, rests between tries instead of
+/// spinning, and once Discord answers properly every message is there exactly
+/// once and in order (the creates that did happen are returned by their nonce).
+async fn broken_answers_phase(
+    emulator: &omp_discord_emulator::Emulator,
+    env: &[(String, String)],
+    client: &mut Client,
+    thread: &str,
+    mode: &str,
+    expected_error: &str,
+) {
+    let rule = json!({"http": {"mode": mode, "method": "POST", "path_prefix": format!("/channels/{thread}/messages")}});
+    emulator_post(emulator, "/_emulator/faults", &rule).await;
+    let started = Instant::now();
+    let before = creates_in(emulator, thread).len();
+    let texts = burst(client, "broken", mode, 6).await;
+    let status = wait_for("status to name the fault", Duration::from_secs(30), || {
+        let status = status_json(env);
+        status["last_error"].as_str().is_some_and(|e| e.contains(expected_error)).then_some(status)
+    })
+    .await;
+    assert!(status["queue"]["depth"].as_i64().unwrap() >= 1, "{status}");
+    // Let it sit long enough for a second round of tries.
+    wait_for("a rest and another try", Duration::from_secs(30), || {
+        (creates_in(emulator, thread).len() - before >= 6).then_some(())
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    let tries = creates_in(emulator, thread).len() - before;
+    // Four attempts per try, and rests of 1, 2, 4 … s between tries.
+    let bound = 4 * (secs.log2().max(0.0).ceil() as usize + 3);
+    assert!(tries <= bound, "{mode}: {tries} creates in {secs:.1} s: the sidecar spins");
+    // The fault did what it says on the wire: a 200 whose body is not JSON, or no answer at all.
+    let broken = creates_in(emulator, thread)[before..]
+        .iter()
+        .filter(|r| match mode {
+            "malformed" => r["status"] == 200 && r["response"].is_string(),
+            _ => r["status"] == 0,
+        })
+        .count();
+    assert_eq!(broken, tries, "{mode}: every create during the fault was broken");
+    let (status, _) = emulator_request(emulator, "DELETE", "/_emulator/faults", None, None).await;
+    assert_eq!(status, 204);
+    await_deliveries(client, emulator, &texts).await;
+    assert_exactly_once_in_order(emulator, thread, &texts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_dropped_and_stalled_answers_lose_nothing_show_in_status_and_do_not_spin() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let thread = open_thread(&mut client, "broken").await;
+
+    // 200 with half a body: the message was created, the answer cannot be read.
+    broken_answers_phase(&emulator, &env, &mut client, &thread, "malformed", "could not be read").await;
+    // The connection closes after the message was created, without an answer.
+    broken_answers_phase(&emulator, &env, &mut client, &thread, "drop", "connection to Discord failed").await;
+
+    // One create hangs past the per-attempt deadline; the next attempt goes through.
+    let rule = json!({"http": {"mode": "stall", "count": 1, "stall_ms": 30_000, "method": "POST",
+                               "path_prefix": format!("/channels/{thread}/messages")}});
+    emulator_post(&emulator, "/_emulator/faults", &rule).await;
+    let texts = burst(&mut client, "broken", "stall", 3).await;
+    await_deliveries(&mut client, &emulator, &texts).await;
+    assert_exactly_once_in_order(&emulator, &thread, &texts);
+    let stalled = creates_in(&emulator, &thread).iter().filter(|r| r["status"] == 0).count();
+    assert!(stalled >= 1, "the stall happened");
+    assert!(sidecar.log().contains("the request timed out"), "the log says why it retried");
 }

@@ -597,4 +597,28 @@ mod tests {
         );
         assert_eq!(describe_api_error(b"<html>").0, 0);
     }
+
+    proptest::proptest! {
+        /// Whatever body an error answer has (a proxy's HTML, truncated or
+        /// odd JSON, an `errors` tree as deep as JSON parsing allows), it is
+        /// described without panicking.
+        #[test]
+        fn any_error_body_is_described(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            depth in 0usize..200,
+            code in proptest::prelude::any::<i64>(),
+        ) {
+            let _ = describe_api_error(&bytes);
+            let nested = format!(
+                r#"{{"code":{code},"message":"x","errors":{}{{"_errors":[{{"message":"deep"}}]}}{}}}"#,
+                r#"{"a":"#.repeat(depth),
+                "}".repeat(depth)
+            );
+            let (found, message) = describe_api_error(nested.as_bytes());
+            if depth < 120 {
+                proptest::prop_assert_eq!(found, u64::try_from(code).unwrap_or(0));
+                proptest::prop_assert!(message.contains("deep"), "{message}");
+            }
+        }
+    }
 }

@@ -37,6 +37,7 @@ use twilight_model::id::Id;
 
 use crate::config::Config;
 use discord::{Discord, SendError, THREAD_ALREADY_CREATED};
+use omp_discord_core::redact::redact_text;
 use omp_discord_core::report::{SessionStart, project_name, session_started};
 use omp_discord_core::thread::thread_name;
 use twilight_model::id::marker::ChannelMarker;
@@ -304,7 +305,12 @@ impl Sidecar {
             (None, None) => WEBHOOK_DESTINATION.to_owned(),
             (Some(raw), Some(_)) => match parse_id::<ChannelMarker>(raw) {
                 Some(named) => format!("{CHANNEL_PREFIX}{named}"),
-                None => return Err(error(ErrorCode::UnknownChannel, format!("{raw:?} is not a channel id"))),
+                None => {
+                    return Err(error(
+                        ErrorCode::UnknownChannel,
+                        format!("{:?} is not a channel id", redact_text(raw)),
+                    ));
+                }
             },
             (None, Some(_)) if self.config.threads => format!("{SESSION_PREFIX}{}", session.id),
             (None, Some(home)) => {
@@ -325,6 +331,7 @@ impl Sidecar {
         });
         match journaled {
             Ok(seq) => {
+                crate::failpoint::hit("after_journal");
                 tracing::debug!(seq, request_id = %id, "message journaled");
                 self.wake.notify_one();
                 Ok((seq, outcome))
@@ -762,16 +769,21 @@ impl Sidecar {
         tracing::info!(messages = seen, "caught up on session threads");
     }
 
-    /// The session's shim handed a reply to OMP: never send it again, and
-    /// show the author it arrived.
-    async fn ack_inbound(&self, message_id: &str) {
-        let Some(id) = parse_id::<MessageMarker>(message_id) else { return };
+    /// The session's shim handed a reply to OMP: never send it again. Returns
+    /// the reply's thread and id, to show the author it arrived.
+    fn ack_inbound(&self, message_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
+        let id = parse_id::<MessageMarker>(message_id)?;
         if let Err(err) = self.with_outbox(|o| o.ack_inbound(id.get(), now_ms())) {
             tracing::error!(error = %err, "cannot record a reply's delivery");
-            return;
+            return None;
         }
-        let thread = self.with_outbox(|o| o.inbound_thread(id.get())).ok().flatten().and_then(|t| parse_id(&t));
-        if let (Some(discord), Some(thread)) = (&self.discord, thread) {
+        let thread = self.with_outbox(|o| o.inbound_thread(id.get())).ok().flatten().and_then(|t| parse_id(&t))?;
+        Some((thread, id))
+    }
+
+    /// The bot's ✅ on a reply that reached OMP, and typing while the agent works.
+    async fn show_received(&self, thread: Id<ChannelMarker>, id: Id<MessageMarker>) {
+        if let Some(discord) = &self.discord {
             if let Err(err) = discord.react(thread, id, "✅").await {
                 tracing::debug!(error = %err, "could not react to a reply");
             }
@@ -845,7 +857,9 @@ impl Sidecar {
                     }
                 };
                 let nonce = session.starter_nonce.parse().unwrap_or_default();
+                crate::failpoint::hit("before_starter");
                 let (_, id) = discord.create_message(home, payload, nonce).await?;
+                crate::failpoint::hit("after_starter_before_record");
                 self.with_outbox(|o| o.set_starter(session_id, &id.to_string())).map_err(record)?;
                 (id, starter.is_some())
             }
@@ -856,6 +870,7 @@ impl Sidecar {
             Err(err) if err.code() == Some(THREAD_ALREADY_CREATED) => starter_id.cast(),
             Err(err) => return Err(err),
         };
+        crate::failpoint::hit("after_thread_before_record");
         self.with_outbox(|o| {
             o.set_thread(session_id, &thread.to_string())?;
             o.set_named_with_prompt(session_id, session.prompt.is_some())
@@ -936,6 +951,7 @@ impl Sidecar {
             self.finish_failed(batch, "unknown destination").await;
             return true;
         };
+        crate::failpoint::hit("before_send");
         let sent = match target {
             Ok(channel) => match self.post_or_edit(discord, head, channel, &message, nonce).await {
                 Err(err) if err.code() == Some(UNKNOWN_CHANNEL) && destination.starts_with(SESSION_PREFIX) => {
@@ -1013,6 +1029,7 @@ impl Sidecar {
                 tracing::error!(error = %err, "cannot remember a keyed message");
             }
         }
+        crate::failpoint::hit("after_send_before_mark");
         if let Err(err) = self.with_outbox(|o| o.mark_delivered(seqs, &message_id.to_string(), now_ms())) {
             // Sent but not recorded: the resend reuses the nonce, so Discord will not post twice.
             tracing::error!(error = %err, "cannot record a delivery");
@@ -1185,9 +1202,12 @@ fn verdict_reason(approval: &outbox::Approval) -> String {
 
 /// Records a session the sidecar hears of (a notify, an attach, an approval),
 /// with the nonce its thread's starter message will use.
+/// The prompt and directory are redacted again, so no client can bypass it.
 fn record_session(outbox: &mut Outbox, session: &SessionRef, host: &str, now: i64) -> Result<(), OutboxError> {
     let starter_nonce = fresh_nonce(&session.id, "starter").to_string();
-    outbox.touch_session(&session.id, session.cwd.as_deref(), session.prompt.as_deref(), host, &starter_nonce, now)
+    let prompt = session.prompt.as_deref().map(redact_text);
+    let cwd = session.cwd.as_deref().map(redact_text);
+    outbox.touch_session(&session.id, cwd.as_deref(), prompt.as_deref(), host, &starter_nonce, now)
 }
 
 fn inbound_frame(inbound: Inbound) -> ServerFrame {
@@ -1399,7 +1419,13 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                 continue;
             }
             ClientFrame::InboundAck { id, message_id } => {
-                sidecar.ack_inbound(&message_id).await;
+                // Journaled before the next frame; Discord's ✅ and typing follow on
+                // their own, so acknowledgements never queue behind REST calls (a
+                // backlog of them would be offered again after a restart).
+                if let Some((thread, message)) = sidecar.ack_inbound(&message_id) {
+                    let sidecar = sidecar.clone();
+                    tasks.spawn(async move { sidecar.show_received(thread, message).await });
+                }
                 let _ = tx.send(ServerFrame::Ok { id }).await;
                 continue;
             }

@@ -103,7 +103,12 @@ impl Sidecar {
         let channel: Id<ChannelMarker> = match (channel_id, session) {
             (Some(raw), _) => match parse_id(&raw) {
                 Some(channel) => channel,
-                None => return unknown(id, format!("{raw:?} is not a channel id")),
+                None => {
+                    return unknown(
+                        id,
+                        format!("{:?} is not a channel id", omp_discord_core::redact::redact_text(&raw)),
+                    );
+                }
             },
             (None, Some(session)) => {
                 let thread = self.with_outbox(|o| o.session(&session.id)).ok().flatten().and_then(|s| s.thread_id);

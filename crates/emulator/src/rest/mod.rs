@@ -9,10 +9,12 @@ mod threads;
 mod users;
 mod webhooks;
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, MatchedPath, RawPathParams, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -20,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
+use crate::fault::{Injected, Unanswered};
 use crate::record::RecordedBody;
 use crate::state::{EmulatorState, lock};
 
@@ -126,9 +129,28 @@ async fn inject_faults(State(state): State<EmulatorState>, request: Request, nex
         tokio::time::sleep(latency).await;
     }
     match fault {
-        Some(mut error) => {
+        Some(Injected::Error(mut error)) => {
             crate::ratelimit::route_headers(&mut error, request.method(), &template(&request));
             error.into_response()
+        }
+        Some(Injected::Malformed) => {
+            let response = next.run(request).await;
+            let (mut parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            // Half of the real body (at least one byte of it, and never valid JSON).
+            let cut = if bytes.len() > 1 { bytes.slice(..bytes.len() / 2) } else { Bytes::from_static(b"{") };
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(cut))
+        }
+        Some(Injected::Drop) => {
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(Unanswered { hang: Duration::ZERO });
+            response
+        }
+        Some(Injected::Stall(hang)) => {
+            let mut response = StatusCode::GATEWAY_TIMEOUT.into_response();
+            response.extensions_mut().insert(Unanswered { hang });
+            response
         }
         None => next.run(request).await,
     }
