@@ -4,6 +4,7 @@
 
 mod approvals;
 mod cli;
+mod extension;
 mod faults;
 mod hostile;
 mod inbound;
