@@ -125,16 +125,47 @@ let redactingToolResults = !["0", "off", "false", "no"].includes(
 /** Sessions whose reports `/discord off` stopped. */
 const mutedSessions = new Set<string>();
 
-type Redaction = { content?: unknown; report: { count: number; kinds: Record<string, number> } };
+type Report = { count: number; kinds: Record<string, number> };
+type Redaction = { content?: unknown; report: Report };
+
+/**
+ * Redacts the text blocks of a tool result's content (a string, or
+ * `[{type: "text", text}, …]`); other blocks pass untouched. Only the text
+ * crosses into wasm, one string per block: an image's data never does.
+ */
+function redactContent(content: unknown, conservative: boolean): Redaction {
+	const report: Report = { count: 0, kinds: {} };
+	const one = (text: string): string | undefined => {
+		const redacted = wasm.redactToolText(text, conservative) as { text: string; report: Report } | undefined;
+		if (!redacted) return undefined;
+		report.count += redacted.report.count;
+		for (const [kind, n] of Object.entries(redacted.report.kinds)) report.kinds[kind] = (report.kinds[kind] ?? 0) + n;
+		return redacted.text;
+	};
+	if (typeof content === "string") return { content: one(content), report };
+	if (!Array.isArray(content)) return { report };
+	let changed = false;
+	const blocks = content.map((block) => {
+		if (block && typeof block === "object" && block.type === "text" && typeof block.text === "string") {
+			const text = one(block.text);
+			if (text !== undefined) {
+				changed = true;
+				return { ...block, text };
+			}
+		}
+		return block;
+	});
+	return changed ? { content: blocks, report } : { report };
+}
 
 /** OMP passes a result on unmodified when a handler throws, so this never throws. */
-function redactToolResult(content: unknown, details: unknown): { content?: unknown; details?: unknown } | undefined {
+export function redactToolResult(content: unknown, details: unknown): { content?: unknown; details?: unknown } | undefined {
 	let redaction: Redaction;
 	try {
-		redaction = wasm.redactToolContent(content, false) as Redaction;
+		redaction = redactContent(content, false);
 	} catch {
 		try {
-			redaction = wasm.redactToolContent(content, true) as Redaction;
+			redaction = redactContent(content, true);
 		} catch {
 			return { content: [{ type: "text", text: "[omp-discord withheld this output: it could not be checked for secrets]" }] };
 		}
