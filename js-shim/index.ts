@@ -108,10 +108,21 @@ function startTicking(): void {
 type ToolAnswer = { text: string; isError: boolean };
 
 /** What the model reads: core puts the sidecar's answer in words (a timeout after `accepted` means queued). */
+/** Outcomes the shim makes itself: no sidecar, no answer in time, too many waiting. */
+const SHIM_CODES = new Set(["sidecar_unavailable", "sidecar_timeout", "queue_full"]);
+
 function toolAnswer(tool: string, outcome: Outcome): ToolAnswer {
 	if (!outcome.ok) {
-		// The sidecar's own errors carry protocol codes; these also cover the shim's (no sidecar, timeout).
-		return { text: `${tool} failed: Discord is unavailable (${outcome.code}): ${outcome.message}`, isError: true };
+		if (SHIM_CODES.has(outcome.code)) {
+			const hint = outcome.code === "sidecar_timeout" ? "; Discord may be slow or unreachable, try again later" : "";
+			return { text: `${tool} failed: Discord is unavailable (${outcome.code}): ${outcome.message}${hint}`, isError: true };
+		}
+		// The sidecar's errors (unknown channel, Discord's refusal, …) read as core words them.
+		try {
+			return wasm.toolAnswer(tool, { type: "error", code: outcome.code, message: outcome.message }) as ToolAnswer;
+		} catch {
+			return { text: `${tool} failed (${outcome.code}): ${outcome.message}`, isError: true };
+		}
 	}
 	const frame = "queued" in outcome ? { type: "accepted", id: "", seq: 0 } : outcome.frame;
 	return wasm.toolAnswer(tool, frame) as ToolAnswer;

@@ -246,3 +246,61 @@ async fn without_attach_files_the_message_still_goes_out_and_says_so() {
     assert!(posted["content"].as_str().unwrap().contains("run.log not attached: the bot lacks the Attach Files"));
     sidecar.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_fails_clearly_on_unknown_and_forbidden_channels() {
+    use omp_discord_emulator::{DEFAULT_HIDDEN_CHANNEL_ID, DEFAULT_READ_ONLY_CHANNEL_ID};
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let unknown = "1100000000000009999";
+    let script = json!([
+        { "tool": "discord_send", "args": { "channelId": DEFAULT_READ_ONLY_CHANNEL_ID.to_string(), "message": "hi" } },
+        { "tool": "discord_read", "args": { "channelId": DEFAULT_HIDDEN_CHANNEL_ID.to_string() } },
+        { "tool": "discord_read", "args": { "channelId": unknown } },
+        { "tool": "discord_channels", "args": { "guildId": unknown } },
+        { "text": "done" }
+    ]);
+    let run = run_omp(&dir, &env, Plugin::Flag, &script, "try the channels").await;
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    let (text, is_error) = result(&run, "discord_send", 0);
+    assert!(is_error && text.contains("discord_rejected") && text.contains("Missing Permissions"), "{text}");
+    let (text, is_error) = result(&run, "discord_read", 0);
+    assert!(is_error && text.contains("unknown_channel") && text.contains("cannot see it"), "{text}");
+    let (text, is_error) = result(&run, "discord_read", 1);
+    assert!(is_error && text.contains("unknown_channel") && text.contains("discord_channels"), "{text}");
+    let (text, is_error) = result(&run, "discord_channels", 0);
+    assert!(is_error && text.contains(&format!("no server (guild) with id {unknown}")), "{text}");
+    sidecar.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_says_when_discord_does_not_answer_in_time() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    emulator.state().set_faults(&json!({ "latency_ms": 60_000 })).unwrap();
+    let home = DEFAULT_HOME_CHANNEL_ID.to_string();
+    let script = json!([
+        { "tool": "discord_read", "args": { "channelId": home } },
+        { "tool": "discord_channels", "args": {} },
+        { "tool": "discord_send", "args": { "channelId": home, "message": "slow" } },
+        { "tool": "discord_notify", "args": { "message": "slow too" } },
+        { "text": "done" }
+    ]);
+    let run = run_omp(&dir, &env, Plugin::Flag, &script, "while Discord hangs").await;
+    assert!(run.status.success(), "omp failed: {}", run.stderr);
+    for tool in ["discord_read", "discord_channels"] {
+        let (text, is_error) = result(&run, tool, 0);
+        assert!(is_error && text.contains("timed out waiting for the omp-discord sidecar"), "{tool}: {text}");
+    }
+    // A post is journaled before it is acknowledged: slow Discord means queued, not lost.
+    for tool in ["discord_send", "discord_notify"] {
+        let (text, is_error) = result(&run, tool, 0);
+        assert!(!is_error && text.starts_with("Queued for Discord"), "{tool}: {text}");
+    }
+    emulator.state().set_faults(&json!({ "latency_ms": 0 })).unwrap();
+    sidecar.terminate().await;
+}

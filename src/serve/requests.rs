@@ -180,6 +180,15 @@ impl Sidecar {
                 .collect();
             out.push(GuildInfo { id: guild.id.to_string(), name: guild.name, channels });
         }
+        if let Some(wanted) = guild_id.filter(|_| out.is_empty()) {
+            return ServerFrame::Error {
+                id: Some(id),
+                code: ErrorCode::UnknownChannel,
+                message: format!(
+                    "the bot is in no server (guild) with id {wanted}; call discord_channels without guildId to list them"
+                ),
+            };
+        }
         ServerFrame::Directory { id, guilds: out }
     }
 
