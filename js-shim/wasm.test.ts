@@ -103,6 +103,27 @@ describe("tools and messages", () => {
 			expect(() => redactToolResult(odd, undefined)).not.toThrow();
 		}
 	});
+	test("a subagent's session folds under its parent (task tool layout)", async () => {
+		const { parentOf, sessionOf } = await import("./index");
+		const ctx = (id: string, file: string | undefined, parentSession?: string) =>
+			({
+				cwd: "/w/proj",
+				sessionManager: {
+					getSessionId: () => id,
+					getSessionFile: () => file,
+					getHeader: () => ({ parentSession }),
+				},
+			}) as any;
+		const parent = ctx("P", "/s/2026_P.jsonl");
+		expect(parentOf(parent)).toBeUndefined();
+		const child = ctx("C", "/s/2026_P/task-1.jsonl", "/s/2026_P.jsonl");
+		expect(parentOf(child)).toBe("P");
+		expect(sessionOf(child).id).toBe("P");
+		// A new or branched session names its predecessor too, but is not in its artifacts dir.
+		expect(parentOf(ctx("N", "/s/2026_N.jsonl", "/s/2026_P.jsonl"))).toBeUndefined();
+		// Without session files (--no-session) nothing can be told: a session of its own.
+		expect(parentOf(ctx("M", undefined))).toBeUndefined();
+	});
 	test("redactText matches the native rules", () => {
 		expect(wasm.redactText("key=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")).toContain("[REDACTED:"); // fake, made-up token
 		expect(wasm.redactText("nothing here")).toBe("nothing here");
