@@ -304,3 +304,68 @@ async fn each_tool_says_when_discord_does_not_answer_in_time() {
     emulator.state().set_faults(&json!({ "latency_ms": 0 })).unwrap();
     sidecar.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subagent_reports_in_its_parent_s_thread() {
+    use std::process::Stdio;
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let script = json!([
+        { "tool": "task", "args": { "agent": "task", "task": "SUBAGENT: check the build", "i": "delegate" } },
+        // The subagent runs as a background job: wait for it, or print mode exits first.
+        { "tool": "hub", "args": { "op": "wait", "i": "wait for the subagent" } },
+        { "text": "parent done" }
+    ]);
+    let subagent = json!([
+        { "tool": "discord_notify", "args": { "message": "note from the subagent" } },
+        { "text": "the build is fine" }
+    ]);
+    // As `run_omp`, but with session files: OMP gives a subagent one only when its parent has one.
+    let output = tokio::process::Command::new(crate::util::repo().join("node_modules/.bin/omp"))
+        .kill_on_drop(true)
+        .current_dir(dir.path().join("project"))
+        .env_clear()
+        .env("PATH", crate::util::omp_path())
+        .env("HOME", dir.home())
+        .env("TMPDIR", dir.tmp())
+        .env("OMP_DISCORD_BIN", crate::util::sidecar_bin())
+        .env("OMP_DISCORD_SCRIPT", script.to_string())
+        .env("OMP_DISCORD_SUBAGENT_SCRIPT", subagent.to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .args(["-p", "--mode", "json", "-e"])
+        .arg(crate::util::repo().join("tests/fixtures/scripted-model.ts"))
+        .arg("-e")
+        .arg(crate::util::repo())
+        .args(["--model", "fake/scripted", "delegate the check"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("omp runs");
+    assert!(output.status.success(), "omp failed: {}", String::from_utf8_lossy(&output.stderr));
+    let thread: u64 = wait_for("the parent's thread", Duration::from_secs(30), || {
+        thread_starts(&emulator).first()?["response"]["id"].as_str()?.parse().ok()
+    })
+    .await;
+    wait_for("the subagent's note in the parent's thread", Duration::from_secs(30), || {
+        thread_messages(&emulator, thread)
+            .iter()
+            .any(|m| m["embeds"][0]["description"] == "note from the subagent")
+            .then_some(())
+    })
+    .await;
+    assert_eq!(thread_starts(&emulator).len(), 1, "the subagent has no thread of its own");
+    // The subagent's runs are summarised there, marked; the parent's own summary too.
+    wait_for("both summaries in the parent's thread", Duration::from_secs(30), || {
+        let titles: Vec<String> = thread_messages(&emulator, thread)
+            .iter()
+            .filter_map(|m| m["embeds"][0]["title"].as_str().map(str::to_owned))
+            .collect();
+        (titles.iter().any(|t| t == "↳ subagent · Run finished") && titles.iter().any(|t| t == "Run finished"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(thread_starts(&emulator).len(), 1, "still one thread");
+    sidecar.terminate().await;
+}
