@@ -9,6 +9,7 @@ mod crash;
 mod demo;
 mod disk;
 mod docs;
+mod extension;
 mod faults;
 mod hostile;
 mod inbound;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use omp_discord_core::embed::MessagePayload;
+use omp_discord_core::embed::{FileUpload, MessagePayload};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use twilight_http::error::ErrorType;
-use twilight_http::request::Request;
+use twilight_http::request::{Form, Request};
 use twilight_http::response::{Response, ResponseFuture};
 use twilight_http::routing::Route;
 use twilight_model::channel::{Channel, Message};
@@ -31,6 +31,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const FIRST_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
 /// The longest such pause.
 const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(30);
+/// Discord's "Missing Permissions".
+const MISSING_PERMISSIONS: u64 = 50_013;
 /// Discord's code for "a thread has already been created for this message".
 pub const THREAD_ALREADY_CREATED: u64 = 160_004;
 
@@ -133,13 +135,23 @@ impl Discord {
         if let Some(webhook) = &self.webhook {
             return self.execute_webhook(webhook, payload).await;
         }
-        let mut body = serde_json::to_value(payload).expect("payloads serialize");
+        let mut body = message_body(payload);
         body["nonce"] = Value::String(nonce.to_string());
         body["enforce_nonce"] = Value::Bool(true);
-        // Whatever the caller set, mentions never ping from here.
-        body["allowed_mentions"] = serde_json::json!({ "parse": [] });
         // twilight's typed builder has no `enforce_nonce`; the raw request keeps its rate limiter.
-        let message: Message = self.send_json(&Route::CreateMessage { channel_id: channel.get() }, &body).await?;
+        let route = Route::CreateMessage { channel_id: channel.get() };
+        let message: Message = match self.send_message(&route, &body, &payload.files).await {
+            // Without Attach Files the message still goes out, saying what is missing.
+            Err(SendError::Rejected { code: MISSING_PERMISSIONS, .. }) if !payload.files.is_empty() => {
+                tracing::warn!(%channel, "the bot may not attach files here; posting without them");
+                let without = without_files(payload);
+                let mut body = message_body(&without);
+                body["nonce"] = Value::String(nonce.to_string());
+                body["enforce_nonce"] = Value::Bool(true);
+                self.send_json(&route, &body).await?
+            }
+            other => other?,
+        };
         Ok((channel, message.id))
     }
 
@@ -154,8 +166,7 @@ impl Discord {
         message: Id<MessageMarker>,
         payload: &MessagePayload,
     ) -> Result<(), SendError> {
-        let mut body = serde_json::to_value(payload).expect("payloads serialize");
-        body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+        let mut body = message_body(payload);
         // An edit keeps the fields it does not name: an edit here replaces the whole message.
         if body.get("content").is_none() {
             body["content"] = Value::String(String::new());
@@ -172,7 +183,7 @@ impl Discord {
             },
             None => Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() },
         };
-        let _: Message = self.send_json(&route, &body).await?;
+        let _: Message = self.send_message(&route, &body, &payload.files).await?;
         Ok(())
     }
 
@@ -184,8 +195,7 @@ impl Discord {
         webhook: &Webhook,
         payload: &MessagePayload,
     ) -> Result<(Id<ChannelMarker>, Id<MessageMarker>), SendError> {
-        let mut body = serde_json::to_value(payload).expect("payloads serialize");
-        body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+        let body = message_body(payload);
         let route = Route::ExecuteWebhook {
             thread_id: None,
             token: webhook.token(),
@@ -193,7 +203,7 @@ impl Discord {
             with_components: None,
             webhook_id: webhook.id.get(),
         };
-        let message: Message = self.send_json(&route, &body).await?;
+        let message: Message = self.send_message(&route, &body, &payload.files).await?;
         Ok((message.channel_id, message.id))
     }
 
@@ -376,6 +386,30 @@ impl Discord {
         .await
     }
 
+    /// A message body as JSON, or with its files as multipart
+    /// (`payload_json` plus `files[n]`), as [`Discord::send_json`].
+    async fn send_message<T: DeserializeOwned + Unpin + Send + 'static>(
+        &self,
+        route: &Route<'_>,
+        body: &Value,
+        files: &[FileUpload],
+    ) -> Result<T, SendError> {
+        if files.is_empty() {
+            return self.send_json(route, body).await;
+        }
+        let json = serde_json::to_vec(body).expect("a JSON value always serializes");
+        self.with_retries(|| {
+            let mut form = Form::new().json_part(b"payload_json", &json);
+            for (index, file) in files.iter().enumerate() {
+                let name = format!("files[{index}]");
+                form = form.file_part(name.as_bytes(), file.filename.as_bytes(), file.content.as_bytes());
+            }
+            let request = Request::builder(route).form(form).build().expect("a form always builds");
+            self.client.request::<T>(request)
+        })
+        .await
+    }
+
     /// One GET through twilight's raw path, as [`Discord::send_json`].
     async fn get_json<T: DeserializeOwned + Unpin + Send + 'static>(&self, route: &Route<'_>) -> Result<T, SendError> {
         self.with_retries(|| self.client.request::<T>(Request::from_route(route))).await
@@ -473,6 +507,40 @@ fn first_attempt_only<T>(mut future: ResponseFuture<T>) -> ResponseFuture<T> {
     let sent = Arc::new(AtomicBool::new(false));
     future.set_pre_flight(move || !sent.swap(true, Ordering::SeqCst));
     future
+}
+
+/// Discord's JSON body for `payload`: its files become `attachments`
+/// entries (their bytes travel as multipart parts), and mentions never ping,
+/// whatever the caller set.
+fn message_body(payload: &MessagePayload) -> Value {
+    let mut body = serde_json::to_value(payload).expect("payloads serialize");
+    if let Some(object) = body.as_object_mut() {
+        object.remove("files");
+    }
+    if !payload.files.is_empty() {
+        let attachments: Vec<Value> = payload
+            .files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| serde_json::json!({ "id": index, "filename": file.filename }))
+            .collect();
+        body["attachments"] = Value::Array(attachments);
+    }
+    body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+    body
+}
+
+/// `payload` without its files, saying in its text which ones are missing and why.
+fn without_files(payload: &MessagePayload) -> MessagePayload {
+    let names: Vec<&str> = payload.files.iter().map(|f| f.filename.as_str()).collect();
+    let note =
+        format!("({} not attached: the bot lacks the Attach Files permission in this channel)", names.join(", "));
+    let mut out = MessagePayload { files: Vec::new(), ..payload.clone() };
+    let content = out.content.take().unwrap_or_default();
+    let room = omp_discord_core::embed::limits::CONTENT.saturating_sub(note.chars().count() + 1);
+    let kept = omp_discord_core::embed::truncate_chars(&content, room);
+    out.content = Some(if kept.is_empty() { note } else { format!("{kept}\n{note}") });
+    out
 }
 
 fn client(token: Option<&Token>, api: &ApiBase) -> twilight_http::Client {

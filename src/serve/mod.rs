@@ -1477,8 +1477,8 @@ fn spawn_request(tasks: &TaskTracker, sidecar: &Arc<Sidecar>, tx: &mpsc::Sender<
             ClientFrame::Approve { id, session, tool_call_id, tool, input } => {
                 sidecar.approve(id, session, tool_call_id, tool, input).await
             }
-            ClientFrame::Read { id, channel_id, session, limit, before } => {
-                sidecar.read(id, channel_id, session, limit, before).await
+            ClientFrame::Read { id, channel_id, session, limit, before, after } => {
+                sidecar.read(id, channel_id, session, limit, before, after).await
             }
             ClientFrame::Directory { id, guild_id } => sidecar.directory(id, guild_id).await,
             ClientFrame::Ask { id, session, ask_id, question, options, timeout_secs } => {

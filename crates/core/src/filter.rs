@@ -273,8 +273,6 @@ const BURST_CAP: usize = 10_000;
 /// Tool call ids remembered per run (to count each call once); beyond this a
 /// runaway run's calls are no longer told apart.
 const CALLS_CAP: usize = 100_000;
-/// Characters of a tool's error text kept for its message (redacted first).
-const ERROR_KEEP: usize = 4000;
 
 /// Items waiting to go out together as one message.
 #[derive(Debug)]
@@ -607,7 +605,7 @@ impl SessionReporter {
         if first_failure && self.level() >= Level::Normal && self.config.tool_selected(&name) {
             let name_only = |f: ToolFailure| ToolFailure { tool: f.tool, ..Default::default() };
             // Redact before cutting: half a secret would not be recognised.
-            let error = truncate_chars(&redact_text(&content_text(result)), ERROR_KEEP);
+            let error = truncate_chars(&redact_text(&content_text(result)), report::OUTPUT_KEEP);
             self.errors.push(ToolFailure { tool: name, input: Value::String(input), error }, name_only);
         }
     }
@@ -736,8 +734,13 @@ impl SessionReporter {
         let interval = self.config.interval_ms();
         if let Some(failures) = self.errors.take_due(now_ms, interval, force) {
             let mut payload = report::tool_errors(&failures, &self.project);
+            let rest = report::attach_full_errors(&mut payload, &failures);
             self.mark(&mut payload);
             out.push(Report::Post { key: None, payload });
+            for mut part in rest {
+                self.mark(&mut part);
+                out.push(Report::Post { key: None, payload: part });
+            }
         }
         if let Some(calls) = self.calls.take_due(now_ms, interval, force) {
             let mut payload = report::tool_calls(&calls, &self.project);
@@ -1003,13 +1006,55 @@ mod tests {
             &json!({ "type": "tool_call", "toolCallId": "1", "toolName": "bash", "input": { "command": command } }),
             0,
         );
-        let error = format!("{} {secret} tail", "e".repeat(ERROR_KEEP - 10));
+        let error = format!("{} {secret} tail", "e".repeat(report::OUTPUT_KEEP - 10));
         let event = json!({ "type": "tool_result", "toolCallId": "1", "toolName": "bash", "isError": true,
                             "content": [{ "type": "text", "text": error }] });
         let out = r.on_event(&event, 1);
-        assert_eq!(titles(&out), ["Tool error: bash"]);
+        assert_eq!(titles(&out)[0], "Tool error: bash");
+        assert!(titles(&out)[1..].iter().all(|t| t.starts_with("Full output of bash")), "{:?}", titles(&out));
         let json = serde_json::to_string(&out).unwrap();
         assert!(!json.contains("ghp_"), "{json}");
+    }
+
+    fn failure(id: &str, text: &str) -> Value {
+        json!({ "type": "tool_result", "toolCallId": id, "toolName": "bash", "isError": true,
+                "content": [{ "type": "text", "text": text }] })
+    }
+
+    #[test]
+    fn a_long_tool_error_arrives_whole_as_a_file() {
+        let mut r = reporter(ReportConfig::default());
+        let output: String = (0..1200).map(|n| format!("line {n:05} of the build log\n")).collect();
+        assert!(output.len() > 30_000);
+        let out = r.on_event(&failure("1", &output), 1);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let payload = out[0].payload();
+        validate_message(payload).unwrap();
+        assert_eq!(payload.files.len(), 1);
+        assert_eq!(payload.files[0].filename, "bash-output.txt");
+        assert_eq!(payload.files[0].content, output);
+        // A short error stays in the message alone.
+        let out = r.on_event(&failure("2", "exit 1"), 100 * SEC);
+        assert!(out[0].payload().files.is_empty());
+    }
+
+    #[test]
+    fn output_too_big_for_a_file_follows_in_parts() {
+        let mut r = reporter(ReportConfig::default());
+        let output: String = (0..3000).map(|n| format!("line {n:05} of a very long build log\n")).collect();
+        assert!(output.len() > crate::embed::limits::FILES_BYTES && output.len() < report::OUTPUT_KEEP);
+        let out = r.on_event(&failure("1", &output), 1);
+        assert!(out.len() > 2, "{}", out.len());
+        assert!(out[0].payload().files.is_empty());
+        let mut joined = String::new();
+        for report in &out[1..] {
+            validate_message(report.payload()).unwrap();
+            for embed in &report.payload().embeds {
+                let block = embed.description.as_deref().unwrap();
+                joined.push_str(block.trim_start_matches("```text\n").trim_end_matches("\n```"));
+            }
+        }
+        assert!(joined == output, "joined {} of {} bytes", joined.len(), output.len());
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub enum ClientFrame {
         /// Only messages older than this message id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<String>,
+        /// Only messages newer than this message id (the oldest of them
+        /// first); not together with `before`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     /// List the guilds the bot is in, each with the channels it can see
     /// (`discord_channels`, `discord_guilds`).
@@ -274,7 +278,7 @@ pub enum ServerFrame {
         /// The text for OMP, already checked and attributed.
         text: String,
     },
-    /// Answer to [`ClientFrame::Read`]: newest first.
+    /// Answer to [`ClientFrame::Read`]: newest first (also when read `after`).
     Messages {
         /// The request id.
         id: String,
@@ -357,6 +361,20 @@ pub struct ChannelMessage {
     pub content: String,
     /// When it was posted (ISO 8601).
     pub timestamp: String,
+    /// Its attached files (their content is not fetched).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentInfo>,
+}
+
+/// A file attached to a Discord message, as `discord_read` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    /// The file's name.
+    pub filename: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where Discord serves it.
+    pub url: String,
 }
 
 /// A guild and the channels the bot can see in it.

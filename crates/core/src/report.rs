@@ -483,6 +483,47 @@ fn list_literals(items: &[String], max: usize) -> String {
     out.trim_end().to_owned()
 }
 
+/// Characters of one failure's output kept for [`attach_full_errors`]
+/// (redacted first); longer output ends with a visible cut.
+pub const OUTPUT_KEEP: usize = 128 * 1024;
+
+/// The whole output of each failure whose message ([`tool_errors`]) shows
+/// only its beginning: attached to `payload` as `<tool>-output.txt` while
+/// the files fit ([`limits::FILES`], [`limits::FILES_BYTES`]), else posted
+/// after it in parts ([`split_long_output`]), which this returns. Nothing is
+/// cut silently.
+pub fn attach_full_errors(payload: &mut MessagePayload, failures: &[ToolFailure]) -> Vec<MessagePayload> {
+    let cut = |text: Option<&String>| text.is_some_and(|t| t.contains(embed::TRUNCATION_MARKER));
+    let embed = payload.embeds.first();
+    let shown: Vec<bool> = match failures {
+        [_] => vec![cut(embed.and_then(|e| e.description.as_ref()))],
+        _ => (0..failures.len()).map(|i| cut(embed.and_then(|e| e.fields.get(i)).map(|f| &f.value))).collect(),
+    };
+    let mut bytes: usize = payload.files.iter().map(|f| f.content.len()).sum();
+    let mut extra = Vec::new();
+    for (index, (failure, was_cut)) in failures.iter().zip(shown).enumerate() {
+        if !was_cut {
+            continue;
+        }
+        let text = redact_text(&failure.error).into_owned();
+        // Escaped size: the file travels inside a JSON frame.
+        let size = serde_json::to_string(&text).map_or(usize::MAX, |s| s.len());
+        if payload.files.len() < limits::FILES && bytes.saturating_add(size) <= limits::FILES_BYTES {
+            let name = if failures.len() > 1 {
+                format!("{}-{}-output.txt", failure.tool, index + 1)
+            } else {
+                format!("{}-output.txt", failure.tool)
+            };
+            let filename = embed::file_name(&name).unwrap_or_else(|| "output.txt".to_owned());
+            payload.files.push(embed::FileUpload { filename, content: text });
+            bytes += size;
+        } else {
+            extra.extend(split_long_output(&format!("Full output of {}", failure.tool), &text, "text"));
+        }
+    }
+    extra
+}
+
 /// A tool call that failed.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ToolFailure {
@@ -807,6 +848,7 @@ pub fn split_long_output(title: &str, text: &str, lang: &str) -> Vec<MessagePayl
                 embeds,
                 allowed_mentions: AllowedMentions::default(),
                 components: Vec::new(),
+                files: Vec::new(),
             }
         })
         .collect()

@@ -232,6 +232,8 @@ pub(crate) struct Upload {
     pub(crate) filename: String,
     pub(crate) content_type: Option<String>,
     pub(crate) size: usize,
+    /// The file's bytes (kept, and served at the attachment's URL).
+    pub(crate) data: Bytes,
 }
 
 /// A message body: JSON, or multipart with `payload_json` and `files[n]`.
@@ -242,8 +244,10 @@ pub(crate) struct MessageBody {
     pub(crate) recorded: Option<RecordedBody>,
 }
 
-/// Discord's upload limit for a guild without boosts.
+/// Discord's upload limit for a guild without boosts (all files of a request together).
 pub(crate) const UPLOAD_MAX: usize = 10 * 1024 * 1024;
+/// Files one message can carry.
+pub(crate) const FILES_MAX: usize = 10;
 
 impl<S: Send + Sync> FromRequest<S> for MessageBody {
     type Rejection = ApiError;
@@ -276,6 +280,11 @@ impl<S: Send + Sync> FromRequest<S> for MessageBody {
                 if data.len() > UPLOAD_MAX {
                     return Err(ApiError::payload_too_large());
                 }
+                if filename.as_deref().is_none_or(|f| f.trim().is_empty()) {
+                    let mut errors = crate::error::FormErrors::default();
+                    errors.required(&["attachments", &files.len().to_string(), "filename"]);
+                    errors.into_result()?;
+                }
                 recorded_files.push(json!({
                     "field": name,
                     "filename": filename,
@@ -287,8 +296,17 @@ impl<S: Send + Sync> FromRequest<S> for MessageBody {
                     filename: filename.unwrap_or_else(|| format!("file{index}")),
                     content_type,
                     size: data.len(),
+                    data,
                 });
             }
+        }
+        if files.iter().map(|f| f.size).sum::<usize>() > UPLOAD_MAX {
+            return Err(ApiError::payload_too_large());
+        }
+        if files.len() > FILES_MAX {
+            let mut errors = crate::error::FormErrors::default();
+            errors.too_long(&["attachments"], FILES_MAX);
+            errors.into_result()?;
         }
         let recorded = RecordedBody(json!({"payload_json": json, "files": recorded_files}));
         Ok(Self { json, files, recorded: Some(recorded) })
