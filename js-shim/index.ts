@@ -164,10 +164,10 @@ function startTicking(): void {
 
 type ToolAnswer = { text: string; isError: boolean };
 
-/** What the model reads: core puts the sidecar's answer in words (a timeout after `accepted` means queued). */
 /** Outcomes the shim makes itself: no sidecar, no answer in time, too many waiting. */
 const SHIM_CODES = new Set(["sidecar_unavailable", "sidecar_timeout", "queue_full"]);
 
+/** What the model reads: core puts the sidecar's answer in words (a timeout after `accepted` means queued). */
 function toolAnswer(tool: string, outcome: Outcome): ToolAnswer {
 	if (!outcome.ok) {
 		if (SHIM_CODES.has(outcome.code)) {

@@ -140,8 +140,7 @@ impl Ui {
     /// Reads a secret without echoing it (the terminal's echo is off while typing).
     fn secret(&self, prompt: &str) -> String {
         use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
-        print!("{prompt}");
-        let _ = std::io::stdout().flush();
+        // Echo goes off before the prompt shows: a token pasted the moment it appears is never echoed.
         let stdin = std::io::stdin();
         let saved = tcgetattr(&stdin).ok();
         if let Some(saved) = &saved {
@@ -149,6 +148,8 @@ impl Ui {
             quiet.local_modes.remove(LocalModes::ECHO);
             let _ = tcsetattr(&stdin, OptionalActions::Now, &quiet);
         }
+        print!("{prompt}");
+        let _ = std::io::stdout().flush();
         let mut line = String::new();
         let _ = stdin.lock().read_line(&mut line);
         if let Some(saved) = &saved {

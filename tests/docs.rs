@@ -179,3 +179,40 @@ fn every_variable_is_documented_and_every_documented_variable_is_read() {
     let unread: Vec<&String> = documented.difference(&read).collect();
     assert!(unread.is_empty(), "documented but read nowhere: {unread:?}");
 }
+
+#[tokio::test]
+async fn every_table_and_column_of_the_state_database_is_documented() {
+    let dir = crate::util::TestDir::new();
+    let sidecar = crate::util::Sidecar::start(&dir, &crate::util::sidecar_env(&dir, None)).await;
+    // Answering a client means the outbox is open and migrated.
+    drop(crate::util::Client::greeted(&dir.socket()).await);
+    let path = dir.home().join(".local/state/omp-discord/outbox.sqlite3");
+    let db = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(tables.len() >= 5, "{tables:?}");
+    let docs = std::fs::read_to_string(repo().join("docs/internals.md")).unwrap();
+    let schema = &docs[docs.find("## The state database").expect("a schema section")..];
+    for table in &tables {
+        let section = schema
+            .split("\n### ")
+            .find(|s| s.starts_with(&format!("`{table}`")))
+            .unwrap_or_else(|| panic!("docs/internals.md has no `### `{table}`` section"));
+        let columns: Vec<String> = db
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        for column in columns {
+            assert!(section.contains(&format!("`{column}`")), "docs/internals.md does not explain {table}.{column}");
+        }
+    }
+    drop(sidecar);
+}

@@ -375,7 +375,8 @@ async fn the_interactive_flow_in_a_real_terminal() {
 
     tmux.wait_for("choose 1-2 [1]:").await;
     tmux.keys(&["Enter"]);
-    tmux.wait_for("bot token: ").await;
+    // The prompt itself, not "bot token: none" in the summary above it.
+    tmux.wait_for("It is not shown while you type.\nbot token: ").await;
     tmux.keys(&["-l", DEFAULT_BOT_TOKEN]);
     tmux.keys(&["Enter"]);
     tmux.wait_for("Should setup create the home channel? [Y/n]").await;
