@@ -42,10 +42,15 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// Whether the run ended in an error.
+    /// Whether the run ended in an error. A run someone stopped is not a
+    /// failure, though OMP gives it an error message ("Interrupted by user").
     #[must_use]
     pub fn failed(&self) -> bool {
-        matches!(self.stop_reason.as_deref(), Some("error")) || self.error.is_some()
+        match self.stop_reason.as_deref() {
+            Some("error") => true,
+            Some("aborted") => false,
+            _ => self.error.is_some(),
+        }
     }
 
     /// Adds a later part of the same run (after an `agent_end` with
@@ -163,6 +168,15 @@ mod tests {
         let payload = build_run_finished(&summary, "proj");
         assert_eq!(payload.embeds[0].fields[1].value, "bash ×2");
         embed::validate_message(&payload).unwrap();
+    }
+
+    #[test]
+    fn a_stopped_run_is_aborted_not_failed() {
+        let mut aborted = assistant(json!([]), "aborted");
+        aborted["errorMessage"] = json!("Interrupted by user");
+        let summary = summarize_agent_end(&json!({ "messages": [aborted] }));
+        assert!(!summary.failed());
+        assert_eq!(build_run_finished(&summary, "proj").embeds[0].title.as_deref(), Some("Run aborted"));
     }
 
     #[test]
