@@ -214,9 +214,20 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	sidecar().onInbound((frame) => {
 		const api = sessionApis.get(frame.session_id);
 		if (!api) return;
+		let idle = false;
 		try {
-			// Starts a run when the session is idle, queues a follow-up when it is busy.
-			api.sendUserMessage(frame.text, { deliverAs: "followUp" });
+			idle = sessionContexts.get(frame.session_id)?.isIdle() ?? false;
+		} catch {}
+		try {
+			if (idle || frame.deliver_as === "steer") {
+				// OMP's default: starts a run when idle, steers the current run when busy. (An
+				// explicit follow-up only queues; OMP resumes an idle session for it only after
+				// an earlier answer, so a fresh session would never run it.)
+				api.sendUserMessage(frame.text);
+			} else {
+				// Queued until the current run is done.
+				api.sendUserMessage(frame.text, { deliverAs: "followUp" });
+			}
 		} catch {
 			return; // Not acknowledged: the sidecar offers it again on the next attach.
 		}

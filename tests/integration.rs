@@ -16,6 +16,7 @@ mod setup;
 mod shim;
 mod sidecar;
 mod slash;
+mod steering;
 mod tools;
 mod util;
 mod webhook;

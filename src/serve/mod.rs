@@ -11,10 +11,12 @@
 
 pub mod discord;
 pub mod gateway;
+mod inbound;
 pub mod outbox;
 mod requests;
 mod slash;
 pub mod socket;
+mod typing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -137,6 +139,10 @@ pub struct Sidecar {
     spool_lock: SyncMutex<()>,
     /// Questions waiting for an answer, by ask id.
     ask_waiters: SyncMutex<HashMap<i64, Vec<oneshot::Sender<requests::AskOutcome>>>>,
+    /// Each author's reply rate, when limited.
+    limiter: Option<SyncMutex<omp_discord_core::inbound::InboundLimiter>>,
+    /// Sessions whose thread shows the bot typing.
+    typing: typing::Typing,
     /// `connecting`, `ready` or `closed`, for status.
     pub gateway_state: SyncMutex<String>,
     /// Cancelled when the sidecar should stop.
@@ -151,6 +157,9 @@ impl Sidecar {
             (None, Some(webhook)) => Some(Discord::for_webhook(webhook.clone(), &config.api)),
             _ => None,
         };
+        let limiter = config
+            .inbound_rate_limit
+            .map(|limit| SyncMutex::new(omp_discord_core::inbound::InboundLimiter::new(limit)));
         Arc::new(Self {
             config,
             discord,
@@ -173,6 +182,8 @@ impl Sidecar {
             approval_waiters: SyncMutex::new(HashMap::new()),
             ask_waiters: SyncMutex::new(HashMap::new()),
             spool_lock: SyncMutex::new(()),
+            limiter,
+            typing: typing::Typing::default(),
             gateway_state: SyncMutex::new("off".into()),
             shutdown: CancellationToken::new(),
         })
@@ -224,6 +235,7 @@ impl Sidecar {
             "threads": self.config.threads,
             "gateway": self.gateway_state.lock().expect("gateway state lock").clone(),
             "attached_sessions": self.attached.lock().expect("attached lock").len(),
+            "typing_sessions": self.typing.active(),
             "sessions": self.with_outbox(|outbox| outbox.recent_sessions(20)).ok().map(|sessions| {
                 sessions
                     .into_iter()
@@ -306,6 +318,9 @@ impl Sidecar {
         match journaled {
             Ok(seq) => {
                 tracing::debug!(seq, request_id = %id, "message journaled");
+                if omp_discord_core::report::ends_run(&payload) {
+                    self.typing.stop(&session.id);
+                }
                 self.wake.notify_one();
                 Ok((seq, outcome))
             }
@@ -605,6 +620,7 @@ impl Sidecar {
                 session_id: session_id.clone(),
                 author_id: message.author.id.to_string(),
                 text: "[an answer to the agent's question]".into(),
+                delivery: omp_discord_core::inbound::Delivery::FollowUp,
             };
             let _ = self.with_outbox(|o| {
                 o.record_inbound(&answer, now_ms())?;
@@ -617,7 +633,8 @@ impl Sidecar {
             }
             return;
         }
-        let text = match prepare_inbound(&message.author.name, &message.content) {
+        let Some((delivery, content)) = self.screen_reply(&session_id, message).await else { return };
+        let text = match prepare_inbound(&message.author.name, content) {
             Ok(text) => text,
             Err(refusal) => {
                 tracing::info!(audit = true, session_id, message_id = %message.id, reason = %refusal, "reply refused");
@@ -629,6 +646,7 @@ impl Sidecar {
             session_id: session_id.clone(),
             author_id: message.author.id.to_string(),
             text,
+            delivery,
         };
         match self.with_outbox(|o| o.record_inbound(&inbound, now_ms())) {
             Ok(true) => {}
@@ -731,22 +749,22 @@ impl Sidecar {
 
     /// The session's shim handed a reply to OMP: never send it again, and
     /// show the author it arrived.
-    async fn ack_inbound(&self, message_id: &str) {
+    async fn ack_inbound(self: &Arc<Self>, message_id: &str) {
         let Some(id) = parse_id::<MessageMarker>(message_id) else { return };
         if let Err(err) = self.with_outbox(|o| o.ack_inbound(id.get(), now_ms())) {
             tracing::error!(error = %err, "cannot record a reply's delivery");
             return;
         }
-        let thread = self.with_outbox(|o| o.inbound_thread(id.get())).ok().flatten().and_then(|t| parse_id(&t));
-        if let (Some(discord), Some(thread)) = (&self.discord, thread) {
-            if let Err(err) = discord.react(thread, id, "✅").await {
-                tracing::debug!(error = %err, "could not react to a reply");
-            }
-            // The agent is on it: show it typing until its answer (or the run card) lands.
-            if let Err(err) = discord.typing(thread).await {
-                tracing::debug!(error = %err, "could not show typing");
-            }
+        let origin = self.with_outbox(|o| o.inbound_session(id.get())).ok().flatten();
+        let Some((session_id, Some(thread))) = origin else { return };
+        let Some(thread) = parse_id(&thread) else { return };
+        if let Some(discord) = &self.discord
+            && let Err(err) = discord.react(thread, id, "✅").await
+        {
+            tracing::debug!(error = %err, "could not react to a reply");
         }
+        // The agent is on it: show it typing until the run's last report lands.
+        self.start_typing(&session_id, thread);
     }
 
     fn report(&self, seq: i64, frame: ServerFrame) {
@@ -1153,6 +1171,7 @@ fn inbound_frame(inbound: Inbound) -> ServerFrame {
         message_id: inbound.message_id.to_string(),
         author_id: inbound.author_id,
         text: inbound.text,
+        deliver_as: inbound.delivery,
     }
 }
 
@@ -1356,7 +1375,13 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
             sidecar.in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
-    sidecar.attached.lock().expect("attached lock").retain(|_, sender| !sender.same_channel(&tx));
+    sidecar.attached.lock().expect("attached lock").retain(|session_id, sender| {
+        let kept = !sender.same_channel(&tx);
+        if !kept {
+            sidecar.typing.stop(session_id);
+        }
+        kept
+    });
     drop(tx);
     let _ = writer.await;
     sidecar.clients.fetch_sub(1, Ordering::SeqCst);

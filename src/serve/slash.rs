@@ -88,6 +88,7 @@ impl Sidecar {
                     session_id: session.session_id.clone(),
                     author_id: interaction.author_id().map(|id| id.to_string()).unwrap_or_default(),
                     text,
+                    delivery: omp_discord_core::inbound::Delivery::FollowUp,
                 };
                 if let Err(err) = self.with_outbox(|o| o.record_inbound(&inbound, now_ms())) {
                     return private(&format!("Not sent: the prompt could not be journaled ({err})."));
