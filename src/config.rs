@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use omp_discord_core::inbound::{Directives, RateLimit};
 use omp_discord_core::paths::{SocketEnv, socket_path};
+use omp_discord_core::projects::Project;
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, RoleMarker, UserMarker, WebhookMarker};
 
@@ -268,6 +269,8 @@ pub struct Config {
     pub inbound_rate_limit: Option<RateLimit>,
     /// The `[report]` table (event filter), as written; `Null` when absent.
     pub report: serde_json::Value,
+    /// `[[projects]]`: project directories (globs), each optionally with its own channel.
+    pub projects: Vec<Project>,
     /// The config file that was read, when one exists.
     pub file: Option<PathBuf>,
     /// Problems that did not stop loading (unknown keys), already logged.
@@ -344,7 +347,11 @@ pub const FILE_KEYS: &[&str] = &[
     "abort_command",
     "inbound_rate_limit",
     "report",
+    "projects",
 ];
+
+/// The keys of one `[[projects]]` entry.
+const PROJECT_KEYS: &[&str] = &["path", "channel_id"];
 
 /// A source of environment variables (the process's, or a test's).
 pub type EnvSource<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -415,6 +422,7 @@ struct FileSettings {
     abort_command: Option<String>,
     inbound_rate_limit: Option<Option<RateLimit>>,
     report: serde_json::Value,
+    projects: Vec<ProjectEntry>,
     warnings: Vec<String>,
 }
 
@@ -512,6 +520,7 @@ impl FileSettings {
                     }
                     other => return Err(invalid_toml(&name, "a table (`[report]`)", other)),
                 },
+                "projects" => settings.projects = projects_from_toml(&name, value, &mut settings.warnings)?,
                 unknown => {
                     // A pasted token can end up as a key; the warning is shown by `status`.
                     let unknown = &*omp_discord_core::redact::redact_text(unknown);
@@ -549,6 +558,70 @@ fn closest(unknown: &str) -> Option<&'static str> {
     FILE_KEYS.iter().map(|k| (distance(unknown, k), *k)).filter(|(d, _)| *d <= 3).min().map(|(_, k)| k)
 }
 
+/// The existing directories a `[[projects]]` path names (its glob expanded), sorted.
+pub fn project_dirs(project: &Project) -> Vec<PathBuf> {
+    glob::glob(project.path()).map(|paths| paths.flatten().filter(|p| p.is_dir()).collect()).unwrap_or_default()
+}
+
+/// One `[[projects]]` entry as written: the path (maybe `~/…`) and the channel.
+type ProjectEntry = (String, Option<Id<ChannelMarker>>);
+
+/// Reads `[[projects]]`: a list of tables with a `path` and an optional `channel_id`.
+fn projects_from_toml(
+    key: &str,
+    value: &toml::Value,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<ProjectEntry>, ConfigError> {
+    const EXPECTED: &str = "a list of tables such as [[projects]] path = \"~/src/*\" channel_id = \"123\"";
+    let toml::Value::Array(items) = value else { return Err(invalid_toml(key, EXPECTED, value)) };
+    let mut projects = Vec::with_capacity(items.len());
+    for (n, item) in items.iter().enumerate() {
+        let toml::Value::Table(table) = item else { return Err(invalid_toml(key, EXPECTED, item)) };
+        let entry = format!("{key} (entry {})", n + 1);
+        let path = match table.get("path") {
+            Some(toml::Value::String(path)) if !path.trim().is_empty() => path.trim().to_owned(),
+            Some(other) => return Err(invalid_toml(&entry, "`path`: a directory or glob such as \"~/src/*\"", other)),
+            None => return Err(invalid(&entry, "a `path` such as \"~/src/*\"", "no path")),
+        };
+        let channel = match table.get("channel_id") {
+            Some(value) => Some(id_from_toml(&entry, value, "`channel_id`: a channel id such as \"1234567890\"")?),
+            None => None,
+        };
+        for unknown in table.keys().filter(|k| !PROJECT_KEYS.contains(&k.as_str())) {
+            let unknown = omp_discord_core::redact::redact_text(unknown);
+            warnings.push(format!("unknown key `{unknown}` in {entry} is ignored (known: path, channel_id)"));
+        }
+        projects.push((path, channel));
+    }
+    Ok(projects)
+}
+
+/// Turns the configured project paths into matchers: `~/` becomes `$HOME/`;
+/// other paths must be absolute.
+fn projects_from(configured: Vec<ProjectEntry>, env: EnvSource<'_>) -> Result<Vec<Project>, ConfigError> {
+    const EXPECTED: &str = "an absolute directory or glob, or one starting with ~/";
+    configured
+        .into_iter()
+        .map(|(path, channel)| {
+            let key = "`path` in [[projects]]";
+            let expanded = match path.strip_prefix("~/") {
+                Some(rest) => {
+                    let home = get(env, "HOME")
+                        .ok_or(ConfigError::NoPlace { what: "a project path starting with ~/", hint: "HOME" })?;
+                    format!("{}/{rest}", home.trim_end_matches('/'))
+                }
+                None if path.starts_with('/') => path.clone(),
+                None => return Err(invalid(key, EXPECTED, &path)),
+            };
+            Project::new(&expanded, channel.map(Id::get)).map_err(|err| ConfigError::Invalid {
+                key: key.to_owned(),
+                expected: "a valid glob",
+                found: format!("{path:?} ({err})"),
+            })
+        })
+        .collect()
+}
+
 fn parse_id<T>(raw: &str) -> Option<Id<T>> {
     raw.trim().parse::<u64>().ok().and_then(Id::new_checked)
 }
@@ -579,6 +652,11 @@ fn ids_from_env<T>(key: &str, raw: &str) -> Result<Vec<Id<T>>, ConfigError> {
 }
 
 impl Config {
+    /// The channel a session working in `cwd` reports to: its project's, else the home channel.
+    pub fn channel_for(&self, cwd: &str) -> Option<Id<ChannelMarker>> {
+        Project::channel_for(&self.projects, cwd).and_then(Id::new_checked).or(self.home_channel)
+    }
+
     /// Reads the config file and the process environment (which overrides the file).
     ///
     /// # Errors
@@ -699,6 +777,7 @@ impl Config {
             directives,
             inbound_rate_limit,
             report: file.report,
+            projects: projects_from(file.projects, env)?,
             file: path.filter(|_| exists),
             warnings: file.warnings,
         })
@@ -866,6 +945,77 @@ mod tests {
     fn errors_are_send_and_sync() {
         fn assert<T: Send + Sync + std::error::Error>() {}
         assert::<ConfigError>();
+    }
+
+    #[test]
+    fn projects_expand_home_and_route_sessions_to_their_channel() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("src/app")).unwrap();
+        std::fs::create_dir_all(dir.path().join("src/blog")).unwrap();
+        let text = r#"
+home_channel_id = "111"
+
+[[projects]]
+path = "~/src/app/"
+channel_id = "222"
+
+[[projects]]
+path = "~/src/*"
+colour = "red"
+"#;
+        let env = setup(dir.path(), text, &[]);
+        let config = load(&env).unwrap();
+        let home = dir.path().display().to_string();
+        let paths: Vec<&str> = config.projects.iter().map(Project::path).collect();
+        assert_eq!(paths, [format!("{home}/src/app"), format!("{home}/src/*")]);
+        assert_eq!(config.channel_for(&format!("{home}/src/app/crates")), Some(Id::new(222)));
+        assert_eq!(config.channel_for(&format!("{home}/src/blog")), Some(Id::new(111)), "no channel: the home one");
+        assert_eq!(config.channel_for("/elsewhere"), Some(Id::new(111)));
+        assert_eq!(project_dirs(&config.projects[1]), [dir.path().join("src/app"), dir.path().join("src/blog")]);
+        assert!(
+            config.warnings.iter().any(|w| w.contains("unknown key `colour` in `projects`")),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    /// The first-column keys of the table after `heading` in docs/configuration.md.
+    fn documented_keys(heading: &str) -> Vec<String> {
+        let docs = include_str!("../docs/configuration.md");
+        let table = &docs[docs.find(heading).expect("the heading")..];
+        table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|row| row.strip_prefix("| `")?.split('`').next())
+            .map(|key| key.trim_matches(['[', ']']).to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_documented_keys_are_the_parsed_keys() {
+        let mut documented = documented_keys("## Keys");
+        documented.sort();
+        let mut parsed: Vec<String> = FILE_KEYS.iter().map(|k| (*k).to_owned()).collect();
+        parsed.sort();
+        assert_eq!(documented, parsed, "docs/configuration.md's key table and FILE_KEYS differ");
+        assert_eq!(documented_keys("## Projects and several servers\n"), PROJECT_KEYS);
+    }
+
+    #[test]
+    fn broken_projects_say_what_to_write() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, expected) in [
+            ("projects = \"~/src\"", "a list of tables"),
+            ("[[projects]]\nchannel_id = \"1\"", "a `path`"),
+            ("[[projects]]\npath = \"src/*\"", "an absolute directory or glob"),
+            ("[[projects]]\npath = \"/src/[x\"", "a valid glob"),
+            ("[[projects]]\npath = \"/src\"\nchannel_id = \"#general\"", "a channel id"),
+        ] {
+            let env = setup(dir.path(), text, &[]);
+            let err = load(&env).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -310,8 +310,9 @@ async fn discord_checks(config: &Config, env: &Environment) -> Vec<Check> {
             "in Discord enable Developer Mode, right-click the channel → Copy Channel ID, and set \
              `home_channel_id = \"<id>\"` in config.toml (or OMP_DISCORD_CHANNEL_ID)",
         ),
-        Some(channel) => home_channel_check(&api, channel, &bot, config.threads).await,
+        Some(channel) => channel_check(&api, "home channel", "`home_channel_id`", channel, &bot, config.threads).await,
     });
+    checks.extend(project_checks(config, &api, &bot).await);
     checks.push(match api.get(&Route::GetCurrentUserApplicationInfo).await {
         Ok(application) => {
             let flags = application["flags"].as_u64().unwrap_or(0);
@@ -365,8 +366,49 @@ async fn webhook_check(config: &Config, webhook: &crate::config::Webhook) -> Che
     }
 }
 
-async fn home_channel_check(api: &Api, channel: Id<ChannelMarker>, bot: &str, threads: bool) -> Check {
-    const NAME: &str = "home channel";
+/// Each `[[projects]]` entry: its path names an existing directory, and its
+/// channel (if any) takes the bot's posts like the home channel.
+async fn project_checks(config: &Config, api: &Api, bot: &str) -> Vec<Check> {
+    const NAME: &str = "project";
+    let mut checks = Vec::new();
+    for project in &config.projects {
+        let path = project.path();
+        let found = crate::config::project_dirs(project).len();
+        if found == 0 {
+            checks.push(Check::warn(
+                NAME,
+                format!("no directory matches {path}: sessions there report nowhere special and /omp ask cannot start work there"),
+                "fix `path` in that [[projects]] entry (an absolute directory or glob, or one starting with ~/)",
+            ));
+            continue;
+        }
+        match project.channel.and_then(Id::new_checked) {
+            Some(channel) => {
+                let key = format!("`channel_id` of [[projects]] {path}");
+                let check = channel_check(api, NAME, &key, channel, bot, config.threads).await;
+                checks.push(Check { detail: format!("{path} → {}", check.detail), ..check });
+            }
+            None => checks.push(Check::ok(
+                NAME,
+                format!(
+                    "{path}: {found} director{} (reports to the home channel)",
+                    if found == 1 { "y" } else { "ies" }
+                ),
+            )),
+        }
+    }
+    checks
+}
+
+/// Whether the bot can post (and open threads) in `channel`, configured as `key`.
+async fn channel_check(
+    api: &Api,
+    name: &'static str,
+    key: &str,
+    channel: Id<ChannelMarker>,
+    bot: &str,
+    threads: bool,
+) -> Check {
     let grant = "open the channel's settings → Permissions, add the bot (or one of its roles) and allow \
                  View Channel, Send Messages, Embed Links, Read Message History, Create Public Threads and \
                  Send Messages in Threads";
@@ -374,37 +416,38 @@ async fn home_channel_check(api: &Api, channel: Id<ChannelMarker>, bot: &str, th
         Ok(found) => found,
         Err(Answer::Refused { code: 10_003, .. } | Answer::Refused { status: 404, .. }) => {
             return Check::fail(
-                NAME,
+                name,
                 format!("channel {channel} does not exist (Unknown Channel)"),
-                "copy the id again: Developer Mode on, right-click the channel → Copy Channel ID, and set \
-                 `home_channel_id`",
+                format!(
+                    "copy the id again: Developer Mode on, right-click the channel → Copy Channel ID, and set {key}"
+                ),
             );
         }
         Err(Answer::Refused { code: 50_001, .. } | Answer::Refused { status: 403, .. }) => {
             return Check::fail(
-                NAME,
+                name,
                 format!("the bot cannot see channel {channel} (Missing Access, 50001)"),
                 format!("invite the bot to that server if it is not there; then {grant}"),
             );
         }
         Err(err) => {
-            return Check::fail(NAME, format!("cannot read channel {channel}: {err}"), "run doctor again");
+            return Check::fail(name, format!("cannot read channel {channel}: {err}"), "run doctor again");
         }
     };
-    let name = found["name"].as_str().unwrap_or("?").to_owned();
+    let title = found["name"].as_str().unwrap_or("?").to_owned();
     let Some(guild) = found["guild_id"].as_str().and_then(|g| g.parse::<u64>().ok()) else {
         return Check::warn(
-            NAME,
-            format!("#{name} ({channel}) is not in a server"),
+            name,
+            format!("#{title} ({channel}) is not in a server"),
             "use a text or forum channel of a server for the home channel",
         );
     };
     let kind = found["type"].as_u64().unwrap_or(0);
     if kind != 0 && kind != 15 {
         return Check::warn(
-            NAME,
-            format!("#{name} ({channel}) is neither a text channel nor a forum (type {kind})"),
-            "pick a text or forum channel for `home_channel_id`",
+            name,
+            format!("#{title} ({channel}) is neither a text channel nor a forum (type {kind})"),
+            format!("pick a text or forum channel for {key}"),
         );
     }
     let bot_id = bot.parse::<u64>().unwrap_or(0);
@@ -412,8 +455,8 @@ async fn home_channel_check(api: &Api, channel: Id<ChannelMarker>, bot: &str, th
     let roles = api.get(&Route::GetGuildRoles { guild_id: guild }).await;
     let (Ok(member), Ok(roles)) = (member, roles) else {
         return Check::warn(
-            NAME,
-            format!("#{name} ({channel}) is visible, but the bot's permissions there cannot be read"),
+            name,
+            format!("#{title} ({channel}) is visible, but the bot's permissions there cannot be read"),
             grant,
         );
     };
@@ -422,15 +465,15 @@ async fn home_channel_check(api: &Api, channel: Id<ChannelMarker>, bot: &str, th
     let missing: Vec<&str> = needed.filter(|(bit, _)| allowed & bit == 0).map(|(_, name)| *name).collect();
     if missing.is_empty() {
         Check::ok(
-            NAME,
-            format!("#{name} ({channel}): the bot can post{}", if threads { " and open threads" } else { "" }),
+            name,
+            format!("#{title} ({channel}): the bot can post{}", if threads { " and open threads" } else { "" }),
         )
     } else {
         Check::fail(
-            NAME,
-            format!("in #{name} ({channel}) the bot lacks: {}", missing.join(", ")),
+            name,
+            format!("in #{title} ({channel}) the bot lacks: {}", missing.join(", ")),
             format!(
-                "open #{name}'s settings → Permissions, select the bot (or its role) and allow {}",
+                "open #{title}'s settings → Permissions, select the bot (or its role) and allow {}",
                 missing.join(", ")
             ),
         )

@@ -418,6 +418,13 @@ fn status_text(status: &serde_json::Value) -> String {
         line("gateway", text(&status["gateway"]));
     }
     line("home channel", text(&status["home_channel_id"]));
+    for project in status["projects"].as_array().into_iter().flatten() {
+        let channel = match project["channel_id"].as_str() {
+            Some(channel) => format!("channel {channel}"),
+            None => "the home channel".to_owned(),
+        };
+        line("project", format!("{} → {channel} ({} dirs)", text(&project["path"]), text(&project["dirs"])));
+    }
     line(
         "clients",
         format!("{} connected, {} requests in flight", text(&status["clients"]), text(&status["in_flight"])),

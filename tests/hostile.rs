@@ -410,16 +410,23 @@ async fn peers_of_another_user_are_refused() {
     let guard = Kill(child);
     wait_for("nobody's sidecar to listen", Duration::from_secs(10), || socket.exists().then_some(())).await;
 
-    // Root connects (the directory cannot stop root) and says hello: no welcome, just a closed connection.
+    // Root connects (the directory cannot stop root) and says hello: no welcome, one
+    // `forbidden` error that says whose sidecar this is, then a closed connection.
     let stream = UnixStream::connect(&socket).await.expect("root can reach any socket");
     let (read, mut write) = stream.into_split();
     let _ = write.write_all(hello_line().as_bytes()).await;
+    let mut read = BufReader::new(read);
     let mut line = String::new();
-    let n = tokio::time::timeout(Duration::from_secs(30), BufReader::new(read).read_line(&mut line))
+    tokio::time::timeout(Duration::from_secs(30), read.read_line(&mut line)).await.expect("an answer").unwrap();
+    let refusal = decode_server_frame(line.as_bytes()).expect("a server frame");
+    let ServerFrame::Error { code: ErrorCode::Forbidden, message, .. } = &refusal else { panic!("{refusal:?}") };
+    assert!(message.contains(&format!("uid {NOBODY} only")) && message.contains("OMP_DISCORD_SOCKET"), "{message}");
+    line.clear();
+    let n = tokio::time::timeout(Duration::from_secs(30), read.read_line(&mut line))
         .await
         .expect("the sidecar closes the connection")
         .unwrap_or(0);
-    assert_eq!(n, 0, "root got an answer from nobody's sidecar: {line}");
+    assert_eq!(n, 0, "root got more from nobody's sidecar: {line}");
     let log_text = wait_for("the refusal in the log", Duration::from_secs(10), || {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         text.contains("refused a connection from another user").then_some(text)

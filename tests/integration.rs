@@ -4,6 +4,7 @@
 
 mod approvals;
 mod cli;
+mod docs;
 mod faults;
 mod hostile;
 mod inbound;

@@ -454,3 +454,86 @@ async fn doctor_checks_the_plugin_link_with_omp() {
         "{text}"
     );
 }
+
+/// The default seed plus a second server (guild `guild`, one text channel
+/// `channel`) that the bot is in, as it would be after a second invite.
+fn with_second_server(guild: u64, channel: u64) -> omp_discord_emulator::EmulatorConfig {
+    let mut config = omp_discord_emulator::EmulatorConfig::default();
+    let mut second = config.seed.guilds[0].clone();
+    let first = second.id;
+    let renumber = |id: u64| if id == first { guild } else { id + guild };
+    second.id = guild;
+    second.name = "second server".into();
+    for role in &mut second.roles {
+        role.id = renumber(role.id);
+    }
+    for member in &mut second.members {
+        member.roles = member.roles.iter().map(|r| renumber(*r)).collect();
+    }
+    let mut text = second.channels.iter().find(|c| c.kind == 0).cloned().expect("a text channel");
+    (text.id, text.name, text.parent_id) = (channel, "ops-alerts".into(), None);
+    second.channels = vec![text];
+    config.seed.guilds.push(second);
+    config
+}
+
+#[tokio::test]
+async fn projects_report_to_their_own_channel_in_another_server() {
+    const SECOND_GUILD: u64 = 9_100_000_000_000_000;
+    const ALERTS: u64 = 9_100_000_000_000_001;
+    let dir = TestDir::new();
+    let emulator = Emulator::start(with_second_server(SECOND_GUILD, ALERTS)).await.unwrap();
+    let projects = dir.path().join("projects");
+    for project in ["payments-api", "payments-web", "blog"] {
+        std::fs::create_dir_all(projects.join(project)).unwrap();
+    }
+    let config = dir.home().join(".config/omp-discord/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[[projects]]\npath = \"{0}/payments-*\"\nchannel_id = \"{ALERTS}\"\n\n[[projects]]\npath = \"{0}/blog\"\n\n\
+             [[projects]]\npath = \"{0}/missing\"\n",
+            projects.display()
+        ),
+    )
+    .unwrap();
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+
+    let mut client = Client::greeted(&dir.socket()).await;
+    for (session, cwd) in [("pay", "payments-api/src"), ("blog", "blog")] {
+        let frame = json!({
+            "type": "notify",
+            "id": session,
+            "session": {"id": session, "cwd": projects.join(cwd).display().to_string(), "prompt": "deploy"},
+            "message": build_notification(&Notification { message: format!("{session} done"), ..Default::default() }, "x"),
+        });
+        let (_, outcome) = client.notify(&decode_client_frame(frame.to_string().as_bytes()).unwrap()).await;
+        assert!(matches!(outcome, ServerFrame::Delivered { .. }), "{outcome:?}");
+    }
+
+    // Each session's thread opened where its project reports: a channel of the second server, or home.
+    let starts: Vec<String> =
+        crate::util::thread_starts(&emulator).iter().map(|r| r["path"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(starts.len(), 2, "{starts:?}");
+    assert!(starts[0].contains(&format!("/channels/{ALERTS}/messages/")), "{starts:?}");
+    let home = omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID;
+    assert!(starts[1].contains(&format!("/channels/{home}/messages/")), "{starts:?}");
+    assert_eq!(emulator.state().messages(ALERTS).len(), 1, "the starter of the payments session");
+    assert_eq!(emulator.state().messages(home).len(), 1, "the starter of the blog session");
+
+    let status: Value = serde_json::from_slice(&cli(&dir, &env, &["status", "--json"]).await.stdout).unwrap();
+    let listed: Vec<(Value, Value)> =
+        status["projects"].as_array().unwrap().iter().map(|p| (p["channel_id"].clone(), p["dirs"].clone())).collect();
+    assert_eq!(listed, [(json!(ALERTS.to_string()), json!(2)), (Value::Null, json!(1)), (Value::Null, json!(0))]);
+    let text = stdout(&cli(&dir, &env, &["status"]).await);
+    assert!(text.contains(&format!("payments-* → channel {ALERTS} (2 dirs)")), "{text}");
+
+    // doctor checks each project: its channel in the other server, and a path that matches nothing.
+    let (_, text) = doctor(&dir, &env).await;
+    assert!(line(&text, "ok    project").contains("payments-* → #ops-alerts"), "{text}");
+    assert!(text.contains("blog: 1 directory (reports to the home channel)"), "{text}");
+    assert!(text.contains("no directory matches") && text.contains("/missing"), "{text}");
+    sidecar.terminate().await;
+}

@@ -219,6 +219,11 @@ impl Sidecar {
             "token_configured": self.config.token.is_some(),
             "mode": if self.discord.is_some() { "bot" } else if self.webhook.is_some() { "webhook" } else { "unconfigured" },
             "home_channel_id": self.config.home_channel.map(|id| id.to_string()),
+            "projects": self.config.projects.iter().map(|p| serde_json::json!({
+                "path": p.path(),
+                "channel_id": p.channel.map(|c| c.to_string()),
+                "dirs": crate::config::project_dirs(p).len(),
+            })).collect::<Vec<_>>(),
             "clients": self.clients.load(Ordering::SeqCst),
             "in_flight": self.in_flight.load(Ordering::SeqCst),
             "delivered": self.delivered.load(Ordering::SeqCst),
@@ -244,6 +249,7 @@ impl Sidecar {
                         "project": project_name(s.cwd.as_deref().unwrap_or_default()),
                         "host": s.host,
                         "thread_id": s.thread_id,
+                        "channel_id": s.channel_id,
                     }))
                     .collect::<Vec<_>>()
             }),
@@ -302,7 +308,10 @@ impl Sidecar {
                 None => return Err(error(ErrorCode::UnknownChannel, format!("{raw:?} is not a channel id"))),
             },
             (None, Some(_)) if self.config.threads => format!("{SESSION_PREFIX}{}", session.id),
-            (None, Some(channel)) => format!("{CHANNEL_PREFIX}{channel}"),
+            (None, Some(home)) => {
+                let channel = self.config.channel_for(session.cwd.as_deref().unwrap_or_default()).unwrap_or(home);
+                format!("{CHANNEL_PREFIX}{channel}")
+            }
         };
         let journaled = self.with_outbox(|outbox| {
             let now = now_ms();
@@ -376,7 +385,11 @@ impl Sidecar {
     ) -> Result<(), OutboxError> {
         let destination = match self.config.home_channel {
             _ if self.webhook.is_some() => WEBHOOK_DESTINATION.to_owned(),
-            Some(home) if !self.config.threads => format!("{CHANNEL_PREFIX}{home}"),
+            Some(home) if !self.config.threads => {
+                let cwd = self.with_outbox(|o| o.session(session_id)).ok().flatten().and_then(|s| s.cwd);
+                let channel = self.config.channel_for(cwd.as_deref().unwrap_or_default()).unwrap_or(home);
+                format!("{CHANNEL_PREFIX}{channel}")
+            }
             _ => format!("{SESSION_PREFIX}{session_id}"),
         };
         let body = serde_json::to_string(payload).expect("payloads serialize");
@@ -785,11 +798,20 @@ impl Sidecar {
         session_id: &str,
         starter: Option<&MessagePayload>,
     ) -> Result<(Id<ChannelMarker>, bool), SendError> {
-        let home = self.config.home_channel.expect("notify refuses requests without a home channel");
         let record = |err: OutboxError| SendError::Unavailable { attempts: 0, last: err.to_string() };
         let session = self.with_outbox(|o| o.session(session_id)).map_err(record)?;
         let Some(session) = session else {
             return Err(SendError::Unavailable { attempts: 0, last: "the session record is missing".into() });
+        };
+        // Chosen once and kept, so a changed `[[projects]]` never splits a session's messages.
+        let home = match session.channel_id.as_deref().and_then(parse_id) {
+            Some(channel) => channel,
+            None => {
+                let cwd = session.cwd.as_deref().unwrap_or_default();
+                let channel = self.config.channel_for(cwd).expect("notify refuses requests without a home channel");
+                self.with_outbox(|o| o.set_channel(session_id, &channel.to_string())).map_err(record)?;
+                channel
+            }
         };
         let name = thread_name(&project_name(session.cwd.as_deref().unwrap_or_default()), session.prompt.as_deref());
         if let Some(thread) = session.thread_id.as_deref().and_then(parse_id) {
@@ -964,7 +986,8 @@ impl Sidecar {
     /// Where a session's starter message is: `(home channel, message)`.
     fn starter_of(&self, session_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
         let session = self.with_outbox(|o| o.session(session_id)).ok().flatten()?;
-        Some((self.config.home_channel?, parse_id(session.starter_message_id.as_deref()?)?))
+        let channel = session.channel_id.as_deref().and_then(parse_id).or(self.config.home_channel)?;
+        Some((channel, parse_id(session.starter_message_id.as_deref()?)?))
     }
 
     /// Records a sent message (`at`: where it is) for every row of its batch,
@@ -1238,7 +1261,24 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
     match socket::peer_is_same_user(&stream) {
         Ok(true) => {}
         Ok(false) | Err(_) => {
-            tracing::warn!("refused a connection from another user");
+            let peer = stream.peer_cred().ok().map(|c| c.uid());
+            tracing::warn!(peer_uid = ?peer, "refused a connection from another user");
+            // Say why before closing, so the other user's client shows more than a dropped connection.
+            let refusal = ServerFrame::Error {
+                id: None,
+                code: ErrorCode::Forbidden,
+                message: format!(
+                    "this omp-discord sidecar serves uid {} only; each user runs their own (the extension \
+                     starts it), so set OMP_DISCORD_SOCKET to a socket of your own or unset it",
+                    rustix::process::getuid().as_raw()
+                ),
+            };
+            let mut stream = stream;
+            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                use tokio::io::AsyncWriteExt;
+                stream.write_all(encode_frame(&refusal).as_bytes()).await
+            })
+            .await;
             return;
         }
     }

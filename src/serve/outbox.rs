@@ -17,7 +17,7 @@ use omp_discord_core::inbound::Delivery;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -114,6 +114,8 @@ const MIGRATIONS: &[&str] = &[
         created_ms  INTEGER NOT NULL,
         PRIMARY KEY (session_id, tool)
     );",
+    // The channel a session's starter message and thread are in (its project's, or the home channel).
+    "ALTER TABLE sessions ADD COLUMN channel_id TEXT;",
     // How each reply reaches a busy session: queued after the run, or steering it.
     "ALTER TABLE inbound ADD COLUMN deliver_as TEXT NOT NULL DEFAULT 'follow_up';",
 ];
@@ -277,6 +279,8 @@ pub struct SessionThread {
     pub thread_id: Option<String>,
     /// Whether the thread's name already shows the first prompt.
     pub named_with_prompt: bool,
+    /// The channel its starter message and thread are in, once chosen.
+    pub channel_id: Option<String>,
 }
 
 /// Counts for `status`.
@@ -530,7 +534,8 @@ impl Outbox {
     /// When the read fails.
     pub fn session(&self, session_id: &str) -> Result<Option<SessionThread>, OutboxError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT session_id, cwd, prompt, host, starter_nonce, starter_message_id, thread_id, named_with_prompt
+            "SELECT session_id, cwd, prompt, host, starter_nonce, starter_message_id, thread_id, named_with_prompt,
+                    channel_id
              FROM sessions WHERE session_id = ?1",
         )?;
         let mut rows = statement.query_map([session_id], |row| {
@@ -543,9 +548,21 @@ impl Outbox {
                 starter_message_id: row.get(5)?,
                 thread_id: row.get(6)?,
                 named_with_prompt: row.get(7)?,
+                channel_id: row.get(8)?,
             })
         })?;
         Ok(rows.next().transpose()?)
+    }
+
+    /// Records the channel a session's thread opens in, before its starter is posted.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn set_channel(&mut self, session_id: &str, channel_id: &str) -> Result<(), OutboxError> {
+        self.conn
+            .execute("UPDATE sessions SET channel_id = ?2 WHERE session_id = ?1", params![session_id, channel_id])?;
+        Ok(())
     }
 
     /// Records the message that opens a session's thread.

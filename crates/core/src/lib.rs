@@ -19,6 +19,7 @@
 //! - [`thread`]: a session's thread: its name and starter message.
 //! - [`tool_result`]: redaction of tool results before the model sees them.
 //! - [`paths`]: where the sidecar's socket lives.
+//! - [`projects`]: project directories (globs) and the channel each reports to.
 //! - [`invite`]: the permissions each feature needs and the bot's invite URL.
 //! - [`inbound`]: checking and shaping replies from Discord before OMP sees them.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
@@ -34,6 +35,7 @@ pub mod filter;
 pub mod inbound;
 pub mod invite;
 pub mod paths;
+pub mod projects;
 pub mod protocol;
 pub mod redact;
 pub mod report;

@@ -402,6 +402,8 @@ pub enum ErrorCode {
     DiscordUnavailable,
     /// The channel does not exist or the bot cannot see it.
     UnknownChannel,
+    /// The peer runs as another user than the sidecar; the connection is closed.
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -418,6 +420,7 @@ impl ErrorCode {
             Self::DiscordRejected => "discord_rejected",
             Self::DiscordUnavailable => "discord_unavailable",
             Self::UnknownChannel => "unknown_channel",
+            Self::Forbidden => "forbidden",
         }
     }
 }

@@ -322,6 +322,8 @@ fn adversarial_megabyte_inputs_stay_linear() {
         let out = redact_text(input);
         let elapsed = start.elapsed();
         println!("{name:>24}: {} bytes in {elapsed:?} -> {} bytes", input.len(), out.len());
-        assert!(elapsed.as_secs() < 10, "{name} took {elapsed:?}");
+        // Debug builds on a loaded 2-core machine take up to ~5 s for the worst
+        // of these; a quadratic scan of a megabyte takes many minutes.
+        assert!(elapsed.as_secs() < 60, "{name} took {elapsed:?}");
     }
 }
