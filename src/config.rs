@@ -265,6 +265,8 @@ pub struct Config {
     pub approve_tools: Vec<String>,
     /// The reply prefix that steers a run and the reply that stops it.
     pub directives: Directives,
+    /// The command `/omp ask` runs (with `-p <prompt>` added) to start omp in a project.
+    pub ask_command: Vec<String>,
     /// How many replies one person may send per window (`None`: no limit).
     pub inbound_rate_limit: Option<RateLimit>,
     /// The `[report]` table (event filter), as written; `Null` when absent.
@@ -346,6 +348,7 @@ pub const FILE_KEYS: &[&str] = &[
     "steer_prefix",
     "abort_command",
     "inbound_rate_limit",
+    "ask_command",
     "report",
     "projects",
 ];
@@ -421,6 +424,7 @@ struct FileSettings {
     steer_prefix: Option<String>,
     abort_command: Option<String>,
     inbound_rate_limit: Option<Option<RateLimit>>,
+    ask_command: Option<Vec<String>>,
     report: serde_json::Value,
     projects: Vec<ProjectEntry>,
     warnings: Vec<String>,
@@ -504,6 +508,17 @@ impl FileSettings {
                         settings.abort_command = directive;
                     }
                 }
+                "ask_command" => match value {
+                    toml::Value::Array(items)
+                        if !items.is_empty() && items.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) =>
+                    {
+                        settings.ask_command =
+                            Some(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+                    }
+                    other => {
+                        return Err(invalid_toml(&name, "a command as a list of arguments, such as [\"omp\"]", other));
+                    }
+                },
                 "inbound_rate_limit" => {
                     settings.inbound_rate_limit = Some(match value {
                         toml::Value::String(raw) => {
@@ -775,6 +790,7 @@ impl Config {
             approval_timeout,
             approve_tools,
             directives,
+            ask_command: file.ask_command.unwrap_or_else(|| vec!["omp".to_owned()]),
             inbound_rate_limit,
             report: file.report,
             projects: projects_from(file.projects, env)?,

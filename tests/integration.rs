@@ -3,6 +3,7 @@
 //! module per area (as ripgrep does), sharing the harness in `util`.
 
 mod approvals;
+mod ask_project;
 mod cli;
 mod docs;
 mod faults;

@@ -11,6 +11,7 @@
 
 pub mod discord;
 pub mod gateway;
+mod headless;
 mod inbound;
 pub mod outbox;
 mod requests;
@@ -143,6 +144,8 @@ pub struct Sidecar {
     limiter: Option<SyncMutex<omp_discord_core::inbound::InboundLimiter>>,
     /// Sessions whose thread shows the bot typing.
     typing: typing::Typing,
+    /// omp processes `/omp ask` started, until they attach their session.
+    launches: headless::Launches,
     /// `connecting`, `ready` or `closed`, for status.
     pub gateway_state: SyncMutex<String>,
     /// Cancelled when the sidecar should stop.
@@ -184,6 +187,7 @@ impl Sidecar {
             spool_lock: SyncMutex::new(()),
             limiter,
             typing: typing::Typing::default(),
+            launches: headless::Launches::default(),
             gateway_state: SyncMutex::new("off".into()),
             shutdown: CancellationToken::new(),
         })
@@ -327,9 +331,7 @@ impl Sidecar {
         match journaled {
             Ok(seq) => {
                 tracing::debug!(seq, request_id = %id, "message journaled");
-                if omp_discord_core::report::ends_run(&payload) {
-                    self.typing.stop(&session.id);
-                }
+                self.typing.observe(&session.id, request.key.as_deref(), request.edit, &payload);
                 self.wake.notify_one();
                 Ok((seq, outcome))
             }
@@ -1297,6 +1299,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
     });
     let mut greeted = false;
     let mut host = String::new();
+    let mut pid = 0;
     loop {
         let line = tokio::select! {
             () = sidecar.shutdown.cancelled() => break,
@@ -1332,6 +1335,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                 ClientFrame::Hello(hello) if hello.protocol == PROTOCOL_VERSION => {
                     greeted = true;
                     host.clone_from(&hello.host);
+                    pid = hello.pid;
                     // A shim that could not reach a sidecar earlier may have left reports behind.
                     sidecar.import_spool();
                     tracing::debug!(client = %hello.client, pid = hello.pid, host = %hello.host, "client connected");
@@ -1379,6 +1383,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                 }
             }
             ClientFrame::Attach { id, session } => {
+                sidecar.launches.attached(pid, &session.id);
                 let reply = match sidecar.attach(&session, &host, &tx).await {
                     Ok(()) => ServerFrame::Ok { id },
                     Err(err) => ServerFrame::Error {
@@ -1418,7 +1423,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
     sidecar.attached.lock().expect("attached lock").retain(|session_id, sender| {
         let kept = !sender.same_channel(&tx);
         if !kept {
-            sidecar.typing.stop(session_id);
+            sidecar.typing.detached(session_id);
         }
         kept
     });

@@ -2,12 +2,16 @@
 //! something asked from Discord. Discord shows the indicator for about 10 s
 //! (or until the bot posts), so one timer per session re-sends it every 8 s
 //! until the run's last report arrives, the session detaches, or a cap passes.
+//! The same reports tell which sessions are running a run (for `/omp ask`,
+//! which hands a prompt only to an idle session).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 
+use omp_discord_core::embed::MessagePayload;
+use omp_discord_core::report::ends_run;
 use tokio_util::sync::CancellationToken;
 use twilight_model::id::Id;
 use twilight_model::id::marker::ChannelMarker;
@@ -20,11 +24,12 @@ const EVERY: Duration = Duration::from_secs(8);
 /// stops showing typing after this long.
 const CAP: Duration = Duration::from_secs(10 * 60);
 
-/// The running timers, by session id.
+/// The running timers, by session id, and the sessions running a run.
 #[derive(Debug, Default)]
 pub struct Typing {
     timers: SyncMutex<HashMap<String, Timer>>,
     next: std::sync::atomic::AtomicU64,
+    running: SyncMutex<HashSet<String>>,
 }
 
 #[derive(Debug)]
@@ -34,6 +39,28 @@ struct Timer {
 }
 
 impl Typing {
+    /// Follows a session's reports: a run card's first post starts a run,
+    /// the run's last report ends it (and its typing).
+    pub fn observe(&self, session_id: &str, key: Option<&str>, edit: bool, payload: &MessagePayload) {
+        if ends_run(payload) {
+            self.running.lock().expect("running lock").remove(session_id);
+            self.stop(session_id);
+        } else if !edit && key.is_some_and(|k| k.starts_with("card:")) {
+            self.running.lock().expect("running lock").insert(session_id.to_owned());
+        }
+    }
+
+    /// Whether the session's agent is known to be working on a run.
+    pub fn is_running(&self, session_id: &str) -> bool {
+        self.running.lock().expect("running lock").contains(session_id)
+    }
+
+    /// The session's connection went away: nothing of it runs here any more.
+    pub fn detached(&self, session_id: &str) {
+        self.running.lock().expect("running lock").remove(session_id);
+        self.stop(session_id);
+    }
+
     /// Stops the timer of `session_id`, if it has one.
     pub fn stop(&self, session_id: &str) {
         if let Some(timer) = self.timers.lock().expect("typing lock").remove(session_id) {
