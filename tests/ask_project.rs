@@ -147,3 +147,48 @@ async fn omp_ask_in_a_project_routes_to_its_idle_session_or_starts_omp_there() {
     drop(client);
     sidecar.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_command_gets_the_socket_but_not_the_bot_token_and_a_failure_is_reported() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    std::fs::create_dir_all(dir.path().join("src/app")).unwrap();
+    // Stands in for omp: shows its OMP_DISCORD_* environment on stderr and fails without reporting.
+    let config = format!(
+        "ask_command = [\"/bin/sh\", \"-c\", \"env | grep ^OMP_DISCORD_ | sort >&2; exit 3\", \"fake-omp\"]\n\
+         [[projects]]\npath = {:?}\n",
+        dir.path().join("src/app").display().to_string(),
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let mut env = sidecar_env(&dir, Some(&emulator));
+    env.push(("OMP_DISCORD_CONFIG".to_owned(), dir.path().join("config.toml").display().to_string()));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    wait_for("/omp to be registered", Duration::from_secs(20), || {
+        emulator
+            .requests()
+            .iter()
+            .any(|r| {
+                let r = serde_json::to_value(r).unwrap();
+                r["method"] == "PUT" && r["path"].as_str().unwrap().ends_with("/commands")
+            })
+            .then_some(())
+    })
+    .await;
+    let options =
+        json!([{ "name": "prompt", "type": 3, "value": "--help" }, { "name": "project", "type": 3, "value": "app" }]);
+    let started = ask(&emulator, "command", DEFAULT_OWNER_USER_ID, options).await;
+    assert_eq!(started["response_type"], 5, "{started}");
+    let original = started["original_message_id"].as_str().unwrap().to_owned();
+    let answer = wait_for("the follow-up", Duration::from_secs(30), || {
+        let message = thread_messages(&emulator, DEFAULT_HOME_CHANNEL_ID)
+            .into_iter()
+            .find(|m| m["id"].as_str() == Some(original.as_str()))?;
+        let content = message["content"].as_str()?.to_owned();
+        (!content.is_empty()).then_some(content)
+    })
+    .await;
+    assert!(answer.contains("exited (exit status: 3) without reporting"), "{answer}");
+    assert!(answer.contains(&format!("OMP_DISCORD_SOCKET={}", dir.socket().display())), "{answer}");
+    assert!(!answer.contains("OMP_DISCORD_TOKEN"), "the bot token reached the started command: {answer}");
+    sidecar.terminate().await;
+}

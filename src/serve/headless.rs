@@ -142,6 +142,10 @@ impl Sidecar {
             .current_dir(dir)
             // The started omp's extension reports to this sidecar.
             .env("OMP_DISCORD_SOCKET", &self.config.socket)
+            // The agent's tools can read their environment: the bot's secrets stay here.
+            .env_remove(crate::config::env::TOKEN)
+            .env_remove(crate::config::env::WEBHOOK_URL)
+            .env_remove("CREDENTIALS_DIRECTORY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
