@@ -21,6 +21,9 @@ const sessionApis = new Map<string, ExtensionAPI>();
 /** The latest context of each session in this process, to abort its run from Discord. */
 const sessionContexts = new Map<string, ExtensionContext>();
 
+/** Sessions in this process that started a run (an explicit follow-up only waits in the others). */
+const sessionsThatRan = new Set<string>();
+
 /** Each session's event filter and run card (state kept in wasm). */
 const reporters = new Map<string, wasm.Reporter>();
 
@@ -184,6 +187,10 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		await sidecar().attach(session, 3000);
 	});
 
+	pi.on("agent_start", (_event, ctx) => {
+		sessionsThatRan.add(sessionId(ctx));
+	});
+
 	// Before the reporter's handlers: reports about the first prompt carry it (it names the thread).
 	pi.on("before_agent_start", (event, ctx) => {
 		const id = sessionId(ctx);
@@ -214,9 +221,10 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	sidecar().onInbound((frame) => {
 		const api = sessionApis.get(frame.session_id);
 		if (!api) return;
-		let idle = false;
+		// A session that never ran cannot hold an explicit follow-up (see below): it starts a run.
+		let idle = !sessionsThatRan.has(frame.session_id);
 		try {
-			idle = sessionContexts.get(frame.session_id)?.isIdle() ?? false;
+			idle ||= sessionContexts.get(frame.session_id)?.isIdle() ?? false;
 		} catch {}
 		try {
 			if (idle || frame.deliver_as === "steer") {

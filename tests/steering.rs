@@ -48,7 +48,7 @@ async fn session(dir: &TestDir, env: &[(String, String)], emulator: &Emulator, s
         .stderr(Stdio::null())
         .spawn()
         .expect("omp starts");
-    let thread = wait_for("the session's thread", Duration::from_secs(30), || {
+    let thread = wait_for("the session's thread", Duration::from_secs(60), || {
         thread_starts(emulator).first().and_then(|t| t["response"]["id"].as_str()?.parse().ok())
     })
     .await;
@@ -104,7 +104,7 @@ async fn the_bot_keeps_typing_while_the_run_lasts_and_stops_at_its_end() {
 
 /// Waits until the thread shows a live run card.
 async fn run_card_shows(emulator: &Emulator, thread: u64) {
-    wait_for("the run card", Duration::from_secs(30), || {
+    wait_for("the run card", Duration::from_secs(60), || {
         thread_messages(emulator, thread)
             .iter()
             .any(|m| m["embeds"][0]["title"].as_str().is_some_and(|t| t.starts_with("Running")))
