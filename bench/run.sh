@@ -3,7 +3,9 @@
 # first (target/release/omp-discord, pkg/, dist/, node_modules). Benchmarks
 # print numbers and ratios; nothing here asserts a timing.
 #
-#   bash bench/run.sh [--quick] [--out DIR]
+#   bash bench/run.sh [--quick] [--out DIR] [--markdown FILE]
+#
+# --markdown FILE: also write the report there (BENCHMARKS.md at the repository's root).
 #
 # --quick: smaller sizes (10 MB log, 200 notifications, 2,000 drained,
 # 200 replies, 5 gateway drops, 5 start-up pairs) for a smoke run. Results (logs and JSON) go to DIR
@@ -15,12 +17,13 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
 
-quick=0 out=""
+quick=0 out="" markdown="" command="bash bench/run.sh $*"
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
     --out) out=$2; shift ;;
-    *) echo "usage: bash bench/run.sh [--quick] [--out DIR]" >&2; exit 2 ;;
+    --markdown) markdown=$2; shift ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--out DIR] [--markdown FILE]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -49,6 +52,12 @@ for f in target/release/omp-discord pkg/omp_discord_wasm_bg.wasm dist/index.js n
 done
 
 section() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+cat >"$out/meta.json" <<EOF
+{"date": "$(date -u '+%Y-%m-%d %H:%M UTC')", "commit": "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)",
+ "command": "$command", "cpus": $(nproc), "memory": "$(free -g | awk '/^Mem:/ {print $2 " GiB"}')",
+ "load_start": "$load_start", "results": "$out"}
+EOF
 echo "omp-discord benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared; wall-clock numbers are noisy)"
 
@@ -81,6 +90,9 @@ section "omp -p start-up with and without the plugin (bench/startup.sh)"
 bash bench/startup.sh "$pairs" | tee "$out/startup.txt"
 
 section "summary"
-bun bench/summary.ts "$out"
+# The load at the end goes into the report next to the load at the start.
+bun -e 'const f = Bun.file(process.argv[1]); const m = await f.json(); m.load_end = process.argv[2]; await Bun.write(f, JSON.stringify(m));' \
+  "$out/meta.json" "$(cut -d' ' -f1-3 /proc/loadavg)"
+bun bench/summary.ts "$out" ${markdown:+--markdown "$markdown"}
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "$keep" ]; then echo "results in $out"; fi

@@ -1,10 +1,13 @@
 // Prints the summary table of a bench/run.sh output directory: each figure,
 // its baseline or target, and the ratio. Reports; never fails on a miss.
+// With --markdown FILE it also writes the report (BENCHMARKS.md) there.
 //
-//   bun bench/summary.ts DIR
+//   bun bench/summary.ts DIR [--markdown FILE]
 const dir = process.argv[2];
-if (!dir) {
-	console.error("usage: bun bench/summary.ts DIR");
+const markdownAt = process.argv.indexOf("--markdown");
+const markdown = markdownAt > 0 ? process.argv[markdownAt + 1] : undefined;
+if (!dir || (markdownAt > 0 && !markdown)) {
+	console.error("usage: bun bench/summary.ts DIR [--markdown FILE]");
 	process.exit(2);
 }
 
@@ -92,9 +95,36 @@ row("omp -p without plugin (median)", fmt(without, 0, " ms"), "(baseline)", "");
 row("omp -p with plugin (median)", fmt(withPlugin, 0, " ms"), "(reported)", "");
 row("  with / without", `${fmt(ratio, 3)}x`, "(ratio)", "");
 
+const binary = Bun.file("target/release/omp-discord");
+row("sidecar binary target/release/omp-discord (stripped)", (await binary.exists()) ? `${(binary.size / 1024 / 1024).toFixed(1)} MiB` : "n/a", "(reported)", "");
+
 const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ["figure", "value", "target", ""][i].length));
 const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
 console.log(line(["figure", "value", "target", ""]));
 console.log(line(widths.map((w) => "-".repeat(w))));
 for (const r of rows) console.log(line(r));
 await Bun.write(`${dir}/summary.json`, `${JSON.stringify(rows.map(([figure, value, target, status]) => ({ figure, value, target, status })), null, 2)}\n`);
+
+if (markdown) {
+	// meta.json comes from bench/run.sh: when, where, which commit, and how busy the machine was.
+	const meta = (await json("meta.json")) ?? {};
+	const cell = (text: string) => text.replaceAll("|", "\\|");
+	const lines = [
+		"# Benchmarks",
+		"",
+		"Written by `bash bench/run.sh --markdown BENCHMARKS.md` (how each figure is measured, and why:",
+		"[docs/benchmarks.md](docs/benchmarks.md)). Nothing here is a timed test; wall-clock figures",
+		"depend on the machine, ratios measured in the same run much less.",
+		"",
+		`- run: ${meta.date ?? "?"}, commit \`${meta.commit ?? "?"}\`, command \`${meta.command ?? "bash bench/run.sh"}\``,
+		`- machine: ${meta.cpus ?? "?"} CPUs, ${meta.memory ?? "?"}; load average ${meta.load_start ?? "?"} at the start, ${meta.load_end ?? "?"} at the end (a shared machine: other work competes for the CPUs)`,
+		`- raw output: logs and JSON of this run in \`${meta.results ?? dir}\``,
+		"",
+		"| figure | value | target or baseline | |",
+		"|---|---|---|---|",
+		...rows.map((r) => `| ${r.map(cell).join(" | ")} |`),
+		"",
+	];
+	await Bun.write(markdown, lines.join("\n"));
+	console.log(`wrote ${markdown}`);
+}

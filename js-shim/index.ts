@@ -3,7 +3,7 @@
 // sidecar.ts carries it to `omp-discord serve`.
 import type { ExtensionAPI, ExtensionContext } from "@oh-my-pi/pi-coding-agent";
 import { hostname } from "node:os";
-import { basename } from "node:path";
+import { basename, dirname } from "node:path";
 import { type Outcome, sidecar } from "./sidecar";
 import * as wasm from "./wasm";
 
@@ -45,8 +45,15 @@ const REPORTED_EVENTS = [
 
 type Report = { kind: "post" | "edit"; key?: string | null; payload: unknown };
 
+/** Discord replies this process handed to OMP (oldest first), so one offered again is not handed on twice. */
+const handedOn = new Set<string>();
+const MAX_HANDED_ON = 10_000;
+
 /** First prompt of each session in this process: it names the session's thread. */
 const firstPrompts = new Map<string, string>();
+
+/** Latest prompt of each session in this process: the run card's Retry sends it again. */
+const lastPrompts = new Map<string, string>();
 
 function sessionId(ctx: ExtensionContext): string {
 	try {
@@ -56,28 +63,78 @@ function sessionId(ctx: ExtensionContext): string {
 	}
 }
 
-function sessionOf(ctx: ExtensionContext): { id: string; cwd: string; prompt?: string } {
+type SessionRef = { id: string; cwd: string; prompt?: string };
+
+function ownSession(ctx: ExtensionContext): SessionRef {
 	const id = sessionId(ctx);
 	return { id, cwd: ctx.cwd, prompt: firstPrompts.get(id) };
 }
 
-/** The last known reference of each session, for reports sent from the timer. */
-const sessionRefs = new Map<string, ReturnType<typeof sessionOf>>();
+/** Session file → id of each session this process has served, to find a subagent's parent. */
+const sessionIdsByFile = new Map<string, string>();
+/** Subagent session id → its parent's. */
+const parents = new Map<string, string>();
+
+function sessionFile(ctx: ExtensionContext): string | undefined {
+	try {
+		return ctx.sessionManager.getSessionFile() ?? undefined;
+	} catch {
+		return undefined;
+	}
+}
+
+/**
+ * The parent session when `ctx` is a subagent's. OMP's `task` tool runs a
+ * subagent in the same process (re-running this factory) with its session
+ * file in the parent's artifacts dir, `<parent>/<agent>.jsonl`, and the
+ * parent's file in its header (`parentSession`). A parent run without a
+ * session file (`--no-session`) gives its subagents none: they report as
+ * sessions of their own.
+ */
+export function parentOf(ctx: ExtensionContext): string | undefined {
+	const id = sessionId(ctx);
+	const known = parents.get(id);
+	if (known) return known;
+	const file = sessionFile(ctx);
+	if (!file) return undefined;
+	if (!sessionIdsByFile.has(file)) sessionIdsByFile.set(file, id);
+	const parentFile = `${dirname(file)}.jsonl`;
+	let named: string | undefined;
+	try {
+		named = (ctx.sessionManager as unknown as { getHeader?(): { parentSession?: string } | null }).getHeader?.()?.parentSession;
+	} catch {}
+	const parent = sessionIdsByFile.get(parentFile);
+	if (!parent || parent === id || (named !== undefined && named !== parentFile)) return undefined;
+	parents.set(id, parent);
+	return parent;
+}
+
+/** Where a session's reports and tool posts go: its own thread, or its parent's for a subagent. */
+export function sessionOf(ctx: ExtensionContext): SessionRef {
+	const parent = parentOf(ctx);
+	if (parent) return sessionRefs.get(parent) ?? { id: parent, cwd: ctx.cwd, prompt: firstPrompts.get(parent) };
+	return ownSession(ctx);
+}
+
+/** Where each session's reports go (see `sessionOf`), for reports sent from the timer. */
+const sessionRefs = new Map<string, SessionRef>();
 
 function reporterFor(ctx: ExtensionContext): wasm.Reporter {
-	const session = sessionOf(ctx);
-	sessionContexts.set(session.id, ctx);
-	sessionRefs.set(session.id, session);
-	let reporter = reporters.get(session.id);
+	const own = ownSession(ctx);
+	sessionContexts.set(own.id, ctx);
+	sessionRefs.set(own.id, sessionOf(ctx));
+	let reporter = reporters.get(own.id);
 	if (!reporter) {
-		reporter = new wasm.Reporter(sidecar().reportConfig, { id: session.id, cwd: session.cwd, host: hostname() });
-		reporters.set(session.id, reporter);
+		const parent = parentOf(ctx);
+		const info = { id: own.id, cwd: own.cwd, host: hostname(), ...(parent ? { parent_id: parent } : {}) };
+		reporter = new wasm.Reporter(sidecar().reportConfig, info);
+		reporters.set(own.id, reporter);
 	}
 	return reporter;
 }
 
 /** Hands reports to the sidecar in order (kept while it is unreachable); each is done once journaled. */
-function sendReports(session: ReturnType<typeof sessionOf>, reports: Report[]): Promise<void> {
+function sendReports(session: SessionRef, reports: Report[]): Promise<void> {
 	// Even with nothing new, the promise settles only once what is kept was handed over.
 	if (mutedSessions.has(session.id)) reports = [];
 	const frames = reports.map((report) => ({
@@ -111,10 +168,21 @@ function startTicking(): void {
 type ToolAnswer = { text: string; isError: boolean };
 
 /** What the model reads: core puts the sidecar's answer in words (a timeout after `accepted` means queued). */
+/** Outcomes the shim makes itself: no sidecar, no answer in time, too many waiting. */
+const SHIM_CODES = new Set(["sidecar_unavailable", "sidecar_timeout", "queue_full"]);
+
 function toolAnswer(tool: string, outcome: Outcome): ToolAnswer {
 	if (!outcome.ok) {
-		// The sidecar's own errors carry protocol codes; these also cover the shim's (no sidecar, timeout).
-		return { text: `${tool} failed: Discord is unavailable (${outcome.code}): ${outcome.message}`, isError: true };
+		if (SHIM_CODES.has(outcome.code)) {
+			const hint = outcome.code === "sidecar_timeout" ? "; Discord may be slow or unreachable, try again later" : "";
+			return { text: `${tool} failed: Discord is unavailable (${outcome.code}): ${outcome.message}${hint}`, isError: true };
+		}
+		// The sidecar's errors (unknown channel, Discord's refusal, …) read as core words them.
+		try {
+			return wasm.toolAnswer(tool, { type: "error", code: outcome.code, message: outcome.message }) as ToolAnswer;
+		} catch {
+			return { text: `${tool} failed (${outcome.code}): ${outcome.message}`, isError: true };
+		}
 	}
 	const frame = "queued" in outcome ? { type: "accepted", id: "", seq: 0 } : outcome.frame;
 	return wasm.toolAnswer(tool, frame) as ToolAnswer;
@@ -128,16 +196,47 @@ let redactingToolResults = !["0", "off", "false", "no"].includes(
 /** Sessions whose reports `/discord off` stopped. */
 const mutedSessions = new Set<string>();
 
-type Redaction = { content?: unknown; report: { count: number; kinds: Record<string, number> } };
+type Report = { count: number; kinds: Record<string, number> };
+type Redaction = { content?: unknown; report: Report };
+
+/**
+ * Redacts the text blocks of a tool result's content (a string, or
+ * `[{type: "text", text}, …]`); other blocks pass untouched. Only the text
+ * crosses into wasm, one string per block: an image's data never does.
+ */
+function redactContent(content: unknown, conservative: boolean): Redaction {
+	const report: Report = { count: 0, kinds: {} };
+	const one = (text: string): string | undefined => {
+		const redacted = wasm.redactToolText(text, conservative) as { text: string; report: Report } | undefined;
+		if (!redacted) return undefined;
+		report.count += redacted.report.count;
+		for (const [kind, n] of Object.entries(redacted.report.kinds)) report.kinds[kind] = (report.kinds[kind] ?? 0) + n;
+		return redacted.text;
+	};
+	if (typeof content === "string") return { content: one(content), report };
+	if (!Array.isArray(content)) return { report };
+	let changed = false;
+	const blocks = content.map((block) => {
+		if (block && typeof block === "object" && block.type === "text" && typeof block.text === "string") {
+			const text = one(block.text);
+			if (text !== undefined) {
+				changed = true;
+				return { ...block, text };
+			}
+		}
+		return block;
+	});
+	return changed ? { content: blocks, report } : { report };
+}
 
 /** OMP passes a result on unmodified when a handler throws, so this never throws. */
-function redactToolResult(content: unknown, details: unknown): { content?: unknown; details?: unknown } | undefined {
+export function redactToolResult(content: unknown, details: unknown): { content?: unknown; details?: unknown } | undefined {
 	let redaction: Redaction;
 	try {
-		redaction = wasm.redactToolContent(content, false) as Redaction;
+		redaction = redactContent(content, false);
 	} catch {
 		try {
-			redaction = wasm.redactToolContent(content, true) as Redaction;
+			redaction = redactContent(content, true);
 		} catch {
 			return { content: [{ type: "text", text: "[omp-discord withheld this output: it could not be checked for secrets]" }] };
 		}
@@ -181,10 +280,12 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	}
 
 	pi.on("session_start", async (_event, ctx) => {
-		const session = sessionOf(ctx);
-		sessionApis.set(session.id, pi);
+		const own = ownSession(ctx);
+		sessionApis.set(own.id, pi);
+		// A subagent's replies and controls belong to its parent, which is attached already.
+		if (parentOf(ctx)) return;
 		// Connects (starting the sidecar if needed) and learns its report settings.
-		await sidecar().attach(session, 3000);
+		await sidecar().attach(own, 3000);
 	});
 
 	pi.on("agent_start", (_event, ctx) => {
@@ -192,9 +293,13 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	});
 
 	// Before the reporter's handlers: reports about the first prompt carry it (it names the thread).
+	// Redacted here: it travels in every report's session, and into the spool and the journal.
 	pi.on("before_agent_start", (event, ctx) => {
 		const id = sessionId(ctx);
-		if (!firstPrompts.has(id) && typeof event.prompt === "string") firstPrompts.set(id, event.prompt);
+		if (typeof event.prompt !== "string") return;
+		if (!firstPrompts.has(id)) firstPrompts.set(id, wasm.redactText(event.prompt));
+		// Kept as typed: it stays in this process, and Retry gives it back to OMP.
+		lastPrompts.set(id, event.prompt);
 	});
 
 	for (const type of REPORTED_EVENTS) {
@@ -211,6 +316,7 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 				reporters.get(sessionId(ctx))?.free();
 				reporters.delete(sessionId(ctx));
 				sessionContexts.delete(sessionId(ctx));
+				lastPrompts.delete(sessionId(ctx));
 			} catch (err) {
 				if (ctx.hasUI) ctx.ui.notify(`omp-discord: ${err instanceof Error ? err.message : String(err)}`, "warning");
 			}
@@ -221,6 +327,12 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 	sidecar().onInbound((frame) => {
 		const api = sessionApis.get(frame.session_id);
 		if (!api) return;
+		// A reply handed on whose acknowledgement did not reach the sidecar (it
+		// restarted) is offered again: acknowledge it, but OMP gets it only once.
+		if (handedOn.has(frame.message_id)) {
+			void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
+			return;
+		}
 		// A session that never ran cannot hold an explicit follow-up (see below): it starts a run.
 		let idle = !sessionsThatRan.has(frame.session_id);
 		try {
@@ -239,14 +351,23 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		} catch {
 			return; // Not acknowledged: the sidecar offers it again on the next attach.
 		}
+		handedOn.add(frame.message_id);
+		// Bounded: a reply is offered again only until its acknowledgement lands.
+		if (handedOn.size > MAX_HANDED_ON) handedOn.delete(handedOn.values().next().value as string);
 		void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
 	});
 
+	// Actions this shim does not know are ignored (the protocol lets the sidecar add some).
 	sidecar().onControl((frame) => {
-		if (frame.action !== "abort") return;
-		const ctx = sessionContexts.get(frame.session_id);
 		try {
-			if (ctx && !ctx.isIdle()) ctx.abort();
+			if (frame.action === "abort") {
+				const ctx = sessionContexts.get(frame.session_id);
+				if (ctx && !ctx.isIdle()) ctx.abort();
+			} else if (frame.action === "retry") {
+				const prompt = lastPrompts.get(frame.session_id);
+				// Starts a run when idle, queues behind the current one when busy.
+				if (prompt) sessionApis.get(frame.session_id)?.sendUserMessage(prompt, { deliverAs: "followUp" });
+			}
 		} catch {}
 	});
 

@@ -2,7 +2,7 @@
 // factory run. Every call has a deadline; when no sidecar answers, start one
 // (detached, so it outlives this OMP process) and retry until the deadline.
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
@@ -13,7 +13,7 @@ import * as wasm from "./wasm";
 export type ApprovalPolicy = { tools: string[]; timeout_secs: number };
 
 export type ServerFrame =
-	| { type: "welcome"; protocol: number; version: string; report?: unknown; approvals?: ApprovalPolicy }
+	| { type: "welcome"; protocol: number; version: string; report?: unknown; approvals?: ApprovalPolicy; host?: string; spool?: string }
 	| { type: "decision"; id: string; approved: boolean; reason: string }
 	| { type: "accepted"; id: string; seq: number }
 	| { type: "delivered"; id: string; channel_id: string; message_id: string }
@@ -24,7 +24,7 @@ export type ServerFrame =
 	| { type: "messages"; id: string; channel_id: string; messages: unknown[] }
 	| { type: "directory"; id: string; guilds: unknown[] }
 	| { type: "answer"; id: string; answered: boolean; text: string; by?: string }
-	| { type: "control"; session_id: string; action: "abort" }
+	| { type: "control"; session_id: string; action: "abort" | "retry" | (string & {}) }
 	| { type: "error"; id?: string; code: string; message: string };
 
 /**
@@ -38,6 +38,8 @@ export type Outcome =
 	| { ok: false; code: string; message: string };
 
 const CONNECT_DEADLINE_MS = 4000;
+/** How long each spooled report handed over at connect waits to be journaled. */
+const REPLAY_DEADLINE_MS = 8000;
 const MAX_PENDING = 256;
 /** Reports kept while no sidecar answers; the oldest go first when there are more. */
 const MAX_KEPT = 1000;
@@ -70,6 +72,12 @@ function sidecarBinary(): string {
 	return "omp-discord";
 }
 
+/** Where this process spools reports no sidecar took (`<state>/spool`). */
+function localSpoolDir(): string | undefined {
+	const env = process.env;
+	return wasm.spoolDir(env.OMP_DISCORD_STATE_DIR, env.XDG_STATE_HOME, env.HOME);
+}
+
 class SidecarClient {
 	private socket: Socket | undefined;
 	private connecting: Promise<Socket> | undefined;
@@ -81,6 +89,9 @@ class SidecarClient {
 	reportConfig: unknown = null;
 	/** The sidecar's approval policy, from its welcome. */
 	private approvalPolicy: ApprovalPolicy | undefined;
+	/** The sidecar's machine and the spool directory it imports, from its welcome. */
+	private sidecarHost = "";
+	private sidecarSpool = "";
 
 	/**
 	 * The policy the sidecar announced; before any welcome, the tools named in
@@ -155,8 +166,7 @@ class SidecarClient {
 	 */
 	spool(): string | undefined {
 		if (this.kept.length === 0) return undefined;
-		const env = process.env;
-		const dir = wasm.spoolDir(env.OMP_DISCORD_STATE_DIR, env.XDG_STATE_HOME, env.HOME);
+		const dir = localSpoolDir();
 		if (!dir) return undefined;
 		try {
 			mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -170,6 +180,49 @@ class SidecarClient {
 		} catch {
 			return undefined;
 		}
+	}
+
+	/**
+	 * Hands over the reports spooled on this machine when the sidecar cannot
+	 * import them itself: it runs on another machine (a socket forwarded over
+	 * SSH) or reads another state directory. Each file is claimed by renaming
+	 * it, as the sidecar does, so exactly one of them takes it; what is not
+	 * journaled before this process ends is spooled again at exit.
+	 */
+	private replaySpool(): void {
+		const dir = localSpoolDir();
+		// An older sidecar does not say where it imports from: leave its spool alone.
+		if (!dir || !this.sidecarSpool) return;
+		if (this.sidecarHost === hostname() && this.sidecarSpool === dir) return;
+		let names: string[];
+		try {
+			names = readdirSync(dir).filter((name) => name.endsWith(".jsonl")).sort();
+		} catch {
+			return;
+		}
+		const frames: Record<string, unknown>[] = [];
+		for (const name of names) {
+			const claimed = join(dir, `${name}.replaying-${process.pid}`);
+			try {
+				renameSync(join(dir, name), claimed);
+			} catch {
+				continue;
+			}
+			try {
+				for (const line of readFileSync(claimed, "utf8").split("\n")) {
+					try {
+						const frame = JSON.parse(line);
+						if (frame?.type === "notify") frames.push(frame);
+					} catch {
+						// A torn or foreign line: the rest of the file still counts.
+					}
+				}
+				unlinkSync(claimed);
+			} catch {
+				// Unreadable: left claimed, where `/discord status` users can find it.
+			}
+		}
+		if (frames.length > 0) void this.sendInOrder(frames, REPLAY_DEADLINE_MS);
 	}
 
 	private nextId = 0;
@@ -232,6 +285,7 @@ class SidecarClient {
 				for (const session of this.attached.values()) {
 					socket.write(wasm.encodeClientFrame({ type: "attach", id: `${process.pid}-${++this.nextId}`, session }));
 				}
+				queueMicrotask(() => this.replaySpool());
 				return socket;
 			} catch (err) {
 				if (isProtocolError(err)) throw err;
@@ -269,6 +323,8 @@ class SidecarClient {
 							welcomed = true;
 							this.reportConfig = frame.report ?? null;
 							if (frame.approvals) this.approvalPolicy = frame.approvals;
+							this.sidecarHost = frame.host ?? "";
+							this.sidecarSpool = frame.spool ?? "";
 							resolve(socket);
 						} else if (frame.type === "error") {
 							reject(new ProtocolError(frame.message));

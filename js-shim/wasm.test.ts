@@ -87,6 +87,43 @@ describe("tools and messages", () => {
 		expect(wasm.socketPath("", "", "", "/home/x")).toBe("/home/x/.local/state/omp-discord/sidecar.sock");
 		expect(wasm.socketPath(undefined, undefined, undefined, undefined)).toBeUndefined();
 	});
+	test("tool results: only text blocks are redacted, one string at a time", async () => {
+		const { redactToolResult } = await import("./index");
+		const secret = `ghp_${"0123456789abcdefghijklmnopqrstuvwxyzAB"}`; // fake, made-up token
+		const image = { type: "image", data: `${secret}aGk=`, mimeType: "image/png" };
+		const content = [{ type: "text", text: `token: ${secret}` }, image, { type: "text", text: "clean" }];
+		const result = redactToolResult(content, { exitCode: 0 }) as any;
+		expect(result.content[0].text).toBe("token: [REDACTED:github-token]");
+		expect(result.content[1]).toBe(image);
+		expect(result.content[2]).toBe(content[2]);
+		expect(result.details).toEqual({ exitCode: 0, ompDiscordRedactions: { count: 1, kinds: { "github-token": 1 } } });
+		expect(redactToolResult([{ type: "text", text: "clean" }], undefined)).toBeUndefined();
+		expect((redactToolResult(`raw ${secret}`, undefined) as any).content).toBe("raw [REDACTED:github-token]");
+		for (const odd of [null, 42, [1, "x", { type: "text" }], { type: "text", text: secret }]) {
+			expect(() => redactToolResult(odd, undefined)).not.toThrow();
+		}
+	});
+	test("a subagent's session folds under its parent (task tool layout)", async () => {
+		const { parentOf, sessionOf } = await import("./index");
+		const ctx = (id: string, file: string | undefined, parentSession?: string) =>
+			({
+				cwd: "/w/proj",
+				sessionManager: {
+					getSessionId: () => id,
+					getSessionFile: () => file,
+					getHeader: () => ({ parentSession }),
+				},
+			}) as any;
+		const parent = ctx("P", "/s/2026_P.jsonl");
+		expect(parentOf(parent)).toBeUndefined();
+		const child = ctx("C", "/s/2026_P/task-1.jsonl", "/s/2026_P.jsonl");
+		expect(parentOf(child)).toBe("P");
+		expect(sessionOf(child).id).toBe("P");
+		// A new or branched session names its predecessor too, but is not in its artifacts dir.
+		expect(parentOf(ctx("N", "/s/2026_N.jsonl", "/s/2026_P.jsonl"))).toBeUndefined();
+		// Without session files (--no-session) nothing can be told: a session of its own.
+		expect(parentOf(ctx("M", undefined))).toBeUndefined();
+	});
 	test("redactText matches the native rules", () => {
 		expect(wasm.redactText("key=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")).toContain("[REDACTED:"); // fake, made-up token
 		expect(wasm.redactText("nothing here")).toBe("nothing here");

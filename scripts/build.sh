@@ -10,14 +10,16 @@ WASM_PACK_VERSION=0.15.1
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Debian packages some tests need: tmux drives a real terminal for the
-# interactive setup test; OpenSSH forwards the sidecar's socket for the
+# interactive setup test; Chromium takes the demo's screenshot; OpenSSH forwards the sidecar's socket for the
 # several-machines test (a private sshd on loopback; no system service is started).
 missing=()
 command -v tmux >/dev/null || missing+=(tmux)
+# Chromium takes the demo's screenshot of the emulator's web view (`demo --screenshot`, its test).
+{ command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } || missing+=(chromium)
 { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null; } || missing+=(openssh-server)
 { command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing+=(openssh-client)
 if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]} (Debian packages; for the setup and several-machines tests)"
+  log "installing ${missing[*]} (Debian packages; for the setup, demo and several-machines tests)"
   sudo=(); [ "$(id -u)" = 0 ] || sudo=(sudo)
   # The tests run their own sshd: keep the package from starting (or enabling)
   # a system-wide one. policy-rc.d is Debian's switch for that; an existing one is kept.

@@ -5,6 +5,7 @@ mod client;
 mod config;
 mod demo;
 mod doctor;
+mod failpoint;
 mod mcp;
 mod metrics;
 mod notify;
@@ -119,44 +120,7 @@ enum Command {
     /// prove the owner, write the config (0600), link the plugin, run doctor.
     /// Tokens come from a prompt without echo, or with --non-interactive from OMP_DISCORD_TOKEN(_FILE)
     /// or OMP_DISCORD_WEBHOOK_URL — never from a flag.
-    Setup {
-        /// Take every answer from flags, the environment and the existing config; never prompt.
-        #[arg(long)]
-        non_interactive: bool,
-        /// Webhook only (no bot): notifications to one channel, from OMP_DISCORD_WEBHOOK_URL or a prompt.
-        #[arg(long)]
-        webhook: bool,
-        /// The server (guild id) for the home channel, when the bot is in several.
-        #[arg(long, value_name = "ID")]
-        guild: Option<u64>,
-        /// Use this existing text or forum channel as the home channel.
-        #[arg(long, value_name = "ID", conflicts_with = "create_channel")]
-        channel: Option<u64>,
-        /// Create a home channel with this name.
-        #[arg(long, value_name = "NAME")]
-        create_channel: Option<String>,
-        /// Create the home channel as a forum (each session a post) instead of a text channel.
-        #[arg(long, requires = "create_channel")]
-        forum: bool,
-        /// Your Discord user id, instead of typing a one-time code in the channel.
-        #[arg(long, value_name = "ID")]
-        owner_id: Option<u64>,
-        /// Post every session into the home channel instead of a thread each.
-        #[arg(long)]
-        no_threads: bool,
-        /// The plugin directory to link into OMP (default: the package this binary belongs to).
-        #[arg(long, value_name = "DIR")]
-        plugin: Option<PathBuf>,
-        /// Do not link the plugin into OMP.
-        #[arg(long, conflicts_with = "plugin")]
-        no_plugin: bool,
-        /// Install and start the systemd user service.
-        #[arg(long)]
-        install_service: bool,
-        /// Seconds to wait for the bot to join a server and for the one-time code.
-        #[arg(long, value_name = "SECS", default_value_t = 300)]
-        wait: u64,
-    },
+    Setup(setup::Options),
     /// Write and start a systemd user unit that keeps the sidecar running.
     InstallService {
         /// Print the unit instead of writing it.
@@ -172,9 +136,12 @@ enum Command {
         /// The omp-discord checkout (built with scripts/build.sh).
         #[arg(long, default_value = ".")]
         repo: PathBuf,
-        /// Exit when the run is reported instead of waiting for Ctrl-C.
+        /// Exit when the story is told instead of waiting for Ctrl-C.
         #[arg(long)]
         exit: bool,
+        /// Save a picture of the emulator's web view here at the end (needs Chromium).
+        #[arg(long, value_name = "PNG")]
+        screenshot: Option<PathBuf>,
     },
     /// Serve the Discord tools to an MCP client on stdin/stdout, through the running sidecar (started if needed).
     Mcp,
@@ -243,42 +210,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             .await
         }
         Command::Doctor { json } => doctor(json).await,
-        Command::Setup {
-            non_interactive,
-            webhook,
-            guild,
-            channel,
-            create_channel,
-            forum,
-            owner_id,
-            no_threads,
-            plugin,
-            no_plugin,
-            install_service,
-            wait,
-        } => {
-            setup::run(setup::Options {
-                non_interactive,
-                webhook,
-                guild,
-                channel,
-                create_channel,
-                forum,
-                owner_id,
-                no_threads,
-                plugin,
-                no_plugin,
-                install_service,
-                wait: Duration::from_secs(wait),
-            })
-            .await
-        }
+        Command::Setup(options) => setup::run(options).await,
         Command::InstallService { dry_run } => install_service(dry_run),
         Command::UninstallService => uninstall_service(),
         Command::Redact => redact(),
-        Command::Demo { repo, exit } => {
+        Command::Demo { repo, exit, screenshot } => {
             let _ = rustls::crypto::ring::default_provider().install_default();
-            demo::run(&repo, exit).await?;
+            demo::run(&repo, exit, screenshot).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Emulator { port, seed } => emulator(port, seed).await,
@@ -306,7 +244,18 @@ async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpLis
     }
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
-    let outbox = serve::outbox::Outbox::open(&config.state_dir.join("outbox.sqlite3"))?;
+    let outbox_path = config.state_dir.join("outbox.sqlite3");
+    let outbox = serve::outbox::Outbox::open(&outbox_path).inspect_err(|_| {
+        // Clients find no socket, rather than one nobody answers.
+        let _ = std::fs::remove_file(&bound.path);
+    });
+    let outbox = outbox.with_context(|| {
+        format!(
+            "cannot open the outbox {}: the sidecar needs a writable state directory with free space; free some \
+             disk space or fix its permissions, or point OMP_DISCORD_STATE_DIR at another directory",
+            outbox_path.display()
+        )
+    })?;
     let access = serve::Access {
         users: config.allowed_users.iter().copied().collect(),
         roles: config.allowed_roles.iter().copied().collect(),
@@ -438,6 +387,20 @@ fn status_text(status: &serde_json::Value) -> String {
             Some(depth) => format!("{depth} waiting, oldest {} old", secs(&queue["oldest_age_secs"])),
         },
     );
+    let limits = &status["rate_limits"];
+    if !limits.is_null() {
+        let mut text = format!("{} answered 429 since start", text(&limits["rate_limited"]));
+        if limits["paused_ms"].as_u64().is_some_and(|ms| ms > 0) {
+            text.push_str(&format!(", pausing requests for {} ms", limits["paused_ms"]));
+        }
+        if let Some([remaining, limit]) = limits["home_messages"].as_array().map(Vec::as_slice) {
+            text.push_str(&format!(
+                "; home channel posts: {remaining} of {limit} left, refill in {} ms",
+                limits["home_messages_reset_ms"]
+            ));
+        }
+        line("rate limits", text);
+    }
     line("sent", format!("{} delivered, {} refused since start", text(&status["delivered"]), text(&status["failed"])));
     line(
         "last error",

@@ -23,32 +23,51 @@ use crate::config::{self, ApiBase, Config, Token, TokenSource, Webhook};
 use crate::doctor::{self, Answer, Api};
 
 /// What `setup` was asked to do (the CLI's flags).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Never prompt: take every answer from flags, the environment and the existing config.
+    /// Take every answer from flags, the environment and the existing config; never prompt.
+    #[arg(long)]
     pub non_interactive: bool,
-    /// The webhook-only path (no bot).
+    /// Webhook only (no bot): notifications to one channel, from OMP_DISCORD_WEBHOOK_URL or a prompt.
+    #[arg(long)]
     pub webhook: bool,
-    /// The server to use, when the bot is in several.
+    /// The server (guild id) for the home channel, when the bot is in several.
+    #[arg(long, value_name = "ID")]
     pub guild: Option<u64>,
-    /// An existing home channel.
+    /// Use this existing text or forum channel as the home channel.
+    #[arg(long, value_name = "ID", conflicts_with = "create_channel")]
     pub channel: Option<u64>,
     /// Create a home channel with this name.
+    #[arg(long, value_name = "NAME")]
     pub create_channel: Option<String>,
-    /// Make the created channel a forum instead of a text channel.
+    /// Create the home channel as a forum (each session a post) instead of a text channel.
+    #[arg(long, requires = "create_channel")]
     pub forum: bool,
-    /// The owner's Discord user id, instead of proving it with a one-time code.
+    /// Your Discord user id, instead of typing a one-time code in the channel.
+    #[arg(long, value_name = "ID")]
     pub owner_id: Option<u64>,
     /// Post every session into the home channel instead of a thread each.
+    #[arg(long)]
     pub no_threads: bool,
-    /// The plugin directory to link into OMP (default: found next to this binary).
+    /// The plugin directory to link into OMP (default: the package this binary belongs to).
+    #[arg(long, value_name = "DIR")]
     pub plugin: Option<PathBuf>,
     /// Do not link the plugin into OMP.
+    #[arg(long, conflicts_with = "plugin")]
     pub no_plugin: bool,
-    /// Install the systemd user service.
+    /// Install and start the systemd user service.
+    #[arg(long)]
     pub install_service: bool,
+    /// Seconds to wait for the bot to join a server and for the one-time code.
+    #[arg(long = "wait", value_name = "SECS", default_value_t = 300)]
+    pub wait_secs: u64,
+}
+
+impl Options {
     /// How long to wait for the bot to join a server and for the one-time code.
-    pub wait: Duration,
+    fn wait(&self) -> Duration {
+        Duration::from_secs(self.wait_secs)
+    }
 }
 
 /// A step that cannot go on: what is wrong and what to do about it.
@@ -397,11 +416,8 @@ async fn bot_path(
     let mut gateway = Gateway::connect(&token, existing, &api_base);
     let mut guilds = list_guilds(&api).await?;
     if guilds.is_empty() {
-        ui.say(format!(
-            "\nWaiting for the bot to join a server (open the URL above; up to {} s)…",
-            options.wait.as_secs()
-        ));
-        let joined = gateway.wait_for_guild(options.wait).await?;
+        ui.say(format!("\nWaiting for the bot to join a server (open the URL above; up to {} s)…", options.wait_secs));
+        let joined = gateway.wait_for_guild(options.wait()).await?;
         ui.say(format!("✓ the bot joined {}", joined.1));
         guilds = list_guilds(&api).await?;
         if guilds.is_empty() {
@@ -428,7 +444,7 @@ async fn bot_path(
 
     let owner = match options.owner_id {
         Some(owner) => owner,
-        None => gateway.prove_owner(ui, &api, channel_id, &channel_name, bot_id, options.wait).await?,
+        None => gateway.prove_owner(ui, &api, channel_id, &channel_name, bot_id, options.wait()).await?,
     };
     gateway.close();
     ui.say(format!("✓ owner: Discord user {owner} (the first person allowed to drive sessions)"));

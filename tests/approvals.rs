@@ -16,7 +16,12 @@ async fn approval_buttons(emulator: &Emulator) -> (u64, String, String, String, 
         let thread: u64 = thread_starts(emulator).first()?["response"]["id"].as_str()?.parse().ok()?;
         let message = thread_messages(emulator, thread)
             .into_iter()
-            .find(|m| m["components"].as_array().is_some_and(|c| !c.is_empty()))?;
+            // The run card has buttons too: the approval's are Approve / Deny.
+            .find(|m| {
+                m["components"][0]["components"][0]["custom_id"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with("omp:approve:"))
+            })?;
         let buttons = &message["components"][0]["components"];
         Some((
             thread,

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
 use crate::util::{
-    Sidecar, TestDir, all_message_posts, emulator, emulator_request, message_posts, sidecar_bin, sidecar_env,
-    thread_messages, thread_starts, wait_for,
+    Plugin, Sidecar, TestDir, all_message_posts, emulator, emulator_request, message_posts, run_omp, sidecar_bin,
+    sidecar_env, thread_messages, thread_starts, wait_for,
 };
 
 /// What one CLI run left behind.
@@ -451,6 +451,51 @@ async fn a_second_machine_reaches_the_sidecar_through_an_ssh_forwarded_socket() 
     assert!(!sidecar.log().contains("refused a connection from another user"), "{}", sidecar.log());
     assert!(sshd.log().contains("Accepted publickey"), "{}", sshd.log());
     // One sidecar, one gateway connection, for both "machines".
+    assert_eq!(emulator.state().identify_count(), 1);
+}
+
+/// How many recorded requests (posts, and edits of the run card) carry `text`.
+fn posts_with(emulator: &Emulator, text: &str) -> usize {
+    emulator.requests().iter().filter(|r| r.body.to_string().contains(text)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_spooled_on_a_second_machine_arrive_once_its_forward_is_back() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
+
+    // Machine B runs OMP while its forward is down (and starts no sidecar of its own):
+    // the run's reports are spooled on machine B, where the sidecar cannot see them.
+    let machine_b = dir.path().join("machine-b");
+    let home_b = machine_b.join("home");
+    std::fs::create_dir_all(&home_b).unwrap();
+    let forwarded = machine_b.join("sidecar.sock");
+    let mut env_b = cli_env(&home_b, &forwarded);
+    env_b.push(("OMP_DISCORD_SPAWN".to_owned(), "off".to_owned()));
+    let offline =
+        run_omp(&dir, &env_b, Plugin::Flag, &json!([{ "text": "answer while offline" }]), "work offline").await;
+    assert!(offline.status.success(), "{}", offline.stderr);
+    let spool = home_b.join(".local/state/omp-discord/spool");
+    let spooled = || -> Vec<PathBuf> {
+        std::fs::read_dir(&spool).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+    };
+    assert_eq!(spooled().len(), 1, "one spool file on machine B: {:?}", spooled());
+    assert_eq!(posts_with(&emulator, "answer while offline"), 0);
+
+    // The forward is back: the next OMP on machine B hands the spooled run over, then its own.
+    let sshd = Sshd::start(dir.path()).await;
+    let _ssh = sshd.forward(&home_b, &forwarded, &sidecar.socket).await;
+    let online = run_omp(&dir, &env_b, Plugin::Flag, &json!([{ "text": "answer once back" }]), "work online").await;
+    assert!(online.status.success(), "{}", online.stderr);
+    wait_for("both runs in Discord", Duration::from_secs(30), || {
+        (posts_with(&emulator, "answer while offline") > 0 && posts_with(&emulator, "answer once back") > 0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(posts_with(&emulator, "answer while offline"), 1, "the spooled run arrives exactly once");
+    assert_eq!(posts_with(&emulator, "answer once back"), 1);
+    assert!(spooled().is_empty(), "machine B's spool is empty: {:?}", spooled());
     assert_eq!(emulator.state().identify_count(), 1);
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use omp_discord_core::protocol::{ServerFrame, encode_frame};
+use omp_discord_core::protocol::{ClientFrame, ServerFrame, encode_frame};
 use serde_json::{Value, json};
 
 use crate::hostile::{delivered_texts, notify};
@@ -34,7 +34,8 @@ fn thread_texts(emulator: &omp_discord_emulator::Emulator, thread: &str) -> Vec<
     let mut ids = std::collections::HashSet::new();
     creates_in(emulator, thread)
         .into_iter()
-        .filter(|r| r["status"] == 200 && ids.insert(r["response"]["id"].clone()))
+        // A malformed answer (an injected fault) is recorded as text: its message shows up in the retry.
+        .filter(|r| r["status"] == 200 && r["response"].is_object() && ids.insert(r["response"]["id"].clone()))
         .flat_map(|r| {
             r["response"]["embeds"]
                 .as_array()
@@ -218,6 +219,20 @@ async fn a_token_revoked_mid_run_stops_the_destination_shows_in_status_and_does_
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_storm_during_a_burst_delivers_everything_once_in_order_without_hammering() {
+    storm_of_429s(json!({})).await;
+}
+
+/// A global 429 and one with no rate-limit headers at all (as Cloudflare sends):
+/// twilight retries those at once by itself, so the sidecar must pace them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_and_header_less_429_storms_are_paced_too() {
+    storm_of_429s(json!({"global": true})).await;
+    storm_of_429s(json!({"scope": "none"})).await;
+}
+
+/// Every message create is a 429 (the rule `kind` added to it) while 30
+/// notifications wait; then the storm ends and all of them arrive once, in order.
+async fn storm_of_429s(kind: Value) {
     const RETRY_AFTER: f64 = 0.5;
     let dir = TestDir::new();
     let emulator = emulator().await;
@@ -227,8 +242,9 @@ async fn a_429_storm_during_a_burst_delivers_everything_once_in_order_without_ha
 
     // Every message create is a 429 until the storm is lifted.
     let before = creates_in(&emulator, &thread).len();
-    let storm =
-        json!({"http": {"status": 429, "method": "POST", "path_prefix": "/channels", "retry_after": RETRY_AFTER}});
+    let mut rule = json!({"status": 429, "method": "POST", "path_prefix": "/channels", "retry_after": RETRY_AFTER});
+    rule.as_object_mut().unwrap().extend(kind.as_object().unwrap().clone());
+    let storm = json!({ "http": rule });
     emulator_post(&emulator, "/_emulator/faults", &storm).await;
     let started = Instant::now();
     let texts = burst(&mut client, "storm-429", "rl", 30).await;
@@ -243,8 +259,105 @@ async fn a_429_storm_during_a_burst_delivers_everything_once_in_order_without_ha
     // Honouring retry_after allows one attempt per window (plus the first); a client that
     // ignores it makes hundreds in the same time. A slower machine only lowers the count.
     let bound = (storm_secs / RETRY_AFTER).ceil() as usize + 2;
-    assert!(limited <= bound, "{limited} requests answered 429 in {storm_secs:.1} s with retry_after {RETRY_AFTER} s");
+    assert!(
+        limited <= bound,
+        "{kind}: {limited} requests answered 429 in {storm_secs:.1} s with retry_after {RETRY_AFTER} s"
+    );
 
     await_deliveries(&mut client, &emulator, &texts).await;
     assert_exactly_once_in_order(&emulator, &thread, &texts);
+
+    // status counts the 429s, and the pause is over.
+    let ServerFrame::Status { status, .. } = client.call(&ClientFrame::Status { id: "st".into() }).await else {
+        panic!("no status")
+    };
+    let limits = &status["rate_limits"];
+    assert!(limits["rate_limited"].as_u64().is_some_and(|n| n >= 3), "{limits}");
+    assert_eq!(limits["paused_ms"], 0, "{limits}");
+}
+
+/// `omp-discord status --json` of the sidecar `env` points at.
+fn status_json(env: &[(String, String)]) -> Value {
+    let out = std::process::Command::new(sidecar_bin())
+        .args(["status", "--json"])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("status --json: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// One broken-answer fault for every message create, held until cleared: the
+/// sidecar says what is wrong in `status`, rests between tries instead of
+/// spinning, and once Discord answers properly every message is there exactly
+/// once and in order (the creates that did happen are returned by their nonce).
+async fn broken_answers_phase(
+    emulator: &omp_discord_emulator::Emulator,
+    env: &[(String, String)],
+    client: &mut Client,
+    thread: &str,
+    mode: &str,
+    expected_error: &str,
+) {
+    let rule = json!({"http": {"mode": mode, "method": "POST", "path_prefix": format!("/channels/{thread}/messages")}});
+    emulator_post(emulator, "/_emulator/faults", &rule).await;
+    let started = Instant::now();
+    let before = creates_in(emulator, thread).len();
+    let texts = burst(client, "broken", mode, 6).await;
+    let status = wait_for("status to name the fault", Duration::from_secs(30), || {
+        let status = status_json(env);
+        status["last_error"].as_str().is_some_and(|e| e.contains(expected_error)).then_some(status)
+    })
+    .await;
+    assert!(status["queue"]["depth"].as_i64().unwrap() >= 1, "{status}");
+    // Let it sit long enough for a second round of tries.
+    wait_for("a rest and another try", Duration::from_secs(30), || {
+        (creates_in(emulator, thread).len() - before >= 6).then_some(())
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    let tries = creates_in(emulator, thread).len() - before;
+    // Four attempts per try, and rests of 1, 2, 4 … s between tries.
+    let bound = 4 * (secs.log2().max(0.0).ceil() as usize + 3);
+    assert!(tries <= bound, "{mode}: {tries} creates in {secs:.1} s: the sidecar spins");
+    // The fault did what it says on the wire: a 200 whose body is not JSON, or no answer at all.
+    let broken = creates_in(emulator, thread)[before..]
+        .iter()
+        .filter(|r| match mode {
+            "malformed" => r["status"] == 200 && r["response"].is_string(),
+            _ => r["status"] == 0,
+        })
+        .count();
+    assert_eq!(broken, tries, "{mode}: every create during the fault was broken");
+    let (status, _) = emulator_request(emulator, "DELETE", "/_emulator/faults", None, None).await;
+    assert_eq!(status, 204);
+    await_deliveries(client, emulator, &texts).await;
+    assert_exactly_once_in_order(emulator, thread, &texts);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_dropped_and_stalled_answers_lose_nothing_show_in_status_and_do_not_spin() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = Client::greeted(&sidecar.socket).await;
+    let thread = open_thread(&mut client, "broken").await;
+
+    // 200 with half a body: the message was created, the answer cannot be read.
+    broken_answers_phase(&emulator, &env, &mut client, &thread, "malformed", "could not be read").await;
+    // The connection closes after the message was created, without an answer.
+    broken_answers_phase(&emulator, &env, &mut client, &thread, "drop", "connection to Discord failed").await;
+
+    // One create hangs past the per-attempt deadline; the next attempt goes through.
+    let rule = json!({"http": {"mode": "stall", "count": 1, "stall_ms": 30_000, "method": "POST",
+                               "path_prefix": format!("/channels/{thread}/messages")}});
+    emulator_post(&emulator, "/_emulator/faults", &rule).await;
+    let texts = burst(&mut client, "broken", "stall", 3).await;
+    await_deliveries(&mut client, &emulator, &texts).await;
+    assert_exactly_once_in_order(&emulator, &thread, &texts);
+    let stalled = creates_in(&emulator, &thread).iter().filter(|r| r["status"] == 0).count();
+    assert!(stalled >= 1, "the stall happened");
+    assert!(sidecar.log().contains("the request timed out"), "the log says why it retried");
 }

@@ -206,3 +206,33 @@ async fn secrets_in_tool_output_reach_neither_the_model_nor_discord() {
     assert!(recorded.contains("[REDACTED:github-token]"));
     sidecar.terminate().await;
 }
+
+/// Twenty OMP processes start at once with no sidecar running: they race to
+/// start one, and exactly one wins; all of them report through it, over one
+/// gateway connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_omp_processes_at_once_share_one_sidecar_and_one_gateway() {
+    const PROCESSES: usize = 20;
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let script = json!([{ "text": "done here" }]);
+    let prompts: Vec<String> = (0..PROCESSES).map(|n| format!("task {n}")).collect();
+    let runs =
+        futures_util::future::join_all(prompts.iter().map(|prompt| run_omp(&dir, &env, Plugin::Flag, &script, prompt)))
+            .await;
+    for run in &runs {
+        assert!(run.status.success(), "omp failed: {}", run.stderr);
+    }
+    // Every session got its thread, all through one sidecar: one outbox knows all
+    // twenty sessions, and there was one IDENTIFY (a second sidecar would make its own).
+    wait_for("a thread per process", Duration::from_secs(60), || {
+        (crate::util::thread_starts(&emulator).len() == PROCESSES).then_some(())
+    })
+    .await;
+    let mut client = Client::greeted(&dir.socket()).await;
+    let status = client.call(&omp_discord_core::protocol::ClientFrame::Status { id: "s".into() }).await;
+    let omp_discord_core::protocol::ServerFrame::Status { status, .. } = status else { panic!("{status:?}") };
+    assert_eq!(status["sessions"].as_array().map(Vec::len), Some(PROCESSES), "{status:#}");
+    assert_eq!(emulator.state().identify_count(), 1, "one gateway connection for all twenty");
+}

@@ -62,6 +62,8 @@ async fn a_webhook_alone_carries_reports_and_edits_and_refuses_what_needs_a_bot(
     let messages = thread_messages(&emulator, DEFAULT_HOME_CHANNEL_ID);
     assert!(messages.iter().all(|m| m["webhook_id"] == webhook["id"]), "{messages:#?}");
     assert!(messages.iter().any(|m| m["embeds"].to_string().contains("through the webhook")), "{messages:#?}");
+    // Nothing could hear a click without a bot: the run card comes without its buttons.
+    assert!(messages.iter().all(|m| m["components"].as_array().is_none_or(Vec::is_empty)), "{messages:#?}");
     let requests: Vec<serde_json::Value> =
         emulator.requests().into_iter().map(|r| serde_json::to_value(r).unwrap()).collect();
     assert!(requests.iter().any(|r| r["method"] == "PATCH" && r["path"].as_str().unwrap().contains("/messages/")));

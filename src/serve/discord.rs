@@ -3,13 +3,15 @@
 //! through `nonce` + `enforce_nonce`, and Discord's error explained in words.
 
 use std::future::{Future, IntoFuture};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use omp_discord_core::embed::MessagePayload;
+use omp_discord_core::embed::{FileUpload, MessagePayload};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use twilight_http::error::ErrorType;
-use twilight_http::request::Request;
+use twilight_http::request::{Form, Request};
 use twilight_http::response::{Response, ResponseFuture};
 use twilight_http::routing::Route;
 use twilight_model::channel::{Channel, Message};
@@ -24,6 +26,13 @@ const MAX_ATTEMPTS: u32 = 4;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// First retry delay, doubled per retry.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// Pause after a 429 that twilight cannot pace (a global one, or one without
+/// rate-limit headers, as Cloudflare sends); doubled per 429 in a row.
+const FIRST_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(1);
+/// The longest such pause.
+const MAX_RATE_LIMIT_PAUSE: Duration = Duration::from_secs(30);
+/// Discord's "Missing Permissions".
+const MISSING_PERMISSIONS: u64 = 50_013;
 /// Discord's code for "a thread has already been created for this message".
 pub const THREAD_ALREADY_CREATED: u64 = 160_004;
 
@@ -71,17 +80,43 @@ impl SendError {
 pub struct Discord {
     client: twilight_http::Client,
     webhook: Option<Webhook>,
+    pacing: std::sync::Mutex<Pacing>,
+}
+
+/// Our own pause after 429s, on top of twilight's per-bucket pacing: every
+/// request of this client waits until `until`.
+#[derive(Debug, Default)]
+struct Pacing {
+    until: Option<Instant>,
+    /// The pause the next 429 in a row gets.
+    next: Duration,
+    /// 429s answered since start.
+    limited: u64,
+}
+
+/// How close the sidecar is to Discord's limits, for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Headroom {
+    /// 429s answered since start (twilight paces by the headers, so these should stay rare).
+    pub rate_limited: u64,
+    /// How long every request still waits after the last 429s, in ms.
+    pub paused_ms: u64,
+    /// The home channel's message bucket as last reported by Discord: remaining
+    /// of limit; `None` when no post used it within its window (it is full).
+    pub home_messages: Option<(u16, u16)>,
+    /// When that bucket refills, in ms from now.
+    pub home_messages_reset_ms: Option<u64>,
 }
 
 impl Discord {
     /// Builds a client for `token`, pointed at `api`.
     pub fn new(token: &Token, api: &ApiBase) -> Self {
-        Self { client: client(Some(token), api), webhook: None }
+        Self { client: client(Some(token), api), webhook: None, pacing: std::sync::Mutex::default() }
     }
 
     /// Builds a client that posts through `webhook` (no bot token).
     pub fn for_webhook(webhook: Webhook, api: &ApiBase) -> Self {
-        Self { client: client(None, api), webhook: Some(webhook) }
+        Self { client: client(None, api), webhook: Some(webhook), pacing: std::sync::Mutex::default() }
     }
 
     /// Posts `payload` to `channel` (a channel or a thread; a webhook posts to
@@ -100,13 +135,23 @@ impl Discord {
         if let Some(webhook) = &self.webhook {
             return self.execute_webhook(webhook, payload).await;
         }
-        let mut body = serde_json::to_value(payload).expect("payloads serialize");
+        let mut body = message_body(payload);
         body["nonce"] = Value::String(nonce.to_string());
         body["enforce_nonce"] = Value::Bool(true);
-        // Whatever the caller set, mentions never ping from here.
-        body["allowed_mentions"] = serde_json::json!({ "parse": [] });
         // twilight's typed builder has no `enforce_nonce`; the raw request keeps its rate limiter.
-        let message: Message = self.send_json(&Route::CreateMessage { channel_id: channel.get() }, &body).await?;
+        let route = Route::CreateMessage { channel_id: channel.get() };
+        let message: Message = match self.send_message(&route, &body, &payload.files).await {
+            // Without Attach Files the message still goes out, saying what is missing.
+            Err(SendError::Rejected { code: MISSING_PERMISSIONS, .. }) if !payload.files.is_empty() => {
+                tracing::warn!(%channel, "the bot may not attach files here; posting without them");
+                let without = without_files(payload);
+                let mut body = message_body(&without);
+                body["nonce"] = Value::String(nonce.to_string());
+                body["enforce_nonce"] = Value::Bool(true);
+                self.send_json(&route, &body).await?
+            }
+            other => other?,
+        };
         Ok((channel, message.id))
     }
 
@@ -121,8 +166,7 @@ impl Discord {
         message: Id<MessageMarker>,
         payload: &MessagePayload,
     ) -> Result<(), SendError> {
-        let mut body = serde_json::to_value(payload).expect("payloads serialize");
-        body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+        let mut body = message_body(payload);
         // An edit keeps the fields it does not name: an edit here replaces the whole message.
         if body.get("content").is_none() {
             body["content"] = Value::String(String::new());
@@ -139,7 +183,7 @@ impl Discord {
             },
             None => Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() },
         };
-        let _: Message = self.send_json(&route, &body).await?;
+        let _: Message = self.send_message(&route, &body, &payload.files).await?;
         Ok(())
     }
 
@@ -151,8 +195,7 @@ impl Discord {
         webhook: &Webhook,
         payload: &MessagePayload,
     ) -> Result<(Id<ChannelMarker>, Id<MessageMarker>), SendError> {
-        let mut body = serde_json::to_value(payload).expect("payloads serialize");
-        body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+        let body = message_body(payload);
         let route = Route::ExecuteWebhook {
             thread_id: None,
             token: webhook.token(),
@@ -160,7 +203,7 @@ impl Discord {
             with_components: None,
             webhook_id: webhook.id.get(),
         };
-        let message: Message = self.send_json(&route, &body).await?;
+        let message: Message = self.send_message(&route, &body, &payload.files).await?;
         Ok((message.channel_id, message.id))
     }
 
@@ -360,13 +403,37 @@ impl Discord {
         .await
     }
 
+    /// A message body as JSON, or with its files as multipart
+    /// (`payload_json` plus `files[n]`), as [`Discord::send_json`].
+    async fn send_message<T: DeserializeOwned + Unpin + Send + 'static>(
+        &self,
+        route: &Route<'_>,
+        body: &Value,
+        files: &[FileUpload],
+    ) -> Result<T, SendError> {
+        if files.is_empty() {
+            return self.send_json(route, body).await;
+        }
+        let json = serde_json::to_vec(body).expect("a JSON value always serializes");
+        self.with_retries(|| {
+            let mut form = Form::new().json_part(b"payload_json", &json);
+            for (index, file) in files.iter().enumerate() {
+                let name = format!("files[{index}]");
+                form = form.file_part(name.as_bytes(), file.filename.as_bytes(), file.content.as_bytes());
+            }
+            let request = Request::builder(route).form(form).build().expect("a form always builds");
+            self.client.request::<T>(request)
+        })
+        .await
+    }
+
     /// One GET through twilight's raw path, as [`Discord::send_json`].
     async fn get_json<T: DeserializeOwned + Unpin + Send + 'static>(&self, route: &Route<'_>) -> Result<T, SendError> {
         self.with_retries(|| self.client.request::<T>(Request::from_route(route))).await
     }
 
-    /// Runs one request with a deadline per attempt, retrying 5xx answers,
-    /// 429s that twilight gave up on, and network failures with backoff.
+    /// Runs one request with a deadline per attempt, retrying 5xx answers
+    /// and network failures with backoff, and 429s after our own pause.
     async fn with_retries<T, F>(&self, mut attempt: F) -> Result<T, SendError>
     where
         T: DeserializeOwned + Unpin + Send + 'static,
@@ -375,9 +442,19 @@ impl Discord {
         let mut backoff = FIRST_BACKOFF;
         let mut last = String::new();
         for n in 1..=MAX_ATTEMPTS {
-            match tokio::time::timeout(ATTEMPT_TIMEOUT * 2, model(attempt())).await {
-                Ok(Ok(value)) => return Ok(value),
+            self.paced().await;
+            match tokio::time::timeout(ATTEMPT_TIMEOUT * 2, model(first_attempt_only(attempt()))).await {
+                Ok(Ok(value)) => {
+                    self.pacing.lock().expect("pacing lock").next = Duration::ZERO;
+                    return Ok(value);
+                }
                 Ok(Err(Failure::Fatal(err))) => return Err(err),
+                Ok(Err(Failure::RateLimited)) => {
+                    let pause = self.rate_limited();
+                    last = format!("rate limited (HTTP 429); every request pauses {} ms", pause.as_millis());
+                    tracing::warn!(attempt = n, reason = %last, "discord request failed, will retry");
+                    continue;
+                }
                 Ok(Err(Failure::Retry(reason))) => last = reason,
                 Err(_) => last = "the request timed out".to_owned(),
             }
@@ -389,6 +466,98 @@ impl Discord {
         }
         Err(SendError::Unavailable { attempts: MAX_ATTEMPTS, last })
     }
+
+    /// Waits out the pause after recent 429s.
+    async fn paced(&self) {
+        let until = self.pacing.lock().expect("pacing lock").until;
+        if let Some(until) = until.filter(|u| *u > Instant::now()) {
+            tokio::time::sleep_until(until.into()).await;
+        }
+    }
+
+    /// Records a 429 and starts (or lengthens) the pause every request waits out.
+    fn rate_limited(&self) -> Duration {
+        let mut pacing = self.pacing.lock().expect("pacing lock");
+        let pause = pacing.next.max(FIRST_RATE_LIMIT_PAUSE);
+        pacing.next = (pause * 2).min(MAX_RATE_LIMIT_PAUSE);
+        pacing.limited += 1;
+        let until = Instant::now() + pause;
+        pacing.until = Some(pacing.until.map_or(until, |u| u.max(until)));
+        pause
+    }
+
+    /// How close to Discord's limits the sidecar runs (`home`: the home channel, if any).
+    pub async fn headroom(&self, home: Option<Id<ChannelMarker>>) -> Headroom {
+        let (rate_limited, paused_ms) = {
+            let pacing = self.pacing.lock().expect("pacing lock");
+            let left = pacing.until.map(|u| u.saturating_duration_since(Instant::now())).unwrap_or_default();
+            (pacing.limited, u64::try_from(left.as_millis()).unwrap_or(u64::MAX))
+        };
+        let bucket = match (self.client.ratelimiter(), home) {
+            (Some(limiter), Some(home)) => {
+                let path = format!("channels/{home}/messages");
+                limiter
+                    .bucket(twilight_http_ratelimiting::Endpoint {
+                        method: twilight_http_ratelimiting::Method::Post,
+                        path,
+                    })
+                    .await
+            }
+            _ => None,
+        };
+        Headroom {
+            rate_limited,
+            paused_ms,
+            home_messages: bucket.map(|b| (b.remaining, b.limit)),
+            home_messages_reset_ms: bucket.map(|b| {
+                u64::try_from(b.reset_at.saturating_duration_since(Instant::now()).as_millis()).unwrap_or(u64::MAX)
+            }),
+        }
+    }
+}
+
+/// Lets twilight send a request once: it retries a 429 by itself, at once
+/// when the 429 is global or carries no rate-limit headers, which would
+/// hammer Discord. Its retry is cancelled instead (`RequestCanceled`), and
+/// [`Discord::with_retries`] pauses before trying again.
+fn first_attempt_only<T>(mut future: ResponseFuture<T>) -> ResponseFuture<T> {
+    let sent = Arc::new(AtomicBool::new(false));
+    future.set_pre_flight(move || !sent.swap(true, Ordering::SeqCst));
+    future
+}
+
+/// Discord's JSON body for `payload`: its files become `attachments`
+/// entries (their bytes travel as multipart parts), and mentions never ping,
+/// whatever the caller set.
+fn message_body(payload: &MessagePayload) -> Value {
+    let mut body = serde_json::to_value(payload).expect("payloads serialize");
+    if let Some(object) = body.as_object_mut() {
+        object.remove("files");
+    }
+    if !payload.files.is_empty() {
+        let attachments: Vec<Value> = payload
+            .files
+            .iter()
+            .enumerate()
+            .map(|(index, file)| serde_json::json!({ "id": index, "filename": file.filename }))
+            .collect();
+        body["attachments"] = Value::Array(attachments);
+    }
+    body["allowed_mentions"] = serde_json::json!({ "parse": [] });
+    body
+}
+
+/// `payload` without its files, saying in its text which ones are missing and why.
+fn without_files(payload: &MessagePayload) -> MessagePayload {
+    let names: Vec<&str> = payload.files.iter().map(|f| f.filename.as_str()).collect();
+    let note =
+        format!("({} not attached: the bot lacks the Attach Files permission in this channel)", names.join(", "));
+    let mut out = MessagePayload { files: Vec::new(), ..payload.clone() };
+    let content = out.content.take().unwrap_or_default();
+    let room = omp_discord_core::embed::limits::CONTENT.saturating_sub(note.chars().count() + 1);
+    let kept = omp_discord_core::embed::truncate_chars(&content, room);
+    out.content = Some(if kept.is_empty() { note } else { format!("{kept}\n{note}") });
+    out
 }
 
 fn client(token: Option<&Token>, api: &ApiBase) -> twilight_http::Client {
@@ -414,6 +583,7 @@ async fn once<T>(response: impl Future<Output = Result<Response<T>, twilight_htt
         Ok(Err(err)) => match Failure::from(err) {
             Failure::Fatal(err) => Err(err),
             Failure::Retry(last) => Err(SendError::Unavailable { attempts: 1, last }),
+            Failure::RateLimited => Err(SendError::Unavailable { attempts: 1, last: "rate limited (HTTP 429)".into() }),
         },
     }
 }
@@ -428,6 +598,8 @@ async fn model<T: DeserializeOwned + Unpin + Send + 'static>(
 enum Failure {
     Fatal(SendError),
     Retry(String),
+    /// Discord answered 429 (twilight's own retry was cancelled).
+    RateLimited,
 }
 
 impl From<twilight_http::Error> for Failure {
@@ -446,9 +618,9 @@ impl From<twilight_http::Error> for Failure {
                 Self::Fatal(SendError::Rejected { status, code, message })
             }
             ErrorType::RequestTimedOut => Self::Retry("the request timed out".to_owned()),
-            ErrorType::RequestError | ErrorType::RequestCanceled => {
-                Self::Retry("the connection to Discord failed".to_owned())
-            }
+            // Only our pre-flight check cancels: twilight was about to retry a 429.
+            ErrorType::RequestCanceled => Self::RateLimited,
+            ErrorType::RequestError => Self::Retry("the connection to Discord failed".to_owned()),
             _ => Self::Retry("Discord's answer could not be read".to_owned()),
         }
     }
@@ -509,5 +681,29 @@ mod tests {
             (10003, "Unknown Channel".into())
         );
         assert_eq!(describe_api_error(b"<html>").0, 0);
+    }
+
+    proptest::proptest! {
+        /// Whatever body an error answer has (a proxy's HTML, truncated or
+        /// odd JSON, an `errors` tree as deep as JSON parsing allows), it is
+        /// described without panicking.
+        #[test]
+        fn any_error_body_is_described(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256),
+            depth in 0usize..200,
+            code in proptest::prelude::any::<i64>(),
+        ) {
+            let _ = describe_api_error(&bytes);
+            let nested = format!(
+                r#"{{"code":{code},"message":"x","errors":{}{{"_errors":[{{"message":"deep"}}]}}{}}}"#,
+                r#"{"a":"#.repeat(depth),
+                "}".repeat(depth)
+            );
+            let (found, message) = describe_api_error(nested.as_bytes());
+            if depth < 120 {
+                proptest::prop_assert_eq!(found, u64::try_from(code).unwrap_or(0));
+                proptest::prop_assert!(message.contains("deep"), "{message}");
+            }
+        }
     }
 }

@@ -61,3 +61,118 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
         }
     }
 }
+
+/// Odd data in the events the sidecar takes from the gateway (anyone in the
+/// server shapes a message; a proxy or a Discord change may shape the rest):
+/// parsing never panics, an event that does not parse is an error the loop
+/// logs and skips, and a message that parses goes through inbound cleaning.
+#[cfg(test)]
+mod properties {
+    use omp_discord_core::inbound::prepare_inbound;
+    use omp_discord_emulator::{DEFAULT_HOME_CHANNEL_ID, DEFAULT_OWNER_USER_ID, EmulatorConfig, EmulatorState};
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+    use twilight_gateway::{Event, EventTypeFlags};
+    use twilight_model::gateway::event::GatewayEvent;
+
+    const WANTED: EventTypeFlags = EventTypeFlags::MESSAGE_CREATE.union(EventTypeFlags::INTERACTION_CREATE);
+
+    /// A MESSAGE_CREATE as the emulator dispatches it, and a button click's INTERACTION_CREATE.
+    fn real_events() -> Vec<Value> {
+        let state = EmulatorState::new(EmulatorConfig::default());
+        let message = state
+            .inject_message(DEFAULT_HOME_CHANNEL_ID, DEFAULT_OWNER_USER_ID, &json!({ "content": "run the tests" }))
+            .expect("the emulator takes a message");
+        let interaction = json!({
+            "id": "1100000000000009001", "application_id": "1100000000000000100", "type": 3,
+            "token": "interaction-token", "version": 1, "channel_id": DEFAULT_HOME_CHANNEL_ID.to_string(),
+            "guild_id": "1100000000000000001", "locale": "en-US",
+            "member": { "user": { "id": DEFAULT_OWNER_USER_ID.to_string(), "username": "owner", "discriminator": "0",
+                                  "avatar": null },
+                        "roles": [], "joined_at": "2024-01-01T00:00:00.000000+00:00", "deaf": false, "mute": false,
+                        "flags": 0, "permissions": "0" },
+            "data": { "custom_id": "omp:approve:7", "component_type": 2 },
+            "message": message.clone(), "app_permissions": "0", "attachment_size_limit": 10_485_760,
+            "context": 0, "entitlements": [], "authorizing_integration_owners": {}
+        });
+        [("MESSAGE_CREATE", message), ("INTERACTION_CREATE", interaction)]
+            .into_iter()
+            .map(|(t, d)| json!({ "op": 0, "s": 42, "t": t, "d": d }))
+            .collect()
+    }
+
+    fn parse(event: &Value) -> Result<Option<GatewayEvent>, twilight_gateway::error::ReceiveMessageError> {
+        twilight_gateway::parse(event.to_string(), WANTED)
+    }
+
+    /// Replaces the value at a random path (or removes it) with a value of another type.
+    fn mutate(value: &mut Value, path: &[prop::sample::Index], replacement: Option<Value>) {
+        let Some((step, rest)) = path.split_first() else { return };
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                let key = map.keys().nth(step.index(map.len())).cloned().expect("in range");
+                if rest.is_empty() || !matches!(map[&key], Value::Object(_) | Value::Array(_)) {
+                    match replacement {
+                        Some(new) => map.insert(key, new),
+                        None => map.remove(&key),
+                    };
+                } else {
+                    mutate(map.get_mut(&key).expect("present"), rest, replacement);
+                }
+            }
+            Value::Array(items) if !items.is_empty() => {
+                let at = step.index(items.len());
+                mutate(&mut items[at], rest, replacement);
+            }
+            other => *other = replacement.unwrap_or(Value::Null),
+        }
+    }
+
+    fn odd_value() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Value::Null)),
+            any::<i64>().prop_map(|n| Some(json!(n))),
+            any::<f64>().prop_map(|n| Some(json!(n))),
+            any::<bool>().prop_map(|b| Some(json!(b))),
+            any::<String>().prop_map(|s| Some(json!(s))),
+            Just(Some(json!("18446744073709551616"))),
+            Just(Some(json!([]))),
+            Just(Some(json!({}))),
+        ]
+    }
+
+    #[test]
+    fn the_unmutated_events_parse() {
+        for event in real_events() {
+            let parsed = parse(&event).unwrap_or_else(|e| panic!("{e}: {event}"));
+            assert!(matches!(parsed, Some(GatewayEvent::Dispatch(42, _))), "{event}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn odd_gateway_events_parse_or_fail_without_panicking(
+            which in 0usize..2,
+            mutations in prop::collection::vec((prop::collection::vec(any::<prop::sample::Index>(), 1..5), odd_value()), 1..4),
+            content in any::<String>(),
+            name in any::<String>(),
+        ) {
+            let mut event = real_events().swap_remove(which);
+            if which == 0 {
+                event["d"]["content"] = json!(content);
+                event["d"]["author"]["username"] = json!(name);
+            }
+            for (path, replacement) in mutations {
+                mutate(&mut event["d"], &path, replacement);
+            }
+            if let Ok(Some(GatewayEvent::Dispatch(_, event))) = parse(&event)
+                && let Event::MessageCreate(message) = Event::from(event)
+            {
+                let _ = prepare_inbound(&message.author.name, &message.content);
+            }
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //! - `discord`: twilight-http with deadlines, retry caps and readable errors.
 //! - this module: connections, the handshake, requests, and the delivery loop.
 
+mod controls;
 pub mod discord;
 pub mod gateway;
 mod headless;
@@ -39,6 +40,7 @@ use twilight_model::id::Id;
 
 use crate::config::Config;
 use discord::{Discord, SendError, THREAD_ALREADY_CREATED};
+use omp_discord_core::redact::redact_text;
 use omp_discord_core::report::{SessionStart, project_name, session_started};
 use omp_discord_core::thread::thread_name;
 use twilight_model::id::marker::ChannelMarker;
@@ -243,6 +245,11 @@ impl Sidecar {
             "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
             "threads": self.config.threads,
             "gateway": self.gateway_state.lock().expect("gateway state lock").clone(),
+            "rate_limits": match (&self.discord, &self.webhook) {
+                (Some(discord), _) => Some(discord.headroom(self.config.home_channel).await),
+                (None, Some(webhook)) => Some(webhook.headroom(None).await),
+                (None, None) => None,
+            },
             "attached_sessions": self.attached.lock().expect("attached lock").len(),
             "typing_sessions": self.typing.active(),
             "sessions": self.with_outbox(|outbox| outbox.recent_sessions(20)).ok().map(|sessions| {
@@ -271,9 +278,13 @@ impl Sidecar {
     /// connection (never from a spawned task), so the journal keeps each
     /// client's order. Returns the journal position and a receiver for the
     /// outcome, or the error frame to send.
-    fn accept(&self, request: NotifyRequest, host: &str) -> Result<(i64, oneshot::Receiver<ServerFrame>), ServerFrame> {
+    fn accept(
+        &self,
+        request: NotifyRequest,
+        host: &str,
+    ) -> Result<(i64, oneshot::Receiver<ServerFrame>), Box<ServerFrame>> {
         let id = request.id.clone();
-        let error = |code, message: String| ServerFrame::Error { id: Some(id.clone()), code, message };
+        let error = |code, message: String| Box::new(ServerFrame::Error { id: Some(id.clone()), code, message });
         let home = match (&self.discord, self.config.home_channel) {
             (Some(_), Some(channel)) => Some(channel),
             _ if self.webhook.is_some() => None,
@@ -290,6 +301,7 @@ impl Sidecar {
         let mut payload = request.message;
         // The shim redacted already; redact again so no client can bypass it.
         redact_payload(&mut payload);
+        self.observe_card(&request.session.id, request.key.as_deref(), request.edit, &mut payload);
         if let Err(err) = validate_message(&payload) {
             return Err(error(ErrorCode::InvalidMessage, err.to_string()));
         }
@@ -309,7 +321,12 @@ impl Sidecar {
             (None, None) => WEBHOOK_DESTINATION.to_owned(),
             (Some(raw), Some(_)) => match parse_id::<ChannelMarker>(raw) {
                 Some(named) => format!("{CHANNEL_PREFIX}{named}"),
-                None => return Err(error(ErrorCode::UnknownChannel, format!("{raw:?} is not a channel id"))),
+                None => {
+                    return Err(error(
+                        ErrorCode::UnknownChannel,
+                        format!("{:?} is not a channel id", redact_text(raw)),
+                    ));
+                }
             },
             (None, Some(_)) if self.config.threads => format!("{SESSION_PREFIX}{}", session.id),
             (None, Some(home)) => {
@@ -330,6 +347,7 @@ impl Sidecar {
         });
         match journaled {
             Ok(seq) => {
+                crate::failpoint::hit("after_journal");
                 tracing::debug!(seq, request_id = %id, "message journaled");
                 self.typing.observe(&session.id, request.key.as_deref(), request.edit, &payload);
                 self.wake.notify_one();
@@ -500,6 +518,9 @@ impl Sidecar {
     /// A button click from the gateway: an allowed person's first decision on
     /// a pending approval counts; everyone else is told why not, privately.
     pub async fn on_interaction(&self, interaction: &Interaction) {
+        if self.on_run_control(interaction).await {
+            return;
+        }
         if let Some(InteractionData::ApplicationCommand(data)) = &interaction.data {
             let data = serde_json::to_value(data).unwrap_or_default();
             return self.on_command(interaction, data).await;
@@ -693,11 +714,17 @@ impl Sidecar {
             .collect();
         files.sort();
         let mut journaled = 0;
-        for file in files {
+        for spooled in files {
+            // Claimed by renaming, as the shim does: of the two, exactly one journals a file.
+            let file = spooled.with_extension("jsonl.importing");
+            if std::fs::rename(&spooled, &file).is_err() {
+                continue;
+            }
             let text = match std::fs::read_to_string(&file) {
                 Ok(text) => text,
                 Err(err) => {
                     tracing::warn!(file = %file.display(), error = %err, "cannot read a spool file; left in place");
+                    let _ = std::fs::rename(&file, &spooled);
                     continue;
                 }
             };
@@ -763,23 +790,28 @@ impl Sidecar {
     }
 
     /// The session's shim handed a reply to OMP: never send it again, and
-    /// show the author it arrived.
-    async fn ack_inbound(self: &Arc<Self>, message_id: &str) {
-        let Some(id) = parse_id::<MessageMarker>(message_id) else { return };
+    /// show the bot typing in its thread while the agent works. Returns the
+    /// reply's thread and id, to show the author it arrived.
+    fn ack_inbound(self: &Arc<Self>, message_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
+        let id = parse_id::<MessageMarker>(message_id)?;
         if let Err(err) = self.with_outbox(|o| o.ack_inbound(id.get(), now_ms())) {
             tracing::error!(error = %err, "cannot record a reply's delivery");
-            return;
+            return None;
         }
-        let origin = self.with_outbox(|o| o.inbound_session(id.get())).ok().flatten();
-        let Some((session_id, Some(thread))) = origin else { return };
-        let Some(thread) = parse_id(&thread) else { return };
+        let (session_id, thread) = self.with_outbox(|o| o.inbound_session(id.get())).ok().flatten()?;
+        let thread = parse_id(&thread?)?;
+        // Started here, in frame order, so the run's last report (a later frame) stops it.
+        self.start_typing(&session_id, thread);
+        Some((thread, id))
+    }
+
+    /// The bot's ✅ on a reply that reached OMP.
+    async fn show_received(&self, thread: Id<ChannelMarker>, id: Id<MessageMarker>) {
         if let Some(discord) = &self.discord
             && let Err(err) = discord.react(thread, id, "✅").await
         {
             tracing::debug!(error = %err, "could not react to a reply");
         }
-        // The agent is on it: show it typing until the run's last report lands.
-        self.start_typing(&session_id, thread);
     }
 
     fn report(&self, seq: i64, frame: ServerFrame) {
@@ -845,7 +877,9 @@ impl Sidecar {
                     }
                 };
                 let nonce = session.starter_nonce.parse().unwrap_or_default();
+                crate::failpoint::hit("before_starter");
                 let (_, id) = discord.create_message(home, payload, nonce).await?;
+                crate::failpoint::hit("after_starter_before_record");
                 self.with_outbox(|o| o.set_starter(session_id, &id.to_string())).map_err(record)?;
                 (id, starter.is_some())
             }
@@ -856,6 +890,7 @@ impl Sidecar {
             Err(err) if err.code() == Some(THREAD_ALREADY_CREATED) => starter_id.cast(),
             Err(err) => return Err(err),
         };
+        crate::failpoint::hit("after_thread_before_record");
         self.with_outbox(|o| {
             o.set_thread(session_id, &thread.to_string())?;
             o.set_named_with_prompt(session_id, session.prompt.is_some())
@@ -936,6 +971,7 @@ impl Sidecar {
             self.finish_failed(batch, "unknown destination").await;
             return true;
         };
+        crate::failpoint::hit("before_send");
         let sent = match target {
             Ok(channel) => match self.post_or_edit(discord, head, channel, &message, nonce).await {
                 Err(err) if err.code() == Some(UNKNOWN_CHANNEL) && destination.starts_with(SESSION_PREFIX) => {
@@ -1013,6 +1049,7 @@ impl Sidecar {
                 tracing::error!(error = %err, "cannot remember a keyed message");
             }
         }
+        crate::failpoint::hit("after_send_before_mark");
         if let Err(err) = self.with_outbox(|o| o.mark_delivered(seqs, &message_id.to_string(), now_ms())) {
             // Sent but not recorded: the resend reuses the nonce, so Discord will not post twice.
             tracing::error!(error = %err, "cannot record a delivery");
@@ -1185,9 +1222,12 @@ fn verdict_reason(approval: &outbox::Approval) -> String {
 
 /// Records a session the sidecar hears of (a notify, an attach, an approval),
 /// with the nonce its thread's starter message will use.
+/// The prompt and directory are redacted again, so no client can bypass it.
 fn record_session(outbox: &mut Outbox, session: &SessionRef, host: &str, now: i64) -> Result<(), OutboxError> {
     let starter_nonce = fresh_nonce(&session.id, "starter").to_string();
-    outbox.touch_session(&session.id, session.cwd.as_deref(), session.prompt.as_deref(), host, &starter_nonce, now)
+    let prompt = session.prompt.as_deref().map(redact_text);
+    let cwd = session.cwd.as_deref().map(redact_text);
+    outbox.touch_session(&session.id, cwd.as_deref(), prompt.as_deref(), host, &starter_nonce, now)
 }
 
 fn inbound_frame(inbound: Inbound) -> ServerFrame {
@@ -1344,6 +1384,13 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                         version: env!("CARGO_PKG_VERSION").to_owned(),
                         report: sidecar.config.report.clone(),
                         approvals: serde_json::to_value(&sidecar.approvals).unwrap_or_default(),
+                        host: rustix::system::uname().nodename().to_string_lossy().into_owned(),
+                        spool: sidecar
+                            .config
+                            .state_dir
+                            .join(omp_discord_core::paths::SPOOL_DIR_NAME)
+                            .display()
+                            .to_string(),
                     };
                     let _ = tx.send(welcome).await;
                 }
@@ -1374,10 +1421,10 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                         Some((id, outcome))
                     }
                     Err(reply) => {
-                        if let ServerFrame::Error { code, message, .. } = &reply {
+                        if let ServerFrame::Error { code, message, .. } = &*reply {
                             tracing::debug!(request_id = %id, %code, %message, "message refused");
                         }
-                        let _ = tx.send(reply).await;
+                        let _ = tx.send(*reply).await;
                         continue;
                     }
                 }
@@ -1396,7 +1443,13 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                 continue;
             }
             ClientFrame::InboundAck { id, message_id } => {
-                sidecar.ack_inbound(&message_id).await;
+                // Journaled before the next frame; Discord's ✅ and typing follow on
+                // their own, so acknowledgements never queue behind REST calls (a
+                // backlog of them would be offered again after a restart).
+                if let Some((thread, message)) = sidecar.ack_inbound(&message_id) {
+                    let sidecar = sidecar.clone();
+                    tasks.spawn(async move { sidecar.show_received(thread, message).await });
+                }
                 let _ = tx.send(ServerFrame::Ok { id }).await;
                 continue;
             }
@@ -1454,8 +1507,8 @@ fn spawn_request(tasks: &TaskTracker, sidecar: &Arc<Sidecar>, tx: &mpsc::Sender<
             ClientFrame::Approve { id, session, tool_call_id, tool, input } => {
                 sidecar.approve(id, session, tool_call_id, tool, input).await
             }
-            ClientFrame::Read { id, channel_id, session, limit, before } => {
-                sidecar.read(id, channel_id, session, limit, before).await
+            ClientFrame::Read { id, channel_id, session, limit, before, after } => {
+                sidecar.read(id, channel_id, session, limit, before, after).await
             }
             ClientFrame::Directory { id, guild_id } => sidecar.directory(id, guild_id).await,
             ClientFrame::Ask { id, session, ask_id, question, options, timeout_secs } => {

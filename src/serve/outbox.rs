@@ -326,6 +326,7 @@ impl Outbox {
         let tx = self.conn.transaction()?;
         for (version, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
             tx.execute_batch(sql)?;
+            crate::failpoint::hit("during_migration");
             tx.pragma_update(None, "user_version", i64::try_from(version).expect("few migrations") + 1)?;
         }
         tx.commit()?;

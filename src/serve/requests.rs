@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use omp_discord_core::ask::{question_message, settled_message};
-use omp_discord_core::protocol::{ChannelInfo, ChannelMessage, ErrorCode, GuildInfo, ServerFrame, SessionRef};
+use omp_discord_core::protocol::{
+    AttachmentInfo, ChannelInfo, ChannelMessage, ErrorCode, GuildInfo, ServerFrame, SessionRef,
+};
 use omp_discord_core::report::project_name;
 use tokio::sync::oneshot;
 use twilight_model::channel::{ChannelType, Message};
@@ -73,6 +75,11 @@ fn channel_message(message: &Message) -> ChannelMessage {
         bot: message.author.bot,
         content: content.trim().to_owned(),
         timestamp: message.timestamp.iso_8601().to_string(),
+        attachments: message
+            .attachments
+            .iter()
+            .map(|a| AttachmentInfo { filename: a.filename.clone(), size: a.size, url: a.url.clone() })
+            .collect(),
     }
 }
 
@@ -88,7 +95,8 @@ fn channel_kind(kind: ChannelType) -> Option<&'static str> {
 }
 
 impl Sidecar {
-    /// `discord_read`: the newest messages of a channel, or of the session's thread.
+    /// `discord_read`: the newest messages of a channel, or of the session's
+    /// thread (older than `before`, or the oldest newer than `after`).
     pub(super) async fn read(
         &self,
         id: String,
@@ -96,6 +104,7 @@ impl Sidecar {
         session: Option<SessionRef>,
         limit: u8,
         before: Option<String>,
+        after: Option<String>,
     ) -> ServerFrame {
         let Some(discord) = &self.discord else { return not_configured(id) };
         let unknown =
@@ -103,7 +112,12 @@ impl Sidecar {
         let channel: Id<ChannelMarker> = match (channel_id, session) {
             (Some(raw), _) => match parse_id(&raw) {
                 Some(channel) => channel,
-                None => return unknown(id, format!("{raw:?} is not a channel id")),
+                None => {
+                    return unknown(
+                        id,
+                        format!("{:?} is not a channel id", omp_discord_core::redact::redact_text(&raw)),
+                    );
+                }
             },
             (None, Some(session)) => {
                 let thread = self.with_outbox(|o| o.session(&session.id)).ok().flatten().and_then(|s| s.thread_id);
@@ -122,7 +136,15 @@ impl Sidecar {
             (None, None) => return unknown(id, "name the channel to read (channelId)".into()),
         };
         let before: Option<Id<MessageMarker>> = before.as_deref().and_then(parse_id);
-        match discord.channel_messages(channel, limit, before).await {
+        let read = match after.as_deref().and_then(parse_id) {
+            // Oldest first from Discord's client; the answer lists newest first like any read.
+            Some(after) => discord.channel_messages_after(channel, after, limit).await.map(|mut messages| {
+                messages.reverse();
+                messages
+            }),
+            None => discord.channel_messages(channel, limit, before).await,
+        };
+        match read {
             Ok(messages) => ServerFrame::Messages {
                 id,
                 channel_id: channel.to_string(),
@@ -162,6 +184,15 @@ impl Sidecar {
                 })
                 .collect();
             out.push(GuildInfo { id: guild.id.to_string(), name: guild.name, channels });
+        }
+        if let Some(wanted) = guild_id.filter(|_| out.is_empty()) {
+            return ServerFrame::Error {
+                id: Some(id),
+                code: ErrorCode::UnknownChannel,
+                message: format!(
+                    "the bot is in no server (guild) with id {wanted}; call discord_channels without guildId to list them"
+                ),
+            };
         }
         ServerFrame::Directory { id, guilds: out }
     }

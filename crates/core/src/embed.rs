@@ -46,6 +46,52 @@ pub mod limits {
     pub const EMBED_TOTAL: usize = 6000;
     /// Characters in a thread name.
     pub const THREAD_NAME: usize = 100;
+    /// Files attached to one message.
+    pub const FILES: usize = 10;
+    /// Bytes of all files of one message together. Discord takes far more
+    /// (10 MB); omp-discord keeps a message within one socket frame and one
+    /// journal row, which is plenty for a log or a diff.
+    pub const FILES_BYTES: usize = 96 * 1024;
+    /// Characters in a file name.
+    pub const FILENAME: usize = 100;
+}
+
+/// A small text file attached to a message (a log, a diff, a long output).
+/// The sidecar journals it with the message and uploads it as multipart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileUpload {
+    /// The name Discord shows, e.g. `build.log` (see [`file_name`]).
+    pub filename: String,
+    /// The file's text (UTF-8), redacted like everything else.
+    pub content: String,
+}
+
+/// A safe attachment name from whatever the caller gave: the last path
+/// component, with anything but letters, digits, `.`, `-` and `_` replaced by
+/// `_`, no leading dot, at most [`limits::FILENAME`] characters (the
+/// extension kept). `None` when nothing usable is left.
+///
+/// ```
+/// use omp_discord_core::embed::file_name;
+///
+/// assert_eq!(file_name("../logs/build output.log").as_deref(), Some("build_output.log"));
+/// assert_eq!(file_name("/").as_deref(), None);
+/// ```
+#[must_use]
+pub fn file_name(raw: &str) -> Option<String> {
+    let base = raw.trim().rsplit(['/', '\\']).next().unwrap_or_default();
+    let mut name: String =
+        base.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
+    name = name.trim_start_matches('.').to_owned();
+    if name.trim_matches(['_', '.']).is_empty() {
+        return None;
+    }
+    if name.len() > limits::FILENAME {
+        let ext = name.rfind('.').map(|dot| name[dot..].to_owned()).filter(|e| e.len() <= 16).unwrap_or_default();
+        name.truncate(limits::FILENAME - ext.len());
+        name.push_str(&ext);
+    }
+    Some(name)
 }
 
 /// A message as sent to Discord's create-message endpoint.
@@ -63,6 +109,10 @@ pub struct MessagePayload {
     /// Buttons (approvals).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<twilight_model::channel::message::Component>,
+    /// Text files uploaded with the message (not part of Discord's JSON body:
+    /// the sidecar sends them as multipart `files[n]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileUpload>,
 }
 
 /// How a notification is coloured and labelled.
@@ -153,7 +203,9 @@ pub fn build_notification(note: &Notification, project: &str) -> MessagePayload 
 #[must_use]
 pub fn coalesce(queue: &[MessagePayload]) -> Option<(MessagePayload, usize)> {
     let first = queue.first()?;
-    let mergeable = |p: &MessagePayload| p.content.is_none() && !p.embeds.is_empty() && p.components.is_empty();
+    let mergeable = |p: &MessagePayload| {
+        p.content.is_none() && !p.embeds.is_empty() && p.components.is_empty() && p.files.is_empty()
+    };
     if !mergeable(first) {
         return Some((first.clone(), 1));
     }
@@ -201,6 +253,15 @@ pub fn redact_payload(payload: &mut MessagePayload) {
         for field in &mut embed.fields {
             redact(&mut field.name);
             redact(&mut field.value);
+        }
+    }
+    for file in &mut payload.files {
+        // Files never ping, so only secrets are replaced; the name is made safe again.
+        if let std::borrow::Cow::Owned(clean) = redact_text(&file.content) {
+            file.content = clean;
+        }
+        if let std::borrow::Cow::Owned(clean) = redact_text(&file.filename) {
+            file.filename = file_name(&clean).unwrap_or_else(|| "file.txt".to_owned());
         }
     }
     payload.allowed_mentions = AllowedMentions::default();
@@ -282,6 +343,7 @@ pub(crate) fn single_embed(embed: Embed) -> MessagePayload {
         embeds: vec![embed],
         allowed_mentions: AllowedMentions::default(),
         components: Vec::new(),
+        files: Vec::new(),
     }
 }
 
@@ -368,9 +430,25 @@ pub fn embed_chars(embed: &Embed) -> usize {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmbedError {
-    /// The message has no content and no embeds.
-    #[error("the message is empty: it needs content or at least one embed")]
+    /// The message has no content, no embeds and no files.
+    #[error("the message is empty: it needs content, an embed or a file")]
     Empty,
+    /// Attached data is too big.
+    #[error("the {what} are {bytes} bytes, but the max is {max} bytes")]
+    TooLarge {
+        /// What was measured (e.g. "files together").
+        what: &'static str,
+        /// Its size in bytes.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A file name Discord would mangle or refuse.
+    #[error("the file name {name:?} is not usable: use letters, digits, '.', '-' and '_' (e.g. build.log)")]
+    BadFilename {
+        /// The name as given.
+        name: String,
+    },
     /// A text part is too long.
     #[error("the {part} is {chars} characters long, but the max is {max}")]
     TooLong {
@@ -406,9 +484,10 @@ pub enum EmbedError {
 /// The first limit the payload breaks.
 pub fn validate_message(payload: &MessagePayload) -> Result<(), EmbedError> {
     let content = payload.content.as_deref().unwrap_or("");
-    if content.trim().is_empty() && payload.embeds.is_empty() {
+    if content.trim().is_empty() && payload.embeds.is_empty() && payload.files.is_empty() {
         return Err(EmbedError::Empty);
     }
+    validate_files(&payload.files)?;
     check_len("content", content, limits::CONTENT)?;
     if payload.embeds.len() > limits::EMBEDS {
         return Err(EmbedError::TooMany { what: "embeds", count: payload.embeds.len(), max: limits::EMBEDS });
@@ -449,6 +528,28 @@ pub fn validate_message(payload: &MessagePayload) -> Result<(), EmbedError> {
             chars: total,
             max: limits::EMBED_TOTAL,
         });
+    }
+    Ok(())
+}
+
+/// Checks attached files: how many, their names ([`file_name`] leaves a
+/// good name unchanged) and their size together.
+///
+/// # Errors
+///
+/// The first limit the files break.
+pub fn validate_files(files: &[FileUpload]) -> Result<(), EmbedError> {
+    if files.len() > limits::FILES {
+        return Err(EmbedError::TooMany { what: "files", count: files.len(), max: limits::FILES });
+    }
+    for file in files {
+        if file_name(&file.filename).as_deref() != Some(file.filename.as_str()) {
+            return Err(EmbedError::BadFilename { name: truncate_chars(&file.filename, 120) });
+        }
+    }
+    let bytes: usize = files.iter().map(|f| f.content.len()).sum();
+    if bytes > limits::FILES_BYTES {
+        return Err(EmbedError::TooLarge { what: "files together", bytes, max: limits::FILES_BYTES });
     }
     Ok(())
 }
@@ -522,6 +623,7 @@ mod tests {
             embeds: vec![],
             allowed_mentions: Default::default(),
             components: vec![],
+            files: vec![],
         };
         assert_eq!(validate_message(&payload), Err(EmbedError::Empty));
     }
@@ -587,6 +689,7 @@ mod tests {
             embeds: vec![],
             allowed_mentions: Default::default(),
             components: vec![],
+            files: vec![],
         };
         assert_eq!(coalesce(&[text.clone(), big.clone()]).unwrap().1, 1);
         assert_eq!(coalesce(&[big, text]).unwrap().1, 1);

@@ -42,13 +42,14 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    /// Whether the run ended in an error. A run someone stopped is not a
-    /// failure, though OMP gives it an error message ("Interrupted by user").
+    /// Whether the run ended in an error.
     #[must_use]
     pub fn failed(&self) -> bool {
+        // An abort is someone's decision (Stop, Esc), not a failure, even though
+        // OMP gives the aborted message an error text.
         match self.stop_reason.as_deref() {
-            Some("error") => true,
             Some("aborted") => false,
+            Some("error") => true,
             _ => self.error.is_some(),
         }
     }

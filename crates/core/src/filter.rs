@@ -17,6 +17,10 @@
 //! 3. `agent_end` edits the card one last time into the "Run finished" (or
 //!    failed) summary, at once; an answer too long for it follows in parts.
 //!
+//! The card carries the run buttons of [`crate::controls`]: Stop while the run
+//! goes, Retry and Continue once it ended; the next `agent_start` edits the
+//! previous card without them.
+//!
 //! Tool errors are posted as they happen, except that errors within one
 //! interval of the last error post wait and go out together as one message.
 //!
@@ -44,6 +48,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::controls::{self, CardState};
 use crate::embed::{MessagePayload, truncate_chars};
 use crate::event::{RunSummary, summarize_agent_end};
 use crate::redact::redact_text;
@@ -268,8 +273,6 @@ const BURST_CAP: usize = 10_000;
 /// Tool call ids remembered per run (to count each call once); beyond this a
 /// runaway run's calls are no longer told apart.
 const CALLS_CAP: usize = 100_000;
-/// Characters of a tool's error text kept for its message (redacted first).
-const ERROR_KEEP: usize = 4000;
 
 /// Items waiting to go out together as one message.
 #[derive(Debug)]
@@ -351,6 +354,23 @@ pub struct SessionReporter {
     anonymous_calls: u64,
     errors: Burst<ToolFailure>,
     calls: Burst<ToolUse>,
+    /// The last ended run's card (key, payload) while its Retry / Continue
+    /// buttons are on it: the next run takes them off.
+    ended_card: Option<(String, MessagePayload)>,
+    /// How many messages the session had at the last `agent_end`: OMP hands
+    /// extensions the whole conversation, and a run is what came after.
+    messages_seen: Option<usize>,
+}
+
+/// Where this run's messages start in the whole conversation `messages`:
+/// after what the last `agent_end` showed, or (for the first run seen, e.g.
+/// of a resumed session, or after a compaction shortened the history) at
+/// the last prompt.
+fn run_start(messages: &[Value], seen: Option<usize>) -> usize {
+    match seen {
+        Some(seen) if seen <= messages.len() => seen,
+        _ => messages.iter().rposition(|m| m["role"] == "user").unwrap_or(0),
+    }
 }
 
 impl SessionReporter {
@@ -375,6 +395,8 @@ impl SessionReporter {
             anonymous_calls: 0,
             errors: Burst::default(),
             calls: Burst::default(),
+            ended_card: None,
+            messages_seen: None,
         }
     }
 
@@ -485,6 +507,17 @@ impl SessionReporter {
             // An agent_end went missing: close the old card instead of leaving it "running".
             self.finish_run(stale, None, now_ms, out);
         }
+        // A new run makes the last card's Retry / Continue stale.
+        if let Some((key, mut payload)) = self.ended_card.take() {
+            match out.iter_mut().find(|report| report.key() == Some(key.as_str())) {
+                // The run closed just now: its final card goes out without them.
+                Some(Report::Edit { payload, .. } | Report::Post { payload, .. }) => controls::strip(payload),
+                None => {
+                    controls::strip(&mut payload);
+                    out.push(Report::Edit { key, payload });
+                }
+            }
+        }
         self.run = Some(self.new_run(Some(now_ms)));
     }
 
@@ -572,7 +605,7 @@ impl SessionReporter {
         if first_failure && self.level() >= Level::Normal && self.config.tool_selected(&name) {
             let name_only = |f: ToolFailure| ToolFailure { tool: f.tool, ..Default::default() };
             // Redact before cutting: half a secret would not be recognised.
-            let error = truncate_chars(&redact_text(&content_text(result)), ERROR_KEEP);
+            let error = truncate_chars(&redact_text(&content_text(result)), report::OUTPUT_KEEP);
             self.errors.push(ToolFailure { tool: name, input: Value::String(input), error }, name_only);
         }
     }
@@ -599,7 +632,10 @@ impl SessionReporter {
     }
 
     fn on_agent_end(&mut self, event: &Value, now_ms: u64, out: &mut Vec<Report>) {
-        let mut summary = summarize_agent_end(event);
+        let messages = event["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let start = run_start(messages, self.messages_seen);
+        self.messages_seen = Some(messages.len());
+        let mut summary = summarize_agent_end(&serde_json::json!({ "messages": &messages[start..] }));
         let mut run = match self.run.take() {
             Some(run) => run,
             None => self.new_run(None),
@@ -639,12 +675,16 @@ impl SessionReporter {
             summary.failed() || (long_enough && summary.stop_reason.as_deref() != Some("interrupted"));
         let mut payload = report::run_finished(&summary, &self.project);
         self.mark(&mut payload);
+        if !(run.card_posted || worth_reporting) {
+            return self.forget_calls();
+        }
+        if self.add_controls(&mut payload, &run.key, CardState::Finished) {
+            self.ended_card = Some((run.key.clone(), payload.clone()));
+        }
         if run.card_posted {
             out.push(Report::Edit { key: run.key, payload });
-        } else if worth_reporting {
-            out.push(Report::Post { key: Some(run.key), payload });
         } else {
-            return self.forget_calls();
+            out.push(Report::Post { key: Some(run.key), payload });
         }
         if report::answer_overflows(&summary) {
             let answer = summary.answer.as_deref().unwrap_or_default();
@@ -678,6 +718,7 @@ impl SessionReporter {
         }
         let mut payload = report::run_card(&card_of(run, now_ms), &self.project);
         self.mark(&mut payload);
+        self.add_controls(&mut payload, &run.key, CardState::Running);
         let Some(run) = &mut self.run else { return };
         run.card_posted = true;
         run.last_card_ms = now_ms;
@@ -693,8 +734,13 @@ impl SessionReporter {
         let interval = self.config.interval_ms();
         if let Some(failures) = self.errors.take_due(now_ms, interval, force) {
             let mut payload = report::tool_errors(&failures, &self.project);
+            let rest = report::attach_full_errors(&mut payload, &failures);
             self.mark(&mut payload);
             out.push(Report::Post { key: None, payload });
+            for mut part in rest {
+                self.mark(&mut part);
+                out.push(Report::Post { key: None, payload: part });
+            }
         }
         if let Some(calls) = self.calls.take_due(now_ms, interval, force) {
             let mut payload = report::tool_calls(&calls, &self.project);
@@ -707,6 +753,17 @@ impl SessionReporter {
         if self.session.is_subagent() {
             report::mark_subagent(payload);
         }
+    }
+
+    /// Puts the run-control buttons on the current run's card (not on a
+    /// subagent's: people drive the main session). Returns whether it did.
+    fn add_controls(&self, payload: &mut MessagePayload, key: &str, state: CardState) -> bool {
+        let Some((_, card)) = controls::parse_card_key(key) else { return false };
+        if self.session.is_subagent() {
+            return false;
+        }
+        controls::add_buttons(payload, state, card, &self.session.id);
+        true
     }
 
     fn session_key(&self) -> String {
@@ -949,13 +1006,55 @@ mod tests {
             &json!({ "type": "tool_call", "toolCallId": "1", "toolName": "bash", "input": { "command": command } }),
             0,
         );
-        let error = format!("{} {secret} tail", "e".repeat(ERROR_KEEP - 10));
+        let error = format!("{} {secret} tail", "e".repeat(report::OUTPUT_KEEP - 10));
         let event = json!({ "type": "tool_result", "toolCallId": "1", "toolName": "bash", "isError": true,
                             "content": [{ "type": "text", "text": error }] });
         let out = r.on_event(&event, 1);
-        assert_eq!(titles(&out), ["Tool error: bash"]);
+        assert_eq!(titles(&out)[0], "Tool error: bash");
+        assert!(titles(&out)[1..].iter().all(|t| t.starts_with("Full output of bash")), "{:?}", titles(&out));
         let json = serde_json::to_string(&out).unwrap();
         assert!(!json.contains("ghp_"), "{json}");
+    }
+
+    fn failure(id: &str, text: &str) -> Value {
+        json!({ "type": "tool_result", "toolCallId": id, "toolName": "bash", "isError": true,
+                "content": [{ "type": "text", "text": text }] })
+    }
+
+    #[test]
+    fn a_long_tool_error_arrives_whole_as_a_file() {
+        let mut r = reporter(ReportConfig::default());
+        let output: String = (0..1200).map(|n| format!("line {n:05} of the build log\n")).collect();
+        assert!(output.len() > 30_000);
+        let out = r.on_event(&failure("1", &output), 1);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let payload = out[0].payload();
+        validate_message(payload).unwrap();
+        assert_eq!(payload.files.len(), 1);
+        assert_eq!(payload.files[0].filename, "bash-output.txt");
+        assert_eq!(payload.files[0].content, output);
+        // A short error stays in the message alone.
+        let out = r.on_event(&failure("2", "exit 1"), 100 * SEC);
+        assert!(out[0].payload().files.is_empty());
+    }
+
+    #[test]
+    fn output_too_big_for_a_file_follows_in_parts() {
+        let mut r = reporter(ReportConfig::default());
+        let output: String = (0..3000).map(|n| format!("line {n:05} of a very long build log\n")).collect();
+        assert!(output.len() > crate::embed::limits::FILES_BYTES && output.len() < report::OUTPUT_KEEP);
+        let out = r.on_event(&failure("1", &output), 1);
+        assert!(out.len() > 2, "{}", out.len());
+        assert!(out[0].payload().files.is_empty());
+        let mut joined = String::new();
+        for report in &out[1..] {
+            validate_message(report.payload()).unwrap();
+            for embed in &report.payload().embeds {
+                let block = embed.description.as_deref().unwrap();
+                joined.push_str(block.trim_start_matches("```text\n").trim_end_matches("\n```"));
+            }
+        }
+        assert!(joined == output, "joined {} of {} bytes", joined.len(), output.len());
     }
 
     #[test]
@@ -1032,12 +1131,15 @@ mod tests {
     fn will_continue_keeps_one_run() {
         let mut r = reporter(ReportConfig::default());
         r.on_event(&json!({ "type": "agent_start" }), 0);
-        let retry = json!({ "type": "agent_end", "willContinue": true, "messages": [
-            { "role": "assistant", "stopReason": "error", "errorMessage": "overloaded", "content": [] }] });
+        let failed = json!({ "role": "assistant", "stopReason": "error", "errorMessage": "overloaded", "content": [] });
+        let retry = json!({ "type": "agent_end", "willContinue": true, "messages": [failed] });
         let out = r.on_event(&retry, SEC);
         assert!(out.is_empty(), "{:?}", kinds(&out));
         assert!(r.on_event(&json!({ "type": "agent_start" }), 2 * SEC).is_empty());
-        let out = r.on_event(&agent_end("stop"), 8 * SEC);
+        // OMP hands extensions the whole conversation: the failed turn, then the retried one.
+        let mut end = agent_end("stop");
+        end["messages"].as_array_mut().unwrap().insert(0, failed);
+        let out = r.on_event(&end, 8 * SEC);
         assert_eq!(kinds(&out), ["edit card:s:1"]);
         let embed = &out[0].payload().embeds[0];
         assert_eq!(embed.title.as_deref(), Some("Run finished"));
@@ -1051,11 +1153,15 @@ mod tests {
         r.on_event(&json!({ "type": "agent_start" }), 0);
         r.on_event(&agent_end("stop"), SEC);
         let out = r.on_event(&json!({ "type": "agent_start" }), 2 * SEC);
-        assert_eq!(kinds(&out), ["post card:s:2"]);
+        // The last card's Retry / Continue come off as the next run starts.
+        assert_eq!(kinds(&out), ["edit card:s:1", "post card:s:2"]);
+        assert!(out[0].payload().components.is_empty(), "{out:?}");
+        assert_eq!(controls::state_of(out[1].payload()), Some(CardState::Running));
         // A run whose agent_end went missing is closed when the next starts.
         let out = r.on_event(&json!({ "type": "agent_start" }), 3 * SEC);
         assert_eq!(kinds(&out), ["edit card:s:2", "post card:s:3"]);
         assert_eq!(titles(&out)[0], "Run interrupted");
+        assert!(out[0].payload().components.is_empty(), "a closed stale run offers no buttons");
     }
 
     #[test]
@@ -1068,6 +1174,33 @@ mod tests {
         assert_eq!(titles(&out), ["Tool error: bash", "Run interrupted"]);
         assert_eq!(kinds(&out), ["post -", "edit card:s:1"]);
         assert!(r.tick(100 * SEC).is_empty());
+    }
+
+    #[test]
+    fn a_run_summary_counts_only_that_runs_messages() {
+        let user = |text: &str| json!({ "role": "user", "content": text });
+        let call = |id: &str| {
+            json!({ "role": "assistant", "stopReason": "toolUse",
+                    "content": [{ "type": "toolCall", "id": id, "name": "bash", "arguments": {} }] })
+        };
+        let answer = |text: &str| json!({ "role": "assistant", "stopReason": "stop", "content": [{ "type": "text", "text": text }] });
+        let result = |id: &str| json!({ "role": "toolResult", "toolCallId": id, "content": [] });
+        let fields = |reports: &[Report]| -> String {
+            let embed = &reports.last().unwrap().payload().embeds[0];
+            embed.fields.iter().map(|f| format!("{}={}", f.name, f.value)).collect::<Vec<_>>().join(";")
+        };
+        // A resumed session: its history holds an earlier run the reporter never saw.
+        let mut history = vec![user("old"), call("a"), result("a"), answer("old done")];
+        history.extend([user("deploy"), call("b"), result("b"), call("c"), result("c"), answer("deployed")]);
+        let mut reporter = reporter(ReportConfig::default());
+        reporter.on_event(&json!({ "type": "agent_start" }), 0);
+        let first = reporter.on_event(&json!({ "type": "agent_end", "messages": history }), 1_000);
+        assert!(fields(&first).contains("Turns=3") && fields(&first).contains("bash ×2"), "{}", fields(&first));
+        // The next run: OMP hands over the whole conversation again.
+        history.extend([user("test"), call("d"), result("d"), answer("tested")]);
+        reporter.on_event(&json!({ "type": "agent_start" }), 2_000);
+        let second = reporter.on_event(&json!({ "type": "agent_end", "messages": history }), 3_000);
+        assert!(fields(&second).contains("Turns=2") && fields(&second).contains("bash ×1"), "{}", fields(&second));
     }
 
     #[test]
@@ -1084,6 +1217,7 @@ mod tests {
         let out = r.on_event(&agent_end("error"), 61 * SEC);
         assert_eq!(titles(&out), ["↳ subagent · Run failed"]);
         assert_eq!(kinds(&out), ["post card:s:1"]);
+        assert!(out[0].payload().components.is_empty(), "people drive the main session, not its subagents");
     }
 
     #[test]

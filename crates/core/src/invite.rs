@@ -28,6 +28,8 @@ pub mod bits {
     pub const SEND_MESSAGES: u64 = 1 << 11;
     /// Embed Links.
     pub const EMBED_LINKS: u64 = 1 << 14;
+    /// Attach Files.
+    pub const ATTACH_FILES: u64 = 1 << 15;
     /// Read Message History.
     pub const READ_MESSAGE_HISTORY: u64 = 1 << 16;
     /// Manage Threads.
@@ -60,6 +62,11 @@ const NOTIFY: &[Permission] = &[
     Permission { bit: bits::VIEW_CHANNEL, name: "View Channel", why: "see the home channel" },
     Permission { bit: bits::SEND_MESSAGES, name: "Send Messages", why: "post session cards, run summaries and errors" },
     Permission { bit: bits::EMBED_LINKS, name: "Embed Links", why: "show runs and tool calls as embeds" },
+    Permission {
+        bit: bits::ATTACH_FILES,
+        name: "Attach Files",
+        why: "attach long tool output and the files the model sends",
+    },
     Permission {
         bit: bits::READ_MESSAGE_HISTORY,
         name: "Read Message History",
@@ -144,10 +151,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn notifications_alone_need_the_four_basic_permissions() {
+    fn notifications_alone_need_the_five_basic_permissions() {
         let names: Vec<&str> = permissions(Features::default()).iter().map(|p| p.name).collect();
-        assert_eq!(names, ["View Channel", "Send Messages", "Embed Links", "Read Message History"]);
-        assert_eq!(permission_bits(Features::default()), (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16));
+        assert_eq!(names, ["View Channel", "Send Messages", "Embed Links", "Attach Files", "Read Message History"]);
+        assert_eq!(permission_bits(Features::default()), (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16));
     }
 
     #[test]
@@ -187,7 +194,7 @@ mod tests {
                 permission_bits(Features::ALL)
             )
         );
-        assert!(invite_url(42, Features::default()).contains("&scope=bot&permissions=84992"));
+        assert!(invite_url(42, Features::default()).contains("&scope=bot&permissions=117760"));
     }
 
     #[test]
@@ -195,7 +202,7 @@ mod tests {
         let needed = permissions(Features::default());
         let names: Vec<&str> =
             missing(&needed, bits::VIEW_CHANNEL | bits::EMBED_LINKS).iter().map(|p| p.name).collect();
-        assert_eq!(names, ["Send Messages", "Read Message History"]);
+        assert_eq!(names, ["Send Messages", "Attach Files", "Read Message History"]);
         assert!(missing(&needed, u64::MAX).is_empty());
     }
 }

@@ -11,6 +11,7 @@
 //! - [`ask`]: questions to the people in a session's thread, with answer buttons.
 //! - [`commands`]: the `/omp` slash command: definition, parsing, replies.
 //! - [`tools`]: the model's Discord tools: arguments to requests, answers to text.
+//! - [`controls`]: Stop / Retry / Continue buttons on the run card: ids, buttons, the modal, staleness.
 //! - [`approval`]: which tool calls wait for a person, and the messages with their buttons.
 //! - [`protocol`]: NDJSON frames between the shim and the sidecar, versioned.
 //! - [`embed`]: Discord's limits as constants, embed builders, payload validation.
@@ -29,6 +30,7 @@
 pub mod approval;
 pub mod ask;
 pub mod commands;
+pub mod controls;
 pub mod embed;
 pub mod event;
 pub mod filter;

@@ -86,6 +86,10 @@ pub enum ClientFrame {
         /// Only messages older than this message id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         before: Option<String>,
+        /// Only messages newer than this message id (the oldest of them
+        /// first); not together with `before`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     /// List the guilds the bot is in, each with the channels it can see
     /// (`discord_channels`, `discord_guilds`).
@@ -214,6 +218,14 @@ pub enum ServerFrame {
         /// The approval policy (`{tools, timeout_secs}`): which tool calls wait for a person.
         #[serde(default)]
         approvals: serde_json::Value,
+        /// The machine the sidecar runs on.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        host: String,
+        /// The spool directory the sidecar imports. A shim on another machine,
+        /// or with another spool directory (a forwarded socket), hands its own
+        /// spooled reports over itself.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        spool: String,
     },
     /// The message is journaled in the sidecar's outbox: it will be delivered
     /// even if the client, the sidecar or Discord goes away now. `delivered`
@@ -269,7 +281,7 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "crate::inbound::Delivery::is_follow_up")]
         deliver_as: crate::inbound::Delivery,
     },
-    /// Answer to [`ClientFrame::Read`]: newest first.
+    /// Answer to [`ClientFrame::Read`]: newest first (also when read `after`).
     Messages {
         /// The request id.
         id: String,
@@ -297,7 +309,9 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         by: Option<String>,
     },
-    /// Someone allowed asked (with `/omp abort`) that a session stop its current run.
+    /// Someone allowed asked that a session stop its current run (`/omp abort`,
+    /// the run card's Stop) or run its last prompt again (Retry). A client
+    /// ignores actions it does not know, so new actions need no version bump.
     Control {
         /// The session it is for.
         session_id: String,
@@ -327,6 +341,8 @@ pub enum ServerFrame {
 pub enum SessionAction {
     /// Stop the current run (OMP's `ctx.abort()`).
     Abort,
+    /// Send the session's last prompt again (the run card's Retry).
+    Retry,
 }
 
 fn default_read_limit() -> u8 {
@@ -348,6 +364,20 @@ pub struct ChannelMessage {
     pub content: String,
     /// When it was posted (ISO 8601).
     pub timestamp: String,
+    /// Its attached files (their content is not fetched).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentInfo>,
+}
+
+/// A file attached to a Discord message, as `discord_read` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentInfo {
+    /// The file's name.
+    pub filename: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Where Discord serves it.
+    pub url: String,
 }
 
 /// A guild and the channels the bot can see in it.
@@ -658,6 +688,7 @@ mod tests {
             ErrorCode::DiscordRejected,
             ErrorCode::DiscordUnavailable,
             ErrorCode::UnknownChannel,
+            ErrorCode::Forbidden,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

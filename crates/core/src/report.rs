@@ -438,6 +438,7 @@ pub fn run_finished(summary: &RunSummary, project: &str) -> MessagePayload {
         (Some(error), _) if summary.failed() => error.as_str(),
         (_, Some(answer)) => answer.as_str(),
         _ if summary.stop_reason.as_deref() == Some("interrupted") => "(the session ended before the run finished)",
+        _ if summary.stop_reason.as_deref() == Some("aborted") => "(stopped before it finished)",
         _ => "(no text answer)",
     };
     embed.description = Some(clean(body, ANSWER_MAX));
@@ -492,6 +493,47 @@ fn list_literals(items: &[String], max: usize) -> String {
         out.push('\n');
     }
     out.trim_end().to_owned()
+}
+
+/// Characters of one failure's output kept for [`attach_full_errors`]
+/// (redacted first); longer output ends with a visible cut.
+pub const OUTPUT_KEEP: usize = 128 * 1024;
+
+/// The whole output of each failure whose message ([`tool_errors`]) shows
+/// only its beginning: attached to `payload` as `<tool>-output.txt` while
+/// the files fit ([`limits::FILES`], [`limits::FILES_BYTES`]), else posted
+/// after it in parts ([`split_long_output`]), which this returns. Nothing is
+/// cut silently.
+pub fn attach_full_errors(payload: &mut MessagePayload, failures: &[ToolFailure]) -> Vec<MessagePayload> {
+    let cut = |text: Option<&String>| text.is_some_and(|t| t.contains(embed::TRUNCATION_MARKER));
+    let embed = payload.embeds.first();
+    let shown: Vec<bool> = match failures {
+        [_] => vec![cut(embed.and_then(|e| e.description.as_ref()))],
+        _ => (0..failures.len()).map(|i| cut(embed.and_then(|e| e.fields.get(i)).map(|f| &f.value))).collect(),
+    };
+    let mut bytes: usize = payload.files.iter().map(|f| f.content.len()).sum();
+    let mut extra = Vec::new();
+    for (index, (failure, was_cut)) in failures.iter().zip(shown).enumerate() {
+        if !was_cut {
+            continue;
+        }
+        let text = redact_text(&failure.error).into_owned();
+        // Escaped size: the file travels inside a JSON frame.
+        let size = serde_json::to_string(&text).map_or(usize::MAX, |s| s.len());
+        if payload.files.len() < limits::FILES && bytes.saturating_add(size) <= limits::FILES_BYTES {
+            let name = if failures.len() > 1 {
+                format!("{}-{}-output.txt", failure.tool, index + 1)
+            } else {
+                format!("{}-output.txt", failure.tool)
+            };
+            let filename = embed::file_name(&name).unwrap_or_else(|| "output.txt".to_owned());
+            payload.files.push(embed::FileUpload { filename, content: text });
+            bytes += size;
+        } else {
+            extra.extend(split_long_output(&format!("Full output of {}", failure.tool), &text, "text"));
+        }
+    }
+    extra
 }
 
 /// A tool call that failed.
@@ -818,6 +860,7 @@ pub fn split_long_output(title: &str, text: &str, lang: &str) -> Vec<MessagePayl
                 embeds,
                 allowed_mentions: AllowedMentions::default(),
                 components: Vec::new(),
+                files: Vec::new(),
             }
         })
         .collect()
@@ -957,6 +1000,8 @@ mod tests {
         assert_eq!(title("stop", None), "Run finished");
         assert_eq!(title("error", Some("boom")), "Run failed");
         assert_eq!(title("aborted", None), "Run aborted");
+        // OMP puts an error text on an aborted message: still a stop, not a failure.
+        assert_eq!(title("aborted", Some("Request was aborted")), "Run aborted");
         assert_eq!(title("interrupted", None), "Run interrupted");
         assert_eq!(title("length", None), "Run stopped at the output limit");
     }

@@ -72,15 +72,26 @@ fn snowflake(description: &str) -> Value {
     json!({ "type": "string", "pattern": "^[0-9]{1,20}$", "description": description })
 }
 
-/// `discord_send`: post plain text to a channel, or to the session's thread.
+/// `discord_send`: post text, embeds and small text files to a channel, or
+/// to the session's thread.
 #[must_use]
 pub fn discord_send() -> ToolDefinition {
+    let field = json!({
+        "type": "object",
+        "properties": {
+            "name": { "type": "string", "minLength": 1, "maxLength": limits::FIELD_NAME },
+            "value": { "type": "string", "minLength": 1, "maxLength": limits::FIELD_VALUE },
+            "inline": { "type": "boolean" },
+        },
+        "required": ["name", "value"],
+    });
     ToolDefinition {
         name: "discord_send",
         label: "Discord send",
-        description: "Send a plain-text message to a Discord channel or thread the bot can see (ids from \
-                      discord_channels). Without channelId it goes to this session's thread. Secrets are \
-                      redacted and mentions never ping.",
+        description: "Send a message to a Discord channel or thread the bot can see (ids from discord_channels): \
+                      text, embeds (title, description, fields, color, url) and small text files (a log, a diff). \
+                      Without channelId it goes to this session's thread. Text longer than 2000 characters is \
+                      attached whole as message.md. Secrets are redacted and mentions never ping.",
         parameters: json!({
             "type": "object",
             "properties": {
@@ -88,11 +99,37 @@ pub fn discord_send() -> ToolDefinition {
                 "message": {
                     "type": "string",
                     "description": "The text (Markdown).",
-                    "minLength": 1,
-                    "maxLength": limits::CONTENT,
+                    "maxLength": limits::FILES_BYTES,
+                },
+                "embeds": {
+                    "type": "array",
+                    "description": "Rich embeds (optional); at most 6000 characters of embed text in all.",
+                    "maxItems": limits::EMBEDS,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "title": { "type": "string", "maxLength": limits::TITLE },
+                            "description": { "type": "string", "maxLength": limits::DESCRIPTION, "description": "Markdown." },
+                            "url": { "type": "string", "description": "Link of the title (http or https)." },
+                            "color": { "type": "integer", "minimum": 0, "maximum": 0xFF_FFFF, "description": "0xRRGGBB as a number." },
+                            "fields": { "type": "array", "maxItems": limits::FIELDS, "items": field },
+                        },
+                    },
+                },
+                "files": {
+                    "type": "array",
+                    "description": format!("Text files to attach (optional); at most {} KiB in all.", limits::FILES_BYTES / 1024),
+                    "maxItems": limits::FILES,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "filename": { "type": "string", "minLength": 1, "maxLength": limits::FILENAME, "description": "e.g. build.log or fix.diff" },
+                            "content": { "type": "string", "minLength": 1, "description": "The file's text." },
+                        },
+                        "required": ["filename", "content"],
+                    },
                 },
             },
-            "required": ["message"],
         }),
     }
 }
@@ -103,8 +140,9 @@ pub fn discord_read() -> ToolDefinition {
     ToolDefinition {
         name: "discord_read",
         label: "Discord read",
-        description: "Read recent messages of a Discord channel or thread (oldest first). Without channelId \
-                      it reads this session's thread, where people answer and give instructions.",
+        description: "Read messages of a Discord channel or thread (listed oldest first, with their attached \
+                      files' names, sizes and URLs). Without channelId it reads this session's thread, where \
+                      people answer and give instructions. Without before/after it reads the newest.",
         parameters: json!({
             "type": "object",
             "properties": {
@@ -116,6 +154,7 @@ pub fn discord_read() -> ToolDefinition {
                     "description": "How many of the newest messages (default 20).",
                 },
                 "before": snowflake("Only messages older than this message id (to page back)."),
+                "after": snowflake("Only messages newer than this message id (to catch up), the oldest of them first."),
             },
         }),
     }

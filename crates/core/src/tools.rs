@@ -6,8 +6,12 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::embed::{MessagePayload, Notification, build_notification, clean, limits};
-use crate::protocol::{ChannelMessage, ClientFrame, GuildInfo, NotifyRequest, ServerFrame, SessionRef};
+use crate::embed::{
+    FileUpload, MessagePayload, Notification, build_notification, clean, file_name, limits, validate_message,
+};
+use crate::protocol::{
+    ChannelMessage, ClientFrame, GuildInfo, MAX_FRAME_BYTES, NotifyRequest, ServerFrame, SessionRef,
+};
 
 /// Longest a `discord_ask` may wait, in seconds.
 pub const MAX_ASK_SECS: u64 = 3600;
@@ -86,8 +90,42 @@ pub struct ToolText {
 struct SendArgs {
     #[serde(default)]
     channel_id: Option<String>,
-    message: String,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    embeds: Vec<EmbedArgs>,
+    #[serde(default)]
+    files: Vec<FileArgs>,
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EmbedArgs {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    color: Option<u32>,
+    #[serde(default)]
+    fields: Vec<crate::embed::NotifyField>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileArgs {
+    filename: String,
+    content: String,
+}
+
+/// Name of the file that carries a `discord_send` message too long for
+/// Discord's content limit.
+pub const LONG_MESSAGE_FILE: &str = "message.md";
+
+/// Room kept in a frame for everything but the files' text.
+const FRAME_MARGIN: usize = 16 * 1024;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -98,6 +136,8 @@ struct ReadArgs {
     limit: Option<u8>,
     #[serde(default)]
     before: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -153,23 +193,33 @@ pub fn tool_request(
             Ok(ClientFrame::Notify(NotifyRequest { id, session, message, channel_id: None, key: None, edit: false }))
         }
         "discord_send" => {
-            let SendArgs { channel_id, message } = args(tool, arguments)?;
-            if message.trim().is_empty() {
-                return Err(ToolError("discord_send: the message is empty".into()));
+            let args: SendArgs = args(tool, arguments)?;
+            let channel_id = snowflake("channelId", args.channel_id.clone())?;
+            let message = send_payload(args)?;
+            let frame = ClientFrame::Notify(NotifyRequest { id, session, message, channel_id, key: None, edit: false });
+            let bytes = serde_json::to_string(&frame).map_or(usize::MAX, |s| s.len());
+            if bytes > MAX_FRAME_BYTES - FRAME_MARGIN {
+                return Err(ToolError(format!(
+                    "discord_send: the message is {bytes} bytes once encoded, but the max is {} bytes; send less \
+                     text or fewer files",
+                    MAX_FRAME_BYTES - FRAME_MARGIN
+                )));
             }
-            let channel_id = snowflake("channelId", channel_id)?;
-            let message =
-                MessagePayload { content: Some(clean(&message, limits::CONTENT)), ..MessagePayload::default() };
-            Ok(ClientFrame::Notify(NotifyRequest { id, session, message, channel_id, key: None, edit: false }))
+            Ok(frame)
         }
         "discord_read" => {
-            let ReadArgs { channel_id, limit, before } = args(tool, arguments)?;
+            let ReadArgs { channel_id, limit, before, after } = args(tool, arguments)?;
+            let (before, after) = (snowflake("before", before)?, snowflake("after", after)?);
+            if before.is_some() && after.is_some() {
+                return Err(ToolError("discord_read: give before or after, not both".into()));
+            }
             Ok(ClientFrame::Read {
                 id,
                 channel_id: snowflake("channelId", channel_id)?,
                 session: Some(session),
                 limit: limit.unwrap_or(20).clamp(1, 100),
-                before: snowflake("before", before)?,
+                before,
+                after,
             })
         }
         "discord_channels" | "discord_guilds" => {
@@ -198,6 +248,132 @@ pub fn tool_request(
         }
         other => Err(ToolError(format!("unknown tool {other}"))),
     }
+}
+
+/// Fails with the limit a part of `discord_send`'s arguments breaks.
+fn check_chars(part: &str, text: &str, max: usize) -> Result<(), ToolError> {
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(ToolError(format!("discord_send: the {part} is {chars} characters, but the max is {max}")));
+    }
+    Ok(())
+}
+
+/// The message `discord_send` posts: text, embeds and files, each checked
+/// against Discord's limits (an error names the limit), then redacted. Text
+/// longer than a message holds goes out whole as [`LONG_MESSAGE_FILE`], with
+/// its beginning shown.
+fn send_payload(args: SendArgs) -> Result<MessagePayload, ToolError> {
+    let text = args.message.unwrap_or_default();
+    if text.trim().is_empty() && args.embeds.is_empty() && args.files.is_empty() {
+        return Err(ToolError("discord_send: the message is empty: give a message, embeds or files".into()));
+    }
+    if args.embeds.len() > limits::EMBEDS {
+        return Err(ToolError(format!(
+            "discord_send: {} embeds, but the max is {} per message",
+            args.embeds.len(),
+            limits::EMBEDS
+        )));
+    }
+    if args.files.len() > limits::FILES {
+        return Err(ToolError(format!(
+            "discord_send: {} files, but the max is {} per message",
+            args.files.len(),
+            limits::FILES
+        )));
+    }
+    let mut total = 0;
+    let mut embeds = Vec::with_capacity(args.embeds.len());
+    for (index, spec) in args.embeds.into_iter().enumerate() {
+        let n = index + 1;
+        let mut embed = crate::embed::empty_embed(crate::embed::Level::Info);
+        if let Some(title) = &spec.title {
+            check_chars(&format!("embed {n} title"), title, limits::TITLE)?;
+            embed.title = Some(clean(title, limits::TITLE));
+        }
+        if let Some(description) = &spec.description {
+            check_chars(&format!("embed {n} description"), description, limits::DESCRIPTION)?;
+            embed.description = Some(clean(description, limits::DESCRIPTION));
+        }
+        if let Some(url) = spec.url.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            let web = url.starts_with("https://") || url.starts_with("http://");
+            if !web || url.len() > 2048 || url.contains(char::is_whitespace) {
+                return Err(ToolError(format!(
+                    "discord_send: embed {n} url must be an http(s) URL of at most 2048 characters"
+                )));
+            }
+            embed.url = Some(crate::redact::redact_text(url).into_owned());
+        }
+        if let Some(color) = spec.color {
+            if color > 0xFF_FFFF {
+                return Err(ToolError(format!("discord_send: embed {n} color must be 0–16777215 (0xRRGGBB)")));
+            }
+            embed.color = Some(color);
+        }
+        if spec.fields.len() > limits::FIELDS {
+            return Err(ToolError(format!(
+                "discord_send: embed {n} has {} fields, but the max is {}",
+                spec.fields.len(),
+                limits::FIELDS
+            )));
+        }
+        for (field_index, field) in spec.fields.iter().enumerate() {
+            let f = field_index + 1;
+            check_chars(&format!("embed {n} field {f} name"), &field.name, limits::FIELD_NAME)?;
+            check_chars(&format!("embed {n} field {f} value"), &field.value, limits::FIELD_VALUE)?;
+            embed.fields.push(twilight_model::channel::message::embed::EmbedField {
+                name: crate::embed::non_blank(clean(&field.name, limits::FIELD_NAME)),
+                value: crate::embed::non_blank(clean(&field.value, limits::FIELD_VALUE)),
+                inline: field.inline,
+            });
+        }
+        if embed.title.is_none() && embed.description.is_none() && embed.fields.is_empty() {
+            return Err(ToolError(format!("discord_send: embed {n} is empty: give a title, description or fields")));
+        }
+        total += crate::embed::embed_chars(&embed);
+        embeds.push(embed);
+    }
+    if total > limits::EMBED_TOTAL {
+        return Err(ToolError(format!(
+            "discord_send: the embeds have {total} characters together, but the max is {} per message",
+            limits::EMBED_TOTAL
+        )));
+    }
+    let mut files = Vec::with_capacity(args.files.len() + 1);
+    for file in args.files {
+        let Some(filename) = file_name(&file.filename) else {
+            return Err(ToolError(format!(
+                "discord_send: {:?} is not a usable file name (e.g. build.log)",
+                file.filename
+            )));
+        };
+        if file.content.is_empty() {
+            return Err(ToolError(format!("discord_send: the file {filename} is empty")));
+        }
+        files.push(FileUpload { filename, content: file.content });
+    }
+    let content = if text.chars().count() > limits::CONTENT {
+        files.push(FileUpload { filename: LONG_MESSAGE_FILE.to_owned(), content: text.clone() });
+        let note = format!("\n… (the whole message is attached as {LONG_MESSAGE_FILE})");
+        Some(clean(&text, limits::CONTENT - note.chars().count()) + &note)
+    } else if text.trim().is_empty() {
+        None
+    } else {
+        Some(clean(&text, limits::CONTENT))
+    };
+    let bytes: usize = files.iter().map(|f| f.content.len()).sum();
+    if bytes > limits::FILES_BYTES {
+        return Err(ToolError(format!(
+            "discord_send: the files (and text beyond {} characters) are {bytes} bytes together, but the max is {} \
+             bytes per message; send a shorter excerpt",
+            limits::CONTENT,
+            limits::FILES_BYTES
+        )));
+    }
+    let mut payload = MessagePayload { content, embeds, files, ..MessagePayload::default() };
+    crate::embed::redact_payload(&mut payload);
+    validate_message(&payload).map_err(|err| ToolError(format!("discord_send: {err}")))?;
+    Ok(payload)
 }
 
 /// The model's reading of the sidecar's answer to a tool's request.
@@ -240,6 +416,9 @@ fn transcript(channel_id: &str, messages: &[ChannelMessage]) -> String {
             "- [{}] {who} (user {}, message {}): {}\n",
             message.timestamp, message.author_id, message.id, message.content
         ));
+        for file in &message.attachments {
+            text.push_str(&format!("  attached: {} ({} bytes) {}\n", file.filename, file.size, file.url));
+        }
     }
     text
 }
@@ -290,6 +469,83 @@ mod tests {
             !content.contains("ghp_abcdefghijklmnopqrstuvwxyz0123456789") && !content.contains("@here"),
             "{content}"
         );
+    }
+
+    fn send(args: Value) -> Result<MessagePayload, ToolError> {
+        match tool_request("discord_send", &args, &session(), "c", "p")? {
+            ClientFrame::Notify(request) => Ok(request.message),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn send_builds_embeds_and_files_redacted_and_within_limits() {
+        // A fake token, built at run time so no token-shaped literal sits in the source.
+        let secret = format!("ghp_{}", "abcdefghijklmnopqrstuvwxyz0123456789");
+        let payload = send(json!({
+            "embeds": [{ "title": "Deploy", "description": format!("key {secret}"), "url": "https://ci.example/1",
+                         "color": 0x00ff00, "fields": [{ "name": "env", "value": "prod", "inline": true }] }],
+            "files": [{ "filename": "../out/build log.txt", "content": format!("ok\ntoken {secret}\n") }],
+        }))
+        .unwrap();
+        validate_message(&payload).unwrap();
+        assert_eq!(payload.content, None);
+        assert_eq!(payload.embeds[0].color, Some(0x00ff00));
+        assert_eq!(payload.embeds[0].url.as_deref(), Some("https://ci.example/1"));
+        assert_eq!(payload.files[0].filename, "build_log.txt");
+        let json = serde_json::to_string(&payload).unwrap();
+        assert!(!json.contains(&secret), "{json}");
+    }
+
+    #[test]
+    fn send_refuses_what_breaks_a_limit_and_names_it() {
+        let cases = [
+            (json!({ "embeds": [{ "title": "t".repeat(257) }] }), "max is 256"),
+            (
+                json!({ "embeds": [{ "description": "d".repeat(4000) }, { "description": "d".repeat(4000) }] }),
+                "max is 6000",
+            ),
+            (json!({ "embeds": [{ "title": "t", "url": "javascript:alert(1)" }] }), "http(s) URL"),
+            (json!({ "embeds": [{ "title": "t", "color": 16_777_216 }] }), "0–16777215"),
+            (json!({ "embeds": [{}] }), "embed 1 is empty"),
+            (
+                json!({ "files": [{ "filename": "big.txt", "content": "x".repeat(limits::FILES_BYTES + 1) }] }),
+                "max is 98304 bytes",
+            ),
+            (json!({ "files": [{ "filename": "///", "content": "x" }] }), "not a usable file name"),
+            (
+                json!({ "files": (0..11).map(|n| json!({ "filename": format!("{n}.txt"), "content": "x" })).collect::<Vec<_>>() }),
+                "max is 10",
+            ),
+            (json!({ "message": " " }), "is empty"),
+        ];
+        for (args, expected) in cases {
+            let err = send(args.clone()).unwrap_err();
+            assert!(err.0.contains(expected), "{args}: {err}");
+        }
+    }
+
+    #[test]
+    fn long_text_is_attached_whole() {
+        let text: String = (0..3000).map(|n| format!("{n} ")).collect();
+        let payload = send(json!({ "message": text })).unwrap();
+        validate_message(&payload).unwrap();
+        assert!(payload.content.as_deref().unwrap().ends_with("attached as message.md)"));
+        assert_eq!(payload.files[0].filename, LONG_MESSAGE_FILE);
+        assert_eq!(payload.files[0].content, text);
+        // Control characters grow sixfold in JSON: the frame limit is checked on the encoded frame.
+        let escaped = "\u{1b}".repeat(limits::FILES_BYTES - 10);
+        let err = send(json!({ "files": [{ "filename": "a.log", "content": escaped }] })).unwrap_err();
+        assert!(err.0.contains("once encoded"), "{err}");
+    }
+
+    #[test]
+    fn read_after_catches_up_and_not_with_before() {
+        let frame = tool_request("discord_read", &json!({ "after": "77" }), &session(), "c", "p").unwrap();
+        assert!(matches!(&frame, ClientFrame::Read { after: Some(a), before: None, .. } if a == "77"), "{frame:?}");
+        let err =
+            tool_request("discord_read", &json!({ "after": "7", "before": "9" }), &session(), "c", "p").unwrap_err();
+        assert!(err.0.contains("not both"), "{err}");
     }
 
     #[test]
@@ -358,6 +614,11 @@ mod tests {
                 bot: false,
                 content: "second".into(),
                 timestamp: "t2".into(),
+                attachments: vec![crate::protocol::AttachmentInfo {
+                    filename: "build.log".into(),
+                    size: 5120,
+                    url: "https://cdn.example/build.log".into(),
+                }],
             },
             ChannelMessage {
                 id: "1".into(),
@@ -366,6 +627,7 @@ mod tests {
                 bot: true,
                 content: "first".into(),
                 timestamp: "t1".into(),
+                attachments: vec![],
             },
         ];
         let text =
@@ -373,6 +635,7 @@ mod tests {
                 .text;
         assert!(text.find("first").unwrap() < text.find("second").unwrap(), "{text}");
         assert!(text.contains("omp [bot]"));
+        assert!(text.contains("attached: build.log (5120 bytes) https://cdn.example/build.log"), "{text}");
 
         let guilds = vec![GuildInfo {
             id: "1".into(),

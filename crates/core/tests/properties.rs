@@ -159,11 +159,20 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
         ErrorCode::NotConfigured,
         ErrorCode::DiscordRejected,
         ErrorCode::DiscordUnavailable,
+        ErrorCode::UnknownChannel,
+        ErrorCode::Forbidden,
     ]);
     prop_oneof![
-        (any::<u32>(), text(), json_value(), json_value()).prop_map(|(protocol, version, report, approvals)| {
-            ServerFrame::Welcome { protocol, version, report, approvals }
-        }),
+        (any::<u32>(), text(), json_value(), json_value(), text(), text()).prop_map(
+            |(protocol, version, report, approvals, host, spool)| ServerFrame::Welcome {
+                protocol,
+                version,
+                report,
+                approvals,
+                host,
+                spool
+            }
+        ),
         (request_id(), any::<i64>()).prop_map(|(id, seq)| ServerFrame::Accepted { id, seq }),
         (request_id(), text(), text()).prop_map(|(id, channel_id, message_id)| ServerFrame::Delivered {
             id,

@@ -215,7 +215,7 @@ async fn faults(State(state): State<EmulatorState>) -> Json<Value> {
     let faults = lock(&state.inner.faults);
     Json(json!({
         "http": faults.http.iter().map(|f| json!({
-            "status": f.status, "count": f.count, "fraction": f.fraction,
+            "mode": f.mode, "status": f.status, "count": f.count, "fraction": f.fraction,
             "path_prefix": f.path_prefix, "method": f.method,
         })).collect::<Vec<_>>(),
         "latency_ms": faults.latency.as_millis(),

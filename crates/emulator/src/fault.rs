@@ -1,5 +1,6 @@
-//! Fault injection: errors, latency and a revoked token for REST; drops, reconnects and
-//! stalls for the gateway. Driven by `POST /_emulator/faults`.
+//! Fault injection: errors, broken answers, dropped and stalled connections, latency and a
+//! revoked token for REST; drops, reconnects and stalls for the gateway. Driven by
+//! `POST /_emulator/faults`.
 
 use std::time::Duration;
 
@@ -12,8 +13,16 @@ use crate::error::ApiError;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HttpFault {
-    /// The status to answer with: 5xx, or 429 (with Discord's rate limit body).
+    /// How the request fails (default: answered with `status`).
+    #[serde(default)]
+    pub(crate) mode: FaultMode,
+    /// The status to answer with in the `error` mode: 5xx, or 429 (with Discord's rate limit
+    /// body). Unused by the other modes.
+    #[serde(default = "default_status")]
     pub(crate) status: u16,
+    /// For `stall`: how long the request hangs before its connection is closed.
+    #[serde(default = "default_stall_ms")]
+    pub(crate) stall_ms: u64,
     /// Fail this many matching requests, then stop.
     #[serde(default)]
     pub(crate) count: Option<u64>,
@@ -43,6 +52,50 @@ fn default_retry_after() -> f64 {
     1.0
 }
 
+fn default_status() -> u16 {
+    500
+}
+
+fn default_stall_ms() -> u64 {
+    60_000
+}
+
+/// How an injected REST fault looks on the wire.
+#[derive(Clone, Copy, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum FaultMode {
+    /// An error status with Discord's error body (the request has no effect).
+    #[default]
+    Error,
+    /// The request takes effect, but its answer's body is cut off: invalid JSON under its
+    /// usual status and headers, as when a proxy truncates it.
+    Malformed,
+    /// The request takes effect, then the connection closes without an answer: the client
+    /// cannot know whether it happened.
+    Drop,
+    /// No answer and no effect: the request hangs for `stall_ms`, then the connection closes.
+    Stall,
+}
+
+/// What an injected fault does to one request.
+#[derive(Debug)]
+pub(crate) enum Injected {
+    /// Answer with this error instead of handling the request.
+    Error(ApiError),
+    /// Handle the request, then cut its answer's body.
+    Malformed,
+    /// Handle the request, then close the connection unanswered.
+    Drop,
+    /// Hang this long, then close the connection unanswered.
+    Stall(Duration),
+}
+
+/// Marks a response the recorder must not send: it records the request as unanswered
+/// (status 0), waits `hang`, then closes the connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Unanswered {
+    pub(crate) hang: Duration,
+}
 /// A command to every open gateway connection.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
@@ -77,8 +130,8 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
-    /// The injected error for this request, if a rule matches; consumes one count.
-    pub(crate) fn take(&mut self, method: &str, api_path: &str) -> Option<ApiError> {
+    /// The injected fault for this request, if a rule matches; consumes one count.
+    pub(crate) fn take(&mut self, method: &str, api_path: &str) -> Option<Injected> {
         let index = self.http.iter().position(|f| {
             f.path_prefix.as_deref().is_none_or(|p| api_path.starts_with(p))
                 && f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
@@ -91,12 +144,18 @@ impl Faults {
                 self.http.remove(index);
             }
         }
+        match fault.mode {
+            FaultMode::Error => {}
+            FaultMode::Malformed => return Some(Injected::Malformed),
+            FaultMode::Drop => return Some(Injected::Drop),
+            FaultMode::Stall => return Some(Injected::Stall(Duration::from_millis(fault.stall_ms))),
+        }
         let status = StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        Some(if status == StatusCode::TOO_MANY_REQUESTS {
+        Some(Injected::Error(if status == StatusCode::TOO_MANY_REQUESTS {
             crate::ratelimit::injected_429(fault.retry_after, fault.global, fault.scope.as_deref().unwrap_or("user"))
         } else {
             ApiError::server_error(status)
-        })
+        }))
     }
 }
 
@@ -108,7 +167,9 @@ mod tests {
     fn counted_faults_run_out_and_prefixes_filter() {
         let mut faults = Faults::default();
         faults.http.push(HttpFault {
+            mode: FaultMode::Error,
             status: 503,
+            stall_ms: 0,
             count: Some(2),
             fraction: None,
             path_prefix: Some("/channels".to_owned()),
@@ -119,7 +180,7 @@ mod tests {
         });
         assert!(faults.take("GET", "/channels/1/messages").is_none());
         assert!(faults.take("POST", "/users/@me").is_none());
-        assert_eq!(faults.take("POST", "/channels/1/messages").unwrap().status, 503);
+        assert!(matches!(faults.take("POST", "/channels/1/messages"), Some(Injected::Error(e)) if e.status == 503));
         assert!(faults.take("POST", "/channels/1/messages").is_some());
         assert!(faults.take("POST", "/channels/1/messages").is_none());
     }

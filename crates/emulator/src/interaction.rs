@@ -34,9 +34,19 @@ pub(crate) struct Interaction {
     pub(crate) callbacks: Vec<Value>,
     pub(crate) original_message_id: Option<u64>,
     pub(crate) followups: Vec<u64>,
+    /// The modal this interaction opened (callback type 9) was submitted.
+    pub(crate) modal_submitted: bool,
 }
 
 impl Interaction {
+    /// The modal this interaction opened, while it is open.
+    fn open_modal(&self) -> Option<&Value> {
+        if self.response_type != Some(9) || self.modal_submitted {
+            return None;
+        }
+        self.callbacks.iter().rev().find(|c| c["type"] == 9).map(|c| &c["data"])
+    }
+
     pub(crate) fn to_state_json(&self) -> Value {
         json!({
             "id": self.id.to_string(),
@@ -74,6 +84,93 @@ fn find_component<'v>(components: &'v [Value], custom_id: &str) -> Option<&'v Va
             })
         }
     })
+}
+
+/// The submitted rows of `modal` filled with `fields` (text input custom_id → value), as
+/// Discord sends them: every input of the modal in order, each with its numeric `id`.
+/// Refuses unknown fields, and values a person could not have typed (a required input
+/// left empty, a value outside its length bounds).
+fn modal_submission(modal: &Value, fields: &serde_json::Map<String, Value>) -> Result<Vec<Value>, ApiError> {
+    let mut errors = FormErrors::default();
+    let mut rows = Vec::new();
+    let mut known = Vec::new();
+    let mut next_id = 1;
+    for row in modal["components"].as_array().into_iter().flatten() {
+        let row_id = next_id;
+        next_id += 1;
+        let mut inputs = Vec::new();
+        for input in row["components"].as_array().into_iter().flatten() {
+            let input_id = input["id"].as_u64().unwrap_or(next_id);
+            next_id += 1;
+            let custom_id = input["custom_id"].as_str().unwrap_or_default();
+            known.push(custom_id.to_owned());
+            let value = fields.get(custom_id).and_then(Value::as_str).unwrap_or_default();
+            let length = value.chars().count() as u64;
+            let required = input["required"].as_bool().unwrap_or(true);
+            let min = input["min_length"].as_u64().unwrap_or(0);
+            let max = input["max_length"].as_u64().unwrap_or(crate::validate::TEXT_INPUT_VALUE_MAX as u64);
+            if (required && length == 0) || (length > 0 && (length < min || length > max)) {
+                errors.add(
+                    &["fields", custom_id],
+                    "BASE_TYPE_BAD_LENGTH",
+                    format!("Must be between {min} and {max} in length."),
+                );
+            }
+            inputs.push(json!({"type": 4, "id": input_id, "custom_id": custom_id, "value": value}));
+        }
+        rows.push(json!({"type": 1, "id": row_id, "components": inputs}));
+    }
+    for field in fields.keys().filter(|f| !known.contains(f)) {
+        errors.add(&["fields", field], "UNKNOWN_FIELD", "The modal has no such input".to_owned());
+    }
+    errors.into_result()?;
+    Ok(rows)
+}
+
+/// Checks a modal (callback type 9): title, custom_id, and 1–5 action rows of one text
+/// input each, within Discord's lengths.
+fn validate_modal(errors: &mut FormErrors, data: &Value) {
+    use crate::validate::{CUSTOM_ID_MAX, MODAL_TITLE_MAX, TEXT_INPUT_LABEL_MAX, TEXT_INPUT_VALUE_MAX};
+    if data["title"].as_str().is_none_or(|t| t.chars().count() > MODAL_TITLE_MAX) {
+        errors.too_long(&["data", "title"], MODAL_TITLE_MAX);
+    }
+    match data["custom_id"].as_str() {
+        None => errors.required(&["data", "custom_id"]),
+        Some(id) if id.chars().count() > CUSTOM_ID_MAX => errors.too_long(&["data", "custom_id"], CUSTOM_ID_MAX),
+        Some(_) => {}
+    }
+    let rows = data["components"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if rows.is_empty() || rows.len() > 5 {
+        errors.add(&["data", "components"], "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length.".to_owned());
+    }
+    for (r, row) in rows.iter().enumerate() {
+        let r = r.to_string();
+        let inputs = row["components"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if row["type"] != 1 || inputs.len() != 1 || inputs[0]["type"] != 4 {
+            errors.add(
+                &["data", "components", &r],
+                "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                "A modal row holds one text input".to_owned(),
+            );
+            continue;
+        }
+        let input = &inputs[0];
+        let len = |key: &str| input[key].as_str().map(|v| v.chars().count());
+        if input["custom_id"].as_str().is_none_or(|id| id.chars().count() > CUSTOM_ID_MAX) {
+            errors.too_long(&["data", "components", &r, "components", "0", "custom_id"], CUSTOM_ID_MAX);
+        }
+        if len("label").is_none_or(|n| n > TEXT_INPUT_LABEL_MAX) {
+            errors.too_long(&["data", "components", &r, "components", "0", "label"], TEXT_INPUT_LABEL_MAX);
+        }
+        for key in ["min_length", "max_length"] {
+            if input[key].as_u64().is_some_and(|n| n > TEXT_INPUT_VALUE_MAX as u64) {
+                errors.too_long(&["data", "components", &r, "components", "0", key], TEXT_INPUT_VALUE_MAX);
+            }
+        }
+        if len("placeholder").is_some_and(|n| n > 100) {
+            errors.too_long(&["data", "components", &r, "components", "0", "placeholder"], 100);
+        }
+    }
 }
 
 /// Builds and dispatches INTERACTION_CREATE for a control API request. Returns the
@@ -154,10 +251,20 @@ pub(crate) fn inject(state: &EmulatorState, spec: &Value) -> Result<Value, ApiEr
         "modal" => {
             let custom_id = spec["custom_id"].as_str().unwrap_or("");
             let fields = spec["fields"].as_object().cloned().unwrap_or_default();
-            let rows: Vec<Value> = fields
-                .iter()
-                .map(|(id, value)| json!({"type": 1, "components": [{"type": 4, "custom_id": id, "value": value}]}))
-                .collect();
+            // A modal can only be submitted by the person it was shown to, once.
+            let opener = world
+                .interactions
+                .values()
+                .filter(|i| i.user_id == user_id && i.open_modal().is_some_and(|m| m["custom_id"] == custom_id))
+                .max_by_key(|i| i.id)
+                .cloned()
+                .ok_or_else(|| bad_request("custom_id", "No modal with this custom_id is open for this user"))?;
+            let modal = opener.open_modal().expect("filtered on an open modal").clone();
+            let rows = modal_submission(&modal, &fields)?;
+            message_id = opener.message_id;
+            if let Some(stored) = world.interactions.get_mut(&opener.id) {
+                stored.modal_submitted = true;
+            }
             (5, json!({"custom_id": custom_id, "components": rows}))
         }
         _ => return Err(bad_request("type", "Must be one of command, autocomplete, button, select, modal")),
@@ -214,6 +321,7 @@ pub(crate) fn inject(state: &EmulatorState, spec: &Value) -> Result<Value, ApiEr
             callbacks: Vec::new(),
             original_message_id: None,
             followups: Vec::new(),
+            modal_submitted: false,
         },
     );
     world.dispatch("INTERACTION_CREATE", payload.clone());
@@ -356,12 +464,7 @@ pub(crate) fn callback(
         8 => check_choices(&data)?,
         9 => {
             let mut errors = FormErrors::default();
-            if data["title"].as_str().is_none_or(|t| t.chars().count() > crate::validate::MODAL_TITLE_MAX) {
-                errors.too_long(&["data", "title"], crate::validate::MODAL_TITLE_MAX);
-            }
-            if data["custom_id"].as_str().is_none() {
-                errors.required(&["data", "custom_id"]);
-            }
+            validate_modal(&mut errors, &data);
             errors.into_result()?;
         }
         _ => {}

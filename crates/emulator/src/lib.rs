@@ -48,7 +48,19 @@ pub fn app(state: EmulatorState) -> Router {
         .nest(rest::API_PREFIX, api)
         .nest("/_emulator", control::router())
         .route("/", get(root))
+        .route("/attachments/{channel_id}/{attachment_id}/{filename}", get(attachment))
         .with_state(state)
+}
+
+/// An uploaded file, where its attachment's `url` points.
+async fn attachment(
+    State(state): State<EmulatorState>,
+    axum::extract::Path((_, attachment_id, _)): axum::extract::Path<(String, u64, String)>,
+) -> Response {
+    match state.attachment(attachment_id) {
+        Some(data) => ([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response(),
+        None => axum::http::StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::fault::Unanswered;
 use crate::state::{EmulatorState, lock};
 
 /// The largest request body accepted (Discord's 25 MB upload limit plus form overhead).
@@ -97,14 +98,23 @@ pub(crate) async fn record(State(state): State<EmulatorState>, request: Request,
     if let Some(RecordedBody(body)) = parts.extensions.remove::<RecordedBody>() {
         entry.body = body;
     }
-    entry.status = parts.status.as_u16();
-    entry.response = parse_body(&bytes);
-    let mut recorder = lock(&state.inner.recorder);
-    recorder.push_back(entry);
-    while recorder.len() > state.config().max_recorded_requests {
-        recorder.pop_front();
+    let unanswered = parts.extensions.remove::<Unanswered>();
+    entry.status = if unanswered.is_some() { 0 } else { parts.status.as_u16() };
+    entry.response = if unanswered.is_some() { Value::Null } else { parse_body(&bytes) };
+    {
+        let mut recorder = lock(&state.inner.recorder);
+        recorder.push_back(entry);
+        while recorder.len() > state.config().max_recorded_requests {
+            recorder.pop_front();
+        }
     }
-    drop(recorder);
+    if let Some(Unanswered { hang }) = unanswered {
+        tokio::time::sleep(hang).await;
+        // Ends this connection's task without a response: hyper closes the socket with
+        // nothing written, as a server that died or a proxy that dropped it would.
+        // `resume_unwind` skips the panic hook, so nothing is printed.
+        std::panic::resume_unwind(Box::new("an injected dropped connection"));
+    }
     Response::from_parts(parts, Body::from(bytes))
 }
 

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) public_host: Mutex<Option<String>>,
     /// Wakes web view clients when anything changes.
     pub(crate) changed: broadcast::Sender<()>,
+    /// Uploaded files' bytes by attachment id.
+    pub(crate) files: Mutex<std::collections::HashMap<u64, axum::body::Bytes>>,
 }
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -89,6 +91,7 @@ impl EmulatorState {
                 gateway_faults: broadcast::channel(64).0,
                 public_host: Mutex::new(None),
                 changed: broadcast::channel(16).0,
+                files: Mutex::new(std::collections::HashMap::new()),
             }),
         }
     }
@@ -108,6 +111,15 @@ impl EmulatorState {
 
     pub(crate) fn touch(&self) {
         let _ = self.inner.changed.send(());
+    }
+
+    pub(crate) fn keep_file(&self, attachment_id: u64, data: axum::body::Bytes) {
+        lock(&self.inner.files).insert(attachment_id, data);
+    }
+
+    /// The bytes of an uploaded attachment (also served at its `url`).
+    pub fn attachment(&self, attachment_id: u64) -> Option<Vec<u8>> {
+        lock(&self.inner.files).get(&attachment_id).map(|data| data.to_vec())
     }
 
     /// Every request made to `/api/…` so far (the same list as `GET /_emulator/requests`).
@@ -205,6 +217,23 @@ impl EmulatorState {
         drop(world);
         self.touch();
         Ok(data)
+    }
+
+    /// Injects an interaction (a slash command, a button click, a modal submit) from
+    /// a person, as `POST /_emulator/interactions` does without `wait`; returns the
+    /// INTERACTION_CREATE payload the bot receives.
+    ///
+    /// # Errors
+    ///
+    /// Returns Discord's error body (as JSON) if the spec is invalid.
+    pub fn inject_interaction(&self, spec: &Value) -> Result<Value, Value> {
+        crate::interaction::inject(self, spec).map_err(|error| error.body)
+    }
+
+    /// An interaction's state (acknowledged, its callbacks) as
+    /// `GET /_emulator/interactions/{id}` shows it.
+    pub fn interaction(&self, interaction_id: u64) -> Option<Value> {
+        crate::interaction::state_json(self, interaction_id)
     }
 
     /// The token of an interaction, as the bot received it in INTERACTION_CREATE.

@@ -50,6 +50,10 @@ pub(crate) const THREAD_NAME_MAX: usize = 100;
 pub(crate) const NONCE_MAX: usize = 25;
 /// Maximum modal title length.
 pub(crate) const MODAL_TITLE_MAX: usize = 45;
+/// Maximum text input label length.
+pub(crate) const TEXT_INPUT_LABEL_MAX: usize = 45;
+/// Maximum text input value length (also its `min_length`/`max_length`).
+pub(crate) const TEXT_INPUT_VALUE_MAX: usize = 4000;
 
 /// Message flag: components v2 layout (components need not be action rows).
 const IS_COMPONENTS_V2: u64 = 1 << 15;

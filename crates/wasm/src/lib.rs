@@ -132,18 +132,21 @@ pub fn socket_path(
     })
 }
 
-/// Redacts a tool result's content for the model: `{content?, report: {count, kinds}}`
-/// (`content` only when something changed). `conservative` also redacts
+/// Redacts one text block of a tool result: `{text, report: {count, kinds}}`,
+/// or `undefined` when it holds no secret. Only the string crosses into
+/// wasm (no serde of the block array); `conservative` also redacts
 /// high-entropy runs: the fallback when the normal pass cannot be trusted.
 ///
 /// # Errors
 ///
 /// Never in practice; serialization errors surface as `JsError`.
-#[wasm_bindgen(js_name = redactToolContent)]
-pub fn redact_tool_content(content: JsValue, conservative: bool) -> Result<JsValue, JsError> {
-    let content: serde_json::Value = from_js(content).unwrap_or(serde_json::Value::Null);
+#[wasm_bindgen(js_name = redactToolText)]
+pub fn redact_tool_text(text: &str, conservative: bool) -> Result<JsValue, JsError> {
     let redactor = if conservative { redact::Redactor::conservative() } else { redact::Redactor::new() };
-    to_js(&tool_result::redact_tool_content(&content, redactor))
+    match tool_result::redact_tool_text(text, redactor) {
+        Some(redacted) => to_js(&redacted),
+        None => Ok(JsValue::UNDEFINED),
+    }
 }
 
 /// One session's event filter and live run card (`core::filter::SessionReporter`),

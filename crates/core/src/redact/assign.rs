@@ -325,7 +325,15 @@ fn is_path_or_url(v: &[u8]) -> bool {
         || v.starts_with(b"~/")
         || (v.len() > 3 && v[1] == b':' && (v[2] == b'\\' || v[2] == b'/'))
         || contains(v, b"://")
-        || (v[0] == b'/' && v.iter().filter(|&&b| b == b'/').count() >= 2 && !v.contains(&b'+'))
+        || (v[0] == b'/' && v.iter().filter(|&&b| b == b'/').count() >= 2 && !v.contains(&b'+') && !is_b64_blob(v))
+}
+
+/// A long run of base64 characters with a high entropy: an AWS secret key
+/// may start with `/` and hold more, but is no path.
+fn is_b64_blob(v: &[u8]) -> bool {
+    v.len() >= 32
+        && v.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'+' | b'='))
+        && entropy(v) >= 4.0
 }
 
 /// An unquoted value that names something instead of being a literal:
@@ -375,6 +383,15 @@ mod tests {
         ] {
             assert_eq!(classify_key(key.as_bytes()), class, "{key}");
         }
+    }
+
+    #[test]
+    fn a_base64_key_starting_with_a_slash_is_no_path() {
+        let key = b"/5Hva6Qmg17tfK0NaKNtH/8YrbAamnG4Uo/eYRV5"; // fake, from a proptest case
+        assert!(!is_path_or_url(key));
+        assert!(looks_secret(key, KeyClass::Secret, false));
+        assert!(is_path_or_url(b"/usr/local/lib/node_modules"));
+        assert!(is_path_or_url(b"/home/ana/.ssh/id_ed25519"));
     }
 
     #[test]

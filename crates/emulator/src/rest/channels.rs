@@ -68,6 +68,7 @@ pub(super) fn attachments(
                 .cloned()
                 .unwrap_or(Value::Null);
             let url = format!("http://{host}/attachments/{channel_id}/{id}/{}", file.filename);
+            state.keep_file(id, file.data.clone());
             json!({
                 "id": id.to_string(),
                 "filename": described["filename"].as_str().unwrap_or(&file.filename),

@@ -9,10 +9,12 @@ mod threads;
 mod users;
 mod webhooks;
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, MatchedPath, RawPathParams, Request, State};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -20,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::error::ApiError;
+use crate::fault::{Injected, Unanswered};
 use crate::record::RecordedBody;
 use crate::state::{EmulatorState, lock};
 
@@ -126,9 +129,28 @@ async fn inject_faults(State(state): State<EmulatorState>, request: Request, nex
         tokio::time::sleep(latency).await;
     }
     match fault {
-        Some(mut error) => {
+        Some(Injected::Error(mut error)) => {
             crate::ratelimit::route_headers(&mut error, request.method(), &template(&request));
             error.into_response()
+        }
+        Some(Injected::Malformed) => {
+            let response = next.run(request).await;
+            let (mut parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+            // Half of the real body (at least one byte of it, and never valid JSON).
+            let cut = if bytes.len() > 1 { bytes.slice(..bytes.len() / 2) } else { Bytes::from_static(b"{") };
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, axum::body::Body::from(cut))
+        }
+        Some(Injected::Drop) => {
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(Unanswered { hang: Duration::ZERO });
+            response
+        }
+        Some(Injected::Stall(hang)) => {
+            let mut response = StatusCode::GATEWAY_TIMEOUT.into_response();
+            response.extensions_mut().insert(Unanswered { hang });
+            response
         }
         None => next.run(request).await,
     }
@@ -210,6 +232,8 @@ pub(crate) struct Upload {
     pub(crate) filename: String,
     pub(crate) content_type: Option<String>,
     pub(crate) size: usize,
+    /// The file's bytes (kept, and served at the attachment's URL).
+    pub(crate) data: Bytes,
 }
 
 /// A message body: JSON, or multipart with `payload_json` and `files[n]`.
@@ -220,8 +244,10 @@ pub(crate) struct MessageBody {
     pub(crate) recorded: Option<RecordedBody>,
 }
 
-/// Discord's upload limit for a guild without boosts.
+/// Discord's upload limit for a guild without boosts (all files of a request together).
 pub(crate) const UPLOAD_MAX: usize = 10 * 1024 * 1024;
+/// Files one message can carry.
+pub(crate) const FILES_MAX: usize = 10;
 
 impl<S: Send + Sync> FromRequest<S> for MessageBody {
     type Rejection = ApiError;
@@ -254,6 +280,11 @@ impl<S: Send + Sync> FromRequest<S> for MessageBody {
                 if data.len() > UPLOAD_MAX {
                     return Err(ApiError::payload_too_large());
                 }
+                if filename.as_deref().is_none_or(|f| f.trim().is_empty()) {
+                    let mut errors = crate::error::FormErrors::default();
+                    errors.required(&["attachments", &files.len().to_string(), "filename"]);
+                    errors.into_result()?;
+                }
                 recorded_files.push(json!({
                     "field": name,
                     "filename": filename,
@@ -265,8 +296,17 @@ impl<S: Send + Sync> FromRequest<S> for MessageBody {
                     filename: filename.unwrap_or_else(|| format!("file{index}")),
                     content_type,
                     size: data.len(),
+                    data,
                 });
             }
+        }
+        if files.iter().map(|f| f.size).sum::<usize>() > UPLOAD_MAX {
+            return Err(ApiError::payload_too_large());
+        }
+        if files.len() > FILES_MAX {
+            let mut errors = crate::error::FormErrors::default();
+            errors.too_long(&["attachments"], FILES_MAX);
+            errors.into_result()?;
         }
         let recorded = RecordedBody(json!({"payload_json": json, "files": recorded_files}));
         Ok(Self { json, files, recorded: Some(recorded) })

@@ -182,13 +182,33 @@ async fn modal_round_trip() {
     )
     .await;
     assert_eq!(ephemeral.status, 204);
-    // A modal cannot answer a modal.
-    let submit2 = inject(
+    // Submitted once, the modal is closed: a second submit has nothing to answer.
+    let again = json!({"type": "modal", "custom_id": "ask", "fields": {"prompt": "x"},
+               "channel_id": DEFAULT_HOME_CHANNEL_ID.to_string(), "user_id": DEFAULT_OWNER_USER_ID.to_string()});
+    assert_eq!(inject_status(&state, again.clone()).await, 400);
+    // A modal shown to one person cannot be submitted by another, nor with unknown or empty fields.
+    let command = inject(
         &state,
-        json!({"type": "modal", "custom_id": "ask", "fields": {"prompt": "x"},
-               "channel_id": DEFAULT_HOME_CHANNEL_ID.to_string(), "user_id": DEFAULT_OWNER_USER_ID.to_string()}),
+        json!({"type": "command", "name": "omp", "channel_id": DEFAULT_HOME_CHANNEL_ID.to_string(), "user_id": DEFAULT_OWNER_USER_ID.to_string()}),
     )
     .await;
+    let reopen = json!({"type": 9, "data": {"custom_id": "ask", "title": "Ask OMP", "components": [
+        {"type": 1, "components": [{"type": 4, "custom_id": "prompt", "style": 2, "label": "Prompt", "max_length": 5}]}
+    ]}});
+    assert_eq!(call_as(&state, "POST", &callback_path(&command), Some(reopen), None).await.status, 204);
+    let mut stranger = again.clone();
+    stranger["user_id"] = json!(DEFAULT_GUEST_USER_ID.to_string());
+    assert_eq!(inject_status(&state, stranger).await, 400);
+    for fields in [json!({"other": "x"}), json!({"prompt": ""}), json!({"prompt": "too long"})] {
+        let mut bad = again.clone();
+        bad["fields"] = fields;
+        assert_eq!(inject_status(&state, bad).await, 400);
+    }
+    // Discord numbers every component of a submitted modal (clients rely on the ids).
+    let submit2 = inject(&state, again).await;
+    assert_eq!(submit2["data"]["components"][0]["id"], 1);
+    assert_eq!(submit2["data"]["components"][0]["components"][0]["id"], 2);
+    // A modal cannot answer a modal, and a modal needs rows of text inputs within the limits.
     let invalid = call_as(
         &state,
         "POST",
@@ -198,6 +218,15 @@ async fn modal_round_trip() {
     )
     .await;
     assert_eq!(invalid.status, 400);
+    let command = inject(
+        &state,
+        json!({"type": "command", "name": "omp", "channel_id": DEFAULT_HOME_CHANNEL_ID.to_string(), "user_id": DEFAULT_OWNER_USER_ID.to_string()}),
+    )
+    .await;
+    let too_long_label = json!({"type": 9, "data": {"custom_id": "a", "title": "t", "components": [
+        {"type": 1, "components": [{"type": 4, "custom_id": "p", "style": 1, "label": "l".repeat(46)}]}
+    ]}});
+    assert_eq!(call_as(&state, "POST", &callback_path(&command), Some(too_long_label), None).await.status, 400);
 }
 
 #[tokio::test]
