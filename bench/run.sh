@@ -8,7 +8,7 @@
 # --markdown FILE: also write the report there (BENCHMARKS.md at the repository's root).
 #
 # --quick: smaller sizes (10 MB log, 200 notifications, 2,000 drained,
-# 5 start-up pairs) for a smoke run. Results (logs and JSON) go to DIR
+# 200 replies, 5 gateway drops, 5 start-up pairs) for a smoke run. Results (logs and JSON) go to DIR
 # (default: a temporary directory, printed at the end and removed unless --out).
 # Rust benches build in $CARGO_TARGET_DIR (default /work/target-bench, so they
 # do not disturb the repository's target/).
@@ -28,9 +28,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ "$quick" = 1 ]; then
-  size_mb=10 runs=3 notifications=200 drain=2000 sessions=10 pairs=5
+  size_mb=10 runs=3 notifications=200 drain=2000 sessions=10 pairs=5 replies=200 drops=5 omp_replies=10
 else
-  size_mb=50 runs=5 notifications=1000 drain=10000 sessions=20 pairs=20
+  size_mb=50 runs=5 notifications=1000 drain=10000 sessions=20 pairs=20 replies=500 drops=20 omp_replies=50
 fi
 
 work=$(mktemp -d /tmp/omdbench.XXXXXX)
@@ -79,6 +79,12 @@ sidecar_bench=$(cargo build --release --locked -p omp-discord --bench sidecar --
   | grep -o '"executable":"[^"]*sidecar[^"]*"' | tail -1 | cut -d'"' -f4)
 "$sidecar_bench" --sidecar target/release/omp-discord --notifications "$notifications" --drain "$drain" \
   --sessions "$sessions" --json "$out/sidecar.json" | tee "$out/sidecar.txt"
+
+section "inbound: reply latency and recovery after gateway drops (benches/inbound.rs)"
+inbound_bench=$(cargo build --release --locked -p omp-discord --bench inbound --message-format=json \
+  | grep -o '"executable":"[^"]*inbound[^"]*"' | tail -1 | cut -d'"' -f4)
+"$inbound_bench" --sidecar target/release/omp-discord --messages "$replies" --drops "$drops" \
+  --omp-messages "$omp_replies" --json "$out/inbound.json" | tee "$out/inbound.txt"
 
 section "omp -p start-up with and without the plugin (bench/startup.sh)"
 bash bench/startup.sh "$pairs" | tee "$out/startup.txt"

@@ -79,6 +79,14 @@ row("  429 answers during the drain", side ? String(side.drain_requests.status_4
 row("sidecar RSS idle", fmt(side ? side.rss_idle_kib / 1024 : undefined, 1, " MiB"), "<= 20 MiB", verdict(side ? side.rss_idle_kib / 1024 : undefined, 20));
 row("sidecar RSS after the drain (peak)", side ? `${(side.rss_after_drain_kib / 1024).toFixed(1)} (${(side.hwm_after_drain_kib / 1024).toFixed(1)}) MiB` : "n/a", "(reported)", "");
 
+const inbound = await json("inbound.json");
+const pair = (r: any) => (r ? `${r.p50_ms.toFixed(2)} / ${r.p99_ms.toFixed(2)} ms` : "n/a");
+row("reply: dispatch -> inbound frame p50/p99", pair(inbound?.dispatch_to_inbound_frame), "(reported)", "");
+row("reply: dispatch -> sendUserMessage (omp) p50/p99", pair(inbound?.dispatch_to_send_user_message_omp), "(reported)", "");
+row("gateway TCP drop -> resumed delivery p50/p99", pair(inbound?.drop_to_delivery), "(reported)", "");
+row("gateway op 7 -> resumed delivery p50/p99", pair(inbound?.reconnect_to_delivery), "(reported)", "");
+row("gateway op 9 -> IDENTIFY + catch-up p50/max", inbound?.identify_to_delivery ? `${inbound.identify_to_delivery.p50_ms.toFixed(0)} / ${inbound.identify_to_delivery.max_ms.toFixed(0)} ms` : "n/a", "(reported)", "");
+
 const startup = await text("startup.txt");
 const without = num(startup, /without plugin: (\d+(?:\.\d+)?) ms/);
 const withPlugin = num(startup, /with plugin: +(\d+(?:\.\d+)?) ms/);

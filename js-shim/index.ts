@@ -21,6 +21,9 @@ const sessionApis = new Map<string, ExtensionAPI>();
 /** The latest context of each session in this process, to abort its run from Discord. */
 const sessionContexts = new Map<string, ExtensionContext>();
 
+/** Sessions in this process that started a run (an explicit follow-up only waits in the others). */
+const sessionsThatRan = new Set<string>();
+
 /** Each session's event filter and run card (state kept in wasm). */
 const reporters = new Map<string, wasm.Reporter>();
 
@@ -285,6 +288,10 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 		await sidecar().attach(own, 3000);
 	});
 
+	pi.on("agent_start", (_event, ctx) => {
+		sessionsThatRan.add(sessionId(ctx));
+	});
+
 	// Before the reporter's handlers: reports about the first prompt carry it (it names the thread).
 	// Redacted here: it travels in every report's session, and into the spool and the journal.
 	pi.on("before_agent_start", (event, ctx) => {
@@ -326,9 +333,21 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 			void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, NOTIFY_DEADLINE_MS);
 			return;
 		}
+		// A session that never ran cannot hold an explicit follow-up (see below): it starts a run.
+		let idle = !sessionsThatRan.has(frame.session_id);
 		try {
-			// Starts a run when the session is idle, queues a follow-up when it is busy.
-			api.sendUserMessage(frame.text, { deliverAs: "followUp" });
+			idle ||= sessionContexts.get(frame.session_id)?.isIdle() ?? false;
+		} catch {}
+		try {
+			if (idle || frame.deliver_as === "steer") {
+				// OMP's default: starts a run when idle, steers the current run when busy. (An
+				// explicit follow-up only queues; OMP resumes an idle session for it only after
+				// an earlier answer, so a fresh session would never run it.)
+				api.sendUserMessage(frame.text);
+			} else {
+				// Queued until the current run is done.
+				api.sendUserMessage(frame.text, { deliverAs: "followUp" });
+			}
 		} catch {
 			return; // Not acknowledged: the sidecar offers it again on the next attach.
 		}

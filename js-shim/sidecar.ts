@@ -20,7 +20,7 @@ export type ServerFrame =
 	| { type: "status"; id: string; status: unknown }
 	| { type: "shutting_down"; id: string }
 	| { type: "ok"; id: string }
-	| { type: "inbound"; session_id: string; message_id: string; author_id: string; text: string }
+	| { type: "inbound"; session_id: string; message_id: string; author_id: string; text: string; deliver_as?: "follow_up" | "steer" }
 	| { type: "messages"; id: string; channel_id: string; messages: unknown[] }
 	| { type: "directory"; id: string; guilds: unknown[] }
 	| { type: "answer"; id: string; answered: boolean; text: string; by?: string }

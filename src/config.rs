@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use omp_discord_core::inbound::{Directives, RateLimit};
 use omp_discord_core::paths::{SocketEnv, socket_path};
 use omp_discord_core::projects::Project;
 use twilight_model::id::Id;
@@ -262,6 +263,12 @@ pub struct Config {
     pub approval_timeout: Duration,
     /// Tool names (a trailing `*` matches a prefix) whose calls wait for a person's Approve.
     pub approve_tools: Vec<String>,
+    /// The reply prefix that steers a run and the reply that stops it.
+    pub directives: Directives,
+    /// The command `/omp ask` runs (with `-p <prompt>` added) to start omp in a project.
+    pub ask_command: Vec<String>,
+    /// How many replies one person may send per window (`None`: no limit).
+    pub inbound_rate_limit: Option<RateLimit>,
     /// The `[report]` table (event filter), as written; `Null` when absent.
     pub report: serde_json::Value,
     /// `[[projects]]`: project directories (globs), each optionally with its own channel.
@@ -302,6 +309,12 @@ pub mod env {
     pub const APPROVAL_TIMEOUT: &str = "OMP_DISCORD_APPROVAL_TIMEOUT";
     /// Comma-separated tool names whose calls need approval.
     pub const APPROVE_TOOLS: &str = "OMP_DISCORD_APPROVE_TOOLS";
+    /// The reply prefix that steers the current run (`off`: none).
+    pub const STEER_PREFIX: &str = "OMP_DISCORD_STEER_PREFIX";
+    /// The reply that stops the current run (`off`: none).
+    pub const ABORT_COMMAND: &str = "OMP_DISCORD_ABORT_COMMAND";
+    /// Replies per person and window, `MESSAGES/SECONDS`, or `off`.
+    pub const INBOUND_RATE_LIMIT: &str = "OMP_DISCORD_INBOUND_RATE_LIMIT";
     /// A webhook URL, for the webhook-only mode.
     pub const WEBHOOK_URL: &str = "OMP_DISCORD_WEBHOOK_URL";
     /// A file holding the webhook URL (must not be readable by group or others).
@@ -332,6 +345,10 @@ pub const FILE_KEYS: &[&str] = &[
     "allowed_roles",
     "approval_timeout_secs",
     "approve_tools",
+    "steer_prefix",
+    "abort_command",
+    "inbound_rate_limit",
+    "ask_command",
     "report",
     "projects",
 ];
@@ -404,6 +421,10 @@ struct FileSettings {
     allowed_roles: Option<Vec<Id<RoleMarker>>>,
     approval_timeout: Option<Duration>,
     approve_tools: Option<Vec<String>>,
+    steer_prefix: Option<String>,
+    abort_command: Option<String>,
+    inbound_rate_limit: Option<Option<RateLimit>>,
+    ask_command: Option<Vec<String>>,
     report: serde_json::Value,
     projects: Vec<ProjectEntry>,
     warnings: Vec<String>,
@@ -472,6 +493,40 @@ impl FileSettings {
                     }
                     other => return Err(invalid_toml(&name, "a list of tool names such as [\"bash\"]", other)),
                 },
+                "steer_prefix" | "abort_command" => {
+                    let toml::Value::String(raw) = value else {
+                        return Err(invalid_toml(
+                            &name,
+                            "a string such as \"!\" (\"\" or \"off\" turns it off)",
+                            value,
+                        ));
+                    };
+                    let directive = Some(directive_value(raw));
+                    if key == "steer_prefix" {
+                        settings.steer_prefix = directive;
+                    } else {
+                        settings.abort_command = directive;
+                    }
+                }
+                "ask_command" => match value {
+                    toml::Value::Array(items)
+                        if !items.is_empty() && items.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) =>
+                    {
+                        settings.ask_command =
+                            Some(items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+                    }
+                    other => {
+                        return Err(invalid_toml(&name, "a command as a list of arguments, such as [\"omp\"]", other));
+                    }
+                },
+                "inbound_rate_limit" => {
+                    settings.inbound_rate_limit = Some(match value {
+                        toml::Value::String(raw) => {
+                            RateLimit::parse(raw).map_err(|_| invalid_toml(&name, RATE_LIMIT_FORM, value))?
+                        }
+                        other => return Err(invalid_toml(&name, RATE_LIMIT_FORM, other)),
+                    });
+                }
                 "report" => match value {
                     toml::Value::Table(_) => {
                         settings.report = serde_json::to_value(value).map_err(|_| {
@@ -692,6 +747,21 @@ impl Config {
             Some(raw) => raw.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
             None => file.approve_tools.unwrap_or_default(),
         };
+        let defaults = Directives::default();
+        let directives = Directives {
+            steer_prefix: get(env, env::STEER_PREFIX)
+                .map(|raw| directive_value(&raw))
+                .or(file.steer_prefix)
+                .unwrap_or(defaults.steer_prefix),
+            abort_command: get(env, env::ABORT_COMMAND)
+                .map(|raw| directive_value(&raw))
+                .or(file.abort_command)
+                .unwrap_or(defaults.abort_command),
+        };
+        let inbound_rate_limit = match get(env, env::INBOUND_RATE_LIMIT) {
+            Some(raw) => RateLimit::parse(&raw).map_err(|_| invalid(env::INBOUND_RATE_LIMIT, RATE_LIMIT_FORM, &raw))?,
+            None => file.inbound_rate_limit.unwrap_or(Some(RateLimit::default())),
+        };
         Ok(Self {
             token,
             token_source,
@@ -719,12 +789,23 @@ impl Config {
             allowed_roles,
             approval_timeout,
             approve_tools,
+            directives,
+            ask_command: file.ask_command.unwrap_or_else(|| vec!["omp".to_owned()]),
+            inbound_rate_limit,
             report: file.report,
             projects: projects_from(file.projects, env)?,
             file: path.filter(|_| exists),
             warnings: file.warnings,
         })
     }
+}
+
+const RATE_LIMIT_FORM: &str = "MESSAGES/SECONDS such as \"10/60\", or \"off\"";
+
+/// A steer prefix or stop command as configured: `off` (or nothing) turns it off.
+fn directive_value(raw: &str) -> String {
+    let raw = raw.trim();
+    if raw.eq_ignore_ascii_case("off") { String::new() } else { raw.to_owned() }
 }
 
 fn parse_switch(name: &str, raw: &str) -> Result<bool, ConfigError> {
@@ -1132,6 +1213,26 @@ events = ["agent_end"]
         assert!(err.starts_with("OMP_DISCORD_ALLOWED_USERS must be a comma-separated list"), "{err}");
         let env = setup(dir.path(), "", &[(env::CHANNEL_ID, "0")]);
         assert!(load(&env).unwrap_err().to_string().starts_with("OMP_DISCORD_CHANNEL_ID must be a channel id"));
+    }
+
+    #[test]
+    fn reply_directives_and_the_rate_limit_come_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(&setup(dir.path(), "", &[])).unwrap();
+        assert_eq!(config.directives, Directives::default());
+        assert_eq!(config.inbound_rate_limit, Some(RateLimit { messages: 10, per_secs: 60 }));
+        let text = "steer_prefix = \">>\"\nabort_command = \"off\"\ninbound_rate_limit = \"3/5\"\n";
+        let config = load(&setup(dir.path(), text, &[])).unwrap();
+        assert_eq!(config.directives, Directives { steer_prefix: ">>".into(), abort_command: String::new() });
+        assert_eq!(config.inbound_rate_limit, Some(RateLimit { messages: 3, per_secs: 5 }));
+        let env = [(env::STEER_PREFIX, "off"), (env::ABORT_COMMAND, "!halt"), (env::INBOUND_RATE_LIMIT, "off")];
+        let config = load(&setup(dir.path(), text, &env)).unwrap();
+        assert_eq!(config.directives, Directives { steer_prefix: String::new(), abort_command: "!halt".into() });
+        assert_eq!(config.inbound_rate_limit, None);
+        let err = load(&setup(dir.path(), "inbound_rate_limit = \"fast\"", &[])).unwrap_err().to_string();
+        assert!(err.contains("`inbound_rate_limit` in") && err.contains("MESSAGES/SECONDS"), "{err}");
+        let err = load(&setup(dir.path(), "", &[(env::INBOUND_RATE_LIMIT, "0/60")])).unwrap_err().to_string();
+        assert!(err.starts_with("OMP_DISCORD_INBOUND_RATE_LIMIT must be MESSAGES/SECONDS"), "{err}");
     }
 
     #[test]

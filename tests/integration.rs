@@ -3,6 +3,7 @@
 //! module per area (as ripgrep does), sharing the harness in `util`.
 
 mod approvals;
+mod ask_project;
 mod cli;
 mod controls;
 mod crash;
@@ -24,6 +25,7 @@ mod shim;
 mod sidecar;
 mod slash;
 mod soak;
+mod steering;
 mod tools;
 mod util;
 mod webhook;

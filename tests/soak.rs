@@ -95,7 +95,9 @@ async fn a_thousand_replies_through_drops_invalid_sessions_and_a_restart_arrive_
     let config = EmulatorConfig { rate_limits: false, identify_interval: Duration::ZERO, ..EmulatorConfig::default() };
     let emulator = Emulator::start(config).await.unwrap();
     let dir = TestDir::new();
-    let env = sidecar_env(&dir, Some(&emulator));
+    let mut env = sidecar_env(&dir, Some(&emulator));
+    // One person writes all 1,000 replies: far over a person's inbound rate limit.
+    env.push(("OMP_DISCORD_INBOUND_RATE_LIMIT".to_owned(), "off".to_owned()));
     let mut sidecar = Sidecar::start(&dir, &env).await;
     let state = emulator.state();
     let started = Instant::now();

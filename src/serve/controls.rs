@@ -155,6 +155,7 @@ impl Sidecar {
             session_id: session_id.clone(),
             author_id: user.id.to_string(),
             text: prepared,
+            delivery: omp_discord_core::inbound::Delivery::FollowUp,
         };
         match self.with_outbox(|o| o.record_inbound(&inbound, now_ms())) {
             Ok(_) => {}

@@ -228,6 +228,23 @@ impl Discord {
         once(self.client.request::<twilight_http::response::marker::EmptyBody>(request)).await
     }
 
+    /// Replaces an interaction's original response (e.g. a deferred one),
+    /// through its 15-minute token.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn edit_original_response(
+        &self,
+        application: Id<twilight_model::id::marker::ApplicationMarker>,
+        token: &str,
+        body: &Value,
+    ) -> Result<(), SendError> {
+        let route = Route::UpdateInteractionOriginal { application_id: application.get(), interaction_token: token };
+        let _: Message = self.send_json(&route, body).await?;
+        Ok(())
+    }
+
     /// Renames a channel or thread (Discord allows two renames per 10 minutes).
     ///
     /// # Errors

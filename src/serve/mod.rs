@@ -12,10 +12,13 @@
 mod controls;
 pub mod discord;
 pub mod gateway;
+mod headless;
+mod inbound;
 pub mod outbox;
 mod requests;
 mod slash;
 pub mod socket;
+mod typing;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -139,6 +142,12 @@ pub struct Sidecar {
     spool_lock: SyncMutex<()>,
     /// Questions waiting for an answer, by ask id.
     ask_waiters: SyncMutex<HashMap<i64, Vec<oneshot::Sender<requests::AskOutcome>>>>,
+    /// Each author's reply rate, when limited.
+    limiter: Option<SyncMutex<omp_discord_core::inbound::InboundLimiter>>,
+    /// Sessions whose thread shows the bot typing.
+    typing: typing::Typing,
+    /// omp processes `/omp ask` started, until they attach their session.
+    launches: headless::Launches,
     /// `connecting`, `ready` or `closed`, for status.
     pub gateway_state: SyncMutex<String>,
     /// Cancelled when the sidecar should stop.
@@ -153,6 +162,9 @@ impl Sidecar {
             (None, Some(webhook)) => Some(Discord::for_webhook(webhook.clone(), &config.api)),
             _ => None,
         };
+        let limiter = config
+            .inbound_rate_limit
+            .map(|limit| SyncMutex::new(omp_discord_core::inbound::InboundLimiter::new(limit)));
         Arc::new(Self {
             config,
             discord,
@@ -175,6 +187,9 @@ impl Sidecar {
             approval_waiters: SyncMutex::new(HashMap::new()),
             ask_waiters: SyncMutex::new(HashMap::new()),
             spool_lock: SyncMutex::new(()),
+            limiter,
+            typing: typing::Typing::default(),
+            launches: headless::Launches::default(),
             gateway_state: SyncMutex::new("off".into()),
             shutdown: CancellationToken::new(),
         })
@@ -236,6 +251,7 @@ impl Sidecar {
                 (None, None) => None,
             },
             "attached_sessions": self.attached.lock().expect("attached lock").len(),
+            "typing_sessions": self.typing.active(),
             "sessions": self.with_outbox(|outbox| outbox.recent_sessions(20)).ok().map(|sessions| {
                 sessions
                     .into_iter()
@@ -333,6 +349,7 @@ impl Sidecar {
             Ok(seq) => {
                 crate::failpoint::hit("after_journal");
                 tracing::debug!(seq, request_id = %id, "message journaled");
+                self.typing.observe(&session.id, request.key.as_deref(), request.edit, &payload);
                 self.wake.notify_one();
                 Ok((seq, outcome))
             }
@@ -639,6 +656,7 @@ impl Sidecar {
                 session_id: session_id.clone(),
                 author_id: message.author.id.to_string(),
                 text: "[an answer to the agent's question]".into(),
+                delivery: omp_discord_core::inbound::Delivery::FollowUp,
             };
             let _ = self.with_outbox(|o| {
                 o.record_inbound(&answer, now_ms())?;
@@ -651,7 +669,8 @@ impl Sidecar {
             }
             return;
         }
-        let text = match prepare_inbound(&message.author.name, &message.content) {
+        let Some((delivery, content)) = self.screen_reply(&session_id, message).await else { return };
+        let text = match prepare_inbound(&message.author.name, content) {
             Ok(text) => text,
             Err(refusal) => {
                 tracing::info!(audit = true, session_id, message_id = %message.id, reason = %refusal, "reply refused");
@@ -663,6 +682,7 @@ impl Sidecar {
             session_id: session_id.clone(),
             author_id: message.author.id.to_string(),
             text,
+            delivery,
         };
         match self.with_outbox(|o| o.record_inbound(&inbound, now_ms())) {
             Ok(true) => {}
@@ -769,28 +789,28 @@ impl Sidecar {
         tracing::info!(messages = seen, "caught up on session threads");
     }
 
-    /// The session's shim handed a reply to OMP: never send it again. Returns
-    /// the reply's thread and id, to show the author it arrived.
-    fn ack_inbound(&self, message_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
+    /// The session's shim handed a reply to OMP: never send it again, and
+    /// show the bot typing in its thread while the agent works. Returns the
+    /// reply's thread and id, to show the author it arrived.
+    fn ack_inbound(self: &Arc<Self>, message_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
         let id = parse_id::<MessageMarker>(message_id)?;
         if let Err(err) = self.with_outbox(|o| o.ack_inbound(id.get(), now_ms())) {
             tracing::error!(error = %err, "cannot record a reply's delivery");
             return None;
         }
-        let thread = self.with_outbox(|o| o.inbound_thread(id.get())).ok().flatten().and_then(|t| parse_id(&t))?;
+        let (session_id, thread) = self.with_outbox(|o| o.inbound_session(id.get())).ok().flatten()?;
+        let thread = parse_id(&thread?)?;
+        // Started here, in frame order, so the run's last report (a later frame) stops it.
+        self.start_typing(&session_id, thread);
         Some((thread, id))
     }
 
-    /// The bot's ✅ on a reply that reached OMP, and typing while the agent works.
+    /// The bot's ✅ on a reply that reached OMP.
     async fn show_received(&self, thread: Id<ChannelMarker>, id: Id<MessageMarker>) {
-        if let Some(discord) = &self.discord {
-            if let Err(err) = discord.react(thread, id, "✅").await {
-                tracing::debug!(error = %err, "could not react to a reply");
-            }
-            // The agent is on it: show it typing until its answer (or the run card) lands.
-            if let Err(err) = discord.typing(thread).await {
-                tracing::debug!(error = %err, "could not show typing");
-            }
+        if let Some(discord) = &self.discord
+            && let Err(err) = discord.react(thread, id, "✅").await
+        {
+            tracing::debug!(error = %err, "could not react to a reply");
         }
     }
 
@@ -1216,6 +1236,7 @@ fn inbound_frame(inbound: Inbound) -> ServerFrame {
         message_id: inbound.message_id.to_string(),
         author_id: inbound.author_id,
         text: inbound.text,
+        deliver_as: inbound.delivery,
     }
 }
 
@@ -1318,6 +1339,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
     });
     let mut greeted = false;
     let mut host = String::new();
+    let mut pid = 0;
     loop {
         let line = tokio::select! {
             () = sidecar.shutdown.cancelled() => break,
@@ -1353,6 +1375,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                 ClientFrame::Hello(hello) if hello.protocol == PROTOCOL_VERSION => {
                     greeted = true;
                     host.clone_from(&hello.host);
+                    pid = hello.pid;
                     // A shim that could not reach a sidecar earlier may have left reports behind.
                     sidecar.import_spool();
                     tracing::debug!(client = %hello.client, pid = hello.pid, host = %hello.host, "client connected");
@@ -1407,6 +1430,7 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
                 }
             }
             ClientFrame::Attach { id, session } => {
+                sidecar.launches.attached(pid, &session.id);
                 let reply = match sidecar.attach(&session, &host, &tx).await {
                     Ok(()) => ServerFrame::Ok { id },
                     Err(err) => ServerFrame::Error {
@@ -1449,7 +1473,13 @@ async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>, tasks: Tas
             sidecar.in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }
-    sidecar.attached.lock().expect("attached lock").retain(|_, sender| !sender.same_channel(&tx));
+    sidecar.attached.lock().expect("attached lock").retain(|session_id, sender| {
+        let kept = !sender.same_channel(&tx);
+        if !kept {
+            sidecar.typing.detached(session_id);
+        }
+        kept
+    });
     drop(tx);
     let _ = writer.await;
     sidecar.clients.fetch_sub(1, Ordering::SeqCst);

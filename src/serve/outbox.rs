@@ -13,10 +13,11 @@
 
 use std::path::Path;
 
+use omp_discord_core::inbound::Delivery;
 use rusqlite::{Connection, params};
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -115,6 +116,8 @@ const MIGRATIONS: &[&str] = &[
     );",
     // The channel a session's starter message and thread are in (its project's, or the home channel).
     "ALTER TABLE sessions ADD COLUMN channel_id TEXT;",
+    // How each reply reaches a busy session: queued after the run, or steering it.
+    "ALTER TABLE inbound ADD COLUMN deliver_as TEXT NOT NULL DEFAULT 'follow_up';",
 ];
 
 /// Why the outbox failed.
@@ -213,6 +216,8 @@ pub struct Inbound {
     pub author_id: String,
     /// The text for OMP.
     pub text: String,
+    /// How it reaches a busy session.
+    pub delivery: Delivery,
 }
 
 /// A tool call waiting for (or given) a person's decision.
@@ -670,14 +675,15 @@ impl Outbox {
     /// When the write fails.
     pub fn record_inbound(&mut self, inbound: &Inbound, now_ms: i64) -> Result<bool, OutboxError> {
         let added = self.conn.execute(
-            "INSERT OR IGNORE INTO inbound (message_id, session_id, author_id, text, received_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO inbound (message_id, session_id, author_id, text, received_ms, deliver_as)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 i64::try_from(inbound.message_id).unwrap_or(i64::MAX),
                 inbound.session_id,
                 inbound.author_id,
                 inbound.text,
-                now_ms
+                now_ms,
+                inbound.delivery.as_str()
             ],
         )?;
         Ok(added == 1)
@@ -746,7 +752,7 @@ impl Outbox {
     /// When the read fails.
     pub fn pending_inbound(&self, session_id: &str) -> Result<Vec<Inbound>, OutboxError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT message_id, session_id, author_id, text FROM inbound
+            "SELECT message_id, session_id, author_id, text, deliver_as FROM inbound
              WHERE session_id = ?1 AND state = 'pending' ORDER BY message_id",
         )?;
         let rows = statement.query_map([session_id], |row| {
@@ -755,22 +761,25 @@ impl Outbox {
                 session_id: row.get(1)?,
                 author_id: row.get(2)?,
                 text: row.get(3)?,
+                delivery: Delivery::from_name(&row.get::<_, String>(4)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The thread a reply was written in.
+    /// The session a reply was for, and that session's thread.
     ///
     /// # Errors
     ///
     /// When the read fails.
-    pub fn inbound_thread(&self, message_id: u64) -> Result<Option<String>, OutboxError> {
+    pub fn inbound_session(&self, message_id: u64) -> Result<Option<(String, Option<String>)>, OutboxError> {
         let mut statement = self.conn.prepare_cached(
-            "SELECT s.thread_id FROM inbound i JOIN sessions s ON s.session_id = i.session_id WHERE i.message_id = ?1",
+            "SELECT s.session_id, s.thread_id FROM inbound i JOIN sessions s ON s.session_id = i.session_id
+             WHERE i.message_id = ?1",
         )?;
-        let mut rows = statement.query_map([i64::try_from(message_id).unwrap_or(i64::MAX)], |row| row.get(0))?;
-        Ok(rows.next().transpose()?.flatten())
+        let mut rows = statement
+            .query_map([i64::try_from(message_id).unwrap_or(i64::MAX)], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.next().transpose()?)
     }
 
     /// Marks a reply handed to OMP.
@@ -1063,8 +1072,13 @@ mod tests {
     #[test]
     fn inbound_is_kept_once_in_order_until_acknowledged() {
         let (_dir, mut outbox) = open();
-        let reply =
-            |id: u64| Inbound { message_id: id, session_id: "s".into(), author_id: "u".into(), text: format!("m{id}") };
+        let reply = |id: u64| Inbound {
+            message_id: id,
+            session_id: "s".into(),
+            author_id: "u".into(),
+            text: format!("m{id}"),
+            delivery: Delivery::FollowUp,
+        };
         assert!(outbox.record_inbound(&reply(1_300_000_000_000_000_020), 0).unwrap());
         assert!(outbox.record_inbound(&reply(1_300_000_000_000_000_010), 0).unwrap());
         assert!(!outbox.record_inbound(&reply(1_300_000_000_000_000_010), 0).unwrap(), "a replay is ignored");

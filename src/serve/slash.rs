@@ -9,7 +9,7 @@ use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::protocol::{ServerFrame, SessionAction};
 use omp_discord_core::report::project_name;
 use serde_json::{Value, json};
-use twilight_model::application::interaction::Interaction;
+use twilight_model::application::interaction::{Interaction, InteractionType};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ApplicationMarker, GuildMarker};
 
@@ -44,11 +44,28 @@ impl Sidecar {
     /// Answers an `/omp` invocation.
     pub(super) async fn on_command(&self, interaction: &Interaction, data: Value) {
         let (Some(discord), Some(user)) = (&self.discord, interaction.author()) else { return };
-        let Some(invocation) = commands::parse(&data) else { return };
         let roles = interaction.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
+        if interaction.kind == InteractionType::ApplicationCommandAutocomplete {
+            // Project paths are for allowed people only; others see no choices.
+            let choices = match commands::focused_option(&data) {
+                Some((option, typed)) if option == "project" && self.is_allowed(user.id, roles) => {
+                    commands::project_choices(&self.project_dirs(), &typed)
+                }
+                _ => Vec::new(),
+            };
+            let response = json!({ "type": 8, "data": { "choices": choices } });
+            if let Err(err) = discord.interaction_callback(interaction.id, &interaction.token, &response).await {
+                tracing::debug!(error = %err, "could not answer an autocomplete");
+            }
+            return;
+        }
+        let Some(invocation) = commands::parse(&data) else { return };
         let response = if self.is_allowed(user.id, roles) {
             let name = user.global_name.clone().unwrap_or_else(|| user.name.clone());
             tracing::info!(audit = true, user_id = %user.id, command = ?invocation, "slash command");
+            if let Invocation::Ask { prompt, project: Some(project), session: None } = &invocation {
+                return self.ask_in_project(discord, interaction, &name, prompt, project).await;
+            }
             self.run_command(invocation, interaction, &name).await
         } else {
             tracing::info!(audit = true, user_id = %user.id, "slash command refused: not on the allowlist");
@@ -74,7 +91,7 @@ impl Sidecar {
                 private(&commands::sessions_text(&head, &self.session_lines(10)))
             }
             Invocation::Sessions => private(&commands::sessions_text("Recent sessions", &self.session_lines(20))),
-            Invocation::Ask { prompt, session } => {
+            Invocation::Ask { prompt, session, .. } => {
                 let session = match self.resolve_session(session.as_deref(), interaction) {
                     Ok(session) => session,
                     Err(why) => return private(&why),
@@ -88,6 +105,7 @@ impl Sidecar {
                     session_id: session.session_id.clone(),
                     author_id: interaction.author_id().map(|id| id.to_string()).unwrap_or_default(),
                     text,
+                    delivery: omp_discord_core::inbound::Delivery::FollowUp,
                 };
                 if let Err(err) = self.with_outbox(|o| o.record_inbound(&inbound, now_ms())) {
                     return private(&format!("Not sent: the prompt could not be journaled ({err})."));

@@ -25,9 +25,14 @@ pub fn definitions() -> Value {
             { "type": 1, "name": "status", "description": "Sessions, their state and the bridge's health" },
             { "type": 1, "name": "sessions", "description": "Recent sessions and their threads" },
             {
-                "type": 1, "name": "ask", "description": "Send a prompt to a session (this thread's by default)",
+                "type": 1, "name": "ask",
+                "description": "Send a prompt to a session (this thread's by default), or start omp in a project",
                 "options": [
                     { "type": 3, "name": "prompt", "description": "What to ask", "required": true, "max_length": 4000 },
+                    {
+                        "type": 3, "name": "project", "required": false, "autocomplete": true, "max_length": 100,
+                        "description": "A configured project: its idle session gets the prompt, else a new omp starts there",
+                    },
                     session,
                 ],
             },
@@ -55,12 +60,14 @@ pub enum Invocation {
     Status,
     /// `/omp sessions`.
     Sessions,
-    /// `/omp ask prompt:<text> [session:<id>]`.
+    /// `/omp ask prompt:<text> [project:<dir>] [session:<id>]`.
     Ask {
         /// The prompt.
         prompt: String,
         /// The session named, if any.
         session: Option<String>,
+        /// The project directory named, if any.
+        project: Option<String>,
     },
     /// `/omp abort [session:<id>]`.
     Abort {
@@ -83,10 +90,66 @@ pub fn parse(data: &Value) -> Option<Invocation> {
     Some(match sub["name"].as_str()? {
         "status" => Invocation::Status,
         "sessions" => Invocation::Sessions,
-        "ask" => Invocation::Ask { prompt: option("prompt")?, session: option("session") },
+        "ask" => Invocation::Ask { prompt: option("prompt")?, session: option("session"), project: option("project") },
         "abort" => Invocation::Abort { session: option("session") },
         _ => return None,
     })
+}
+
+/// The option being typed in an autocomplete interaction's `data`: its name
+/// and what was typed so far.
+#[must_use]
+pub fn focused_option(data: &Value) -> Option<(String, String)> {
+    if data["name"] != NAME {
+        return None;
+    }
+    let sub = data["options"].as_array()?.first()?;
+    let focused = sub["options"].as_array()?.iter().find(|o| o["focused"] == true)?;
+    let typed = match &focused["value"] {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    Some((focused["name"].as_str()?.to_owned(), typed))
+}
+
+/// Discord's most autocomplete choices in one answer.
+pub const MAX_CHOICES: usize = 25;
+/// Discord's longest choice name and string value.
+pub const MAX_CHOICE_CHARS: usize = 100;
+
+/// Autocomplete choices for `project:`: the project directories whose path
+/// contains what was typed (ignoring case), in order, at most 25. A choice
+/// shows the directory's name and path; its value is the path (a path longer
+/// than Discord's 100-character value is left out).
+#[must_use]
+pub fn project_choices(dirs: &[String], typed: &str) -> Vec<Value> {
+    let typed = typed.trim().to_lowercase();
+    dirs.iter()
+        .filter(|dir| dir.chars().count() <= MAX_CHOICE_CHARS && dir.to_lowercase().contains(&typed))
+        .take(MAX_CHOICES)
+        .map(|dir| {
+            let base = std::path::Path::new(dir).file_name().and_then(|n| n.to_str()).unwrap_or(dir);
+            let name: String = format!("{base} · {dir}").chars().take(MAX_CHOICE_CHARS).collect();
+            json!({ "name": name, "value": dir })
+        })
+        .collect()
+}
+
+/// The configured project directory `value` names: its exact path, or the
+/// one directory with that name. `None` when it names none or several.
+#[must_use]
+pub fn resolve_project<'a>(dirs: &'a [String], value: &str) -> Option<&'a str> {
+    let value = value.trim().trim_end_matches('/');
+    if let Some(dir) = dirs.iter().find(|d| d.trim_end_matches('/') == value) {
+        return Some(dir);
+    }
+    let mut named =
+        dirs.iter().filter(|d| std::path::Path::new(d.as_str()).file_name().and_then(|n| n.to_str()) == Some(value));
+    match (named.next(), named.next()) {
+        (Some(dir), None) => Some(dir),
+        _ => None,
+    }
 }
 
 /// One session as `/omp status` and `/omp sessions` list it.
@@ -142,13 +205,48 @@ mod tests {
     fn invocations_parse() {
         let ask = json!({ "name": "omp", "options": [{ "name": "ask", "type": 1, "options": [
             { "name": "prompt", "type": 3, "value": "run the tests" }] }] });
-        assert_eq!(parse(&ask), Some(Invocation::Ask { prompt: "run the tests".into(), session: None }));
+        assert_eq!(parse(&ask), Some(Invocation::Ask { prompt: "run the tests".into(), session: None, project: None }));
+        let in_project = json!({ "name": "omp", "options": [{ "name": "ask", "type": 1, "options": [
+            { "name": "prompt", "type": 3, "value": "go" }, { "name": "project", "type": 3, "value": "/src/app" }] }] });
+        assert_eq!(
+            parse(&in_project),
+            Some(Invocation::Ask { prompt: "go".into(), session: None, project: Some("/src/app".into()) })
+        );
         let abort = json!({ "name": "omp", "options": [{ "name": "abort", "type": 1, "options": [
             { "name": "session", "type": 3, "value": "0199" }] }] });
         assert_eq!(parse(&abort), Some(Invocation::Abort { session: Some("0199".into()) }));
         assert_eq!(parse(&json!({ "name": "omp", "options": [{ "name": "status" }] })), Some(Invocation::Status));
         assert_eq!(parse(&json!({ "name": "other" })), None);
         assert_eq!(parse(&json!({ "name": "omp", "options": [{ "name": "ask" }] })), None);
+    }
+
+    #[test]
+    fn autocomplete_lists_matching_projects_within_discord_limits() {
+        let typing = json!({ "name": "omp", "type": 1, "options": [{ "name": "ask", "type": 1, "options": [
+            { "name": "prompt", "type": 3, "value": "go" },
+            { "name": "project", "type": 3, "value": "AP", "focused": true }] }] });
+        assert_eq!(focused_option(&typing), Some(("project".into(), "AP".into())));
+        assert_eq!(focused_option(&json!({ "name": "omp", "options": [{ "name": "ask", "options": [] }] })), None);
+
+        let mut dirs: Vec<String> = (0..40).map(|n| format!("/src/app{n}")).collect();
+        dirs.push("/src/blog".into());
+        dirs.push(format!("/{}", "x".repeat(120)));
+        let choices = project_choices(&dirs, "AP");
+        assert_eq!(choices.len(), MAX_CHOICES);
+        assert_eq!(choices[0], json!({ "name": "app0 · /src/app0", "value": "/src/app0" }));
+        assert_eq!(project_choices(&dirs, "blog").len(), 1);
+        assert!(project_choices(&dirs, "xxx").is_empty(), "a path longer than a choice value is left out");
+        assert_eq!(project_choices(&dirs, "").len(), MAX_CHOICES);
+    }
+
+    #[test]
+    fn a_project_is_named_by_path_or_by_its_unique_name() {
+        let dirs = vec!["/src/app".to_owned(), "/src/blog".to_owned(), "/old/blog".to_owned()];
+        assert_eq!(resolve_project(&dirs, "/src/app/"), Some("/src/app"));
+        assert_eq!(resolve_project(&dirs, "app"), Some("/src/app"));
+        assert_eq!(resolve_project(&dirs, "blog"), None, "two projects are named blog");
+        assert_eq!(resolve_project(&dirs, "/etc"), None);
+        assert_eq!(resolve_project(&dirs, ".."), None);
     }
 
     #[test]

@@ -172,6 +172,15 @@ mod tests {
     }
 
     #[test]
+    fn a_stopped_run_is_aborted_not_failed() {
+        let mut aborted = assistant(json!([]), "aborted");
+        aborted["errorMessage"] = json!("Interrupted by user");
+        let summary = summarize_agent_end(&json!({ "messages": [aborted] }));
+        assert!(!summary.failed());
+        assert_eq!(build_run_finished(&summary, "proj").embeds[0].title.as_deref(), Some("Run aborted"));
+    }
+
+    #[test]
     fn failed_run_shows_the_error() {
         let mut failed = assistant(json!([]), "error");
         failed["errorMessage"] = json!("rate limited by provider");

@@ -277,6 +277,9 @@ pub enum ServerFrame {
         author_id: String,
         /// The text for OMP, already checked and attributed.
         text: String,
+        /// How it reaches a busy session (left out: a follow-up).
+        #[serde(default, skip_serializing_if = "crate::inbound::Delivery::is_follow_up")]
+        deliver_as: crate::inbound::Delivery,
     },
     /// Answer to [`ClientFrame::Read`]: newest first (also when read `after`).
     Messages {

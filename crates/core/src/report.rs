@@ -405,6 +405,18 @@ pub fn strip_system_reminders(prompt: &str) -> String {
     out.trim().to_owned()
 }
 
+/// The titles of a run's last report (the run card's final edit, or its
+/// summary): after one of them, the session's agent no longer works on that run.
+pub const RUN_END_TITLES: [&str; 5] =
+    ["Run finished", "Run failed", "Run aborted", "Run interrupted", "Run stopped at the output limit"];
+
+/// Whether `payload` ends a run of the session itself (a subagent's
+/// summary, marked as such, does not: its parent still works).
+#[must_use]
+pub fn ends_run(payload: &MessagePayload) -> bool {
+    payload.embeds.first().and_then(|embed| embed.title.as_deref()).is_some_and(|title| RUN_END_TITLES.contains(&title))
+}
+
 /// "Run finished", "Run failed", "Run aborted" or "Run interrupted": the
 /// answer (or error), turns, tools used, duration, tokens, cost and files
 /// changed, whichever are known.
@@ -992,6 +1004,23 @@ mod tests {
         assert_eq!(title("aborted", Some("Request was aborted")), "Run aborted");
         assert_eq!(title("interrupted", None), "Run interrupted");
         assert_eq!(title("length", None), "Run stopped at the output limit");
+    }
+
+    #[test]
+    fn only_a_runs_last_report_ends_it() {
+        for (stop, error) in
+            [("stop", None), ("error", Some("boom")), ("aborted", None), ("interrupted", None), ("length", None)]
+        {
+            let summary =
+                RunSummary { stop_reason: Some(stop.into()), error: error.map(str::to_owned), ..Default::default() };
+            let mut payload = run_finished(&summary, "p");
+            assert!(ends_run(&payload), "{stop}");
+            mark_subagent(&mut payload);
+            assert!(!ends_run(&payload), "a subagent's end is not its parent's: {stop}");
+        }
+        let card = run_card(&RunCard { prompt: Some("x".into()), ..Default::default() }, "p");
+        assert!(!ends_run(&card));
+        assert!(!ends_run(&MessagePayload::default()));
     }
 
     #[test]

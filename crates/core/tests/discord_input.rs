@@ -124,12 +124,19 @@ proptest! {
 
     /// What Discord sends for our own command reads back as the invocation.
     #[test]
-    fn real_slash_command_data_reads_back(prompt in any::<String>(), session in prop::option::of("[a-z0-9-]{1,36}")) {
+    fn real_slash_command_data_reads_back(
+        prompt in any::<String>(),
+        session in prop::option::of("[a-z0-9-]{1,36}"),
+        project in prop::option::of("/[a-z0-9/_-]{1,60}"),
+    ) {
         let mut options = vec![json!({"name": "prompt", "type": 3, "value": prompt})];
         if let Some(session) = &session {
             options.push(json!({"name": "session", "type": 3, "value": session}));
         }
+        if let Some(project) = &project {
+            options.push(json!({"name": "project", "type": 3, "value": project}));
+        }
         let data = json!({"id": "1", "name": "omp", "type": 1, "options": [{"name": "ask", "type": 1, "options": options}]});
-        prop_assert_eq!(commands::parse(&data), Some(Invocation::Ask { prompt, session }));
+        prop_assert_eq!(commands::parse(&data), Some(Invocation::Ask { prompt, session, project }));
     }
 }

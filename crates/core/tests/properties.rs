@@ -185,9 +185,19 @@ fn server_frame() -> impl Strategy<Value = ServerFrame> {
             approved,
             reason
         }),
-        (text(), text(), text(), any::<String>()).prop_map(|(session_id, message_id, author_id, text)| {
-            ServerFrame::Inbound { session_id, message_id, author_id, text }
-        }),
+        (text(), text(), text(), any::<String>(), any::<bool>()).prop_map(
+            |(session_id, message_id, author_id, text, steer)| ServerFrame::Inbound {
+                session_id,
+                message_id,
+                author_id,
+                text,
+                deliver_as: if steer {
+                    omp_discord_core::inbound::Delivery::Steer
+                } else {
+                    omp_discord_core::inbound::Delivery::FollowUp
+                },
+            }
+        ),
         (prop::option::of(request_id()), code, any::<String>()).prop_map(|(id, code, message)| ServerFrame::Error {
             id,
             code,

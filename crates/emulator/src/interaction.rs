@@ -176,8 +176,9 @@ fn validate_modal(errors: &mut FormErrors, data: &Value) {
 /// Builds and dispatches INTERACTION_CREATE for a control API request. Returns the
 /// interaction payload.
 ///
-/// `spec`: `{type: "command"|"button"|"select"|"modal", channel_id, user_id, name,
-/// options, custom_id, message_id, values, fields}`.
+/// `spec`: `{type: "command"|"autocomplete"|"button"|"select"|"modal", channel_id, user_id,
+/// name, options, custom_id, message_id, values, fields}`. An autocomplete's `options` carry
+/// the option being typed with `"focused": true`, as Discord sends them.
 pub(crate) fn inject(state: &EmulatorState, spec: &Value) -> Result<Value, ApiError> {
     let mut world = state.world();
     let channel_id =
@@ -193,7 +194,7 @@ pub(crate) fn inject(state: &EmulatorState, spec: &Value) -> Result<Value, ApiEr
     }
     let mut message_id = None;
     let (kind, data) = match spec["type"].as_str().unwrap_or("") {
-        "command" => {
+        kind @ ("command" | "autocomplete") => {
             let name = spec["name"].as_str().unwrap_or("");
             let command = world
                 .commands
@@ -214,7 +215,14 @@ pub(crate) fn inject(state: &EmulatorState, spec: &Value) -> Result<Value, ApiEr
             if let Some(guild) = command.1 {
                 data["guild_id"] = json!(guild.to_string());
             }
-            (2, data)
+            if kind == "autocomplete" {
+                if !has_focused(&data["options"]) {
+                    return Err(bad_request("options", "An autocomplete needs exactly one option with focused: true"));
+                }
+                (4, data)
+            } else {
+                (2, data)
+            }
         }
         kind @ ("button" | "select") => {
             let custom_id = spec["custom_id"].as_str().unwrap_or("");
@@ -259,7 +267,7 @@ pub(crate) fn inject(state: &EmulatorState, spec: &Value) -> Result<Value, ApiEr
             }
             (5, json!({"custom_id": custom_id, "components": rows}))
         }
-        _ => return Err(bad_request("type", "Must be one of command, button, select, modal")),
+        _ => return Err(bad_request("type", "Must be one of command, autocomplete, button, select, modal")),
     };
     let id = state.next_id();
     let token = format!("aW50ZXJhY3Rpb24{id}{:016x}", fastrand::u64(..));
@@ -320,6 +328,45 @@ pub(crate) fn inject(state: &EmulatorState, spec: &Value) -> Result<Value, ApiEr
     drop(world);
     state.touch();
     Ok(payload)
+}
+
+/// Whether exactly one option (at any depth) is marked `focused`.
+fn has_focused(options: &Value) -> bool {
+    fn count(options: &Value) -> usize {
+        options
+            .as_array()
+            .map_or(0, |options| options.iter().map(|o| usize::from(o["focused"] == true) + count(&o["options"])).sum())
+    }
+    count(options) == 1
+}
+
+/// Discord's rules for an autocomplete answer (`type: 8`): at most 25 choices,
+/// each with a 1–100 character name and a value (a string of at most 100).
+fn check_choices(data: &Value) -> Result<(), ApiError> {
+    let mut errors = FormErrors::default();
+    let Some(choices) = data["choices"].as_array() else {
+        errors.required(&["data", "choices"]);
+        return errors.into_result();
+    };
+    if choices.len() > 25 {
+        errors.add(&["data", "choices"], "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.".to_owned());
+    }
+    for (n, choice) in choices.iter().enumerate() {
+        let index = n.to_string();
+        match choice["name"].as_str() {
+            Some(name) if (1..=100).contains(&name.chars().count()) => {}
+            Some(_) => errors.too_long(&["data", "choices", &index, "name"], 100),
+            None => errors.required(&["data", "choices", &index, "name"]),
+        }
+        match &choice["value"] {
+            Value::String(value) if value.chars().count() > 100 => {
+                errors.too_long(&["data", "choices", &index, "value"], 100);
+            }
+            Value::String(_) | Value::Number(_) => {}
+            _ => errors.required(&["data", "choices", &index, "value"]),
+        }
+    }
+    errors.into_result()
 }
 
 /// The interaction for a token, if it is still valid (15 minutes).
@@ -414,6 +461,7 @@ pub(crate) fn callback(
             resource["message"] = message;
         }
         6 => original = interaction.message_id,
+        8 => check_choices(&data)?,
         9 => {
             let mut errors = FormErrors::default();
             validate_modal(&mut errors, &data);

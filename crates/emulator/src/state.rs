@@ -974,6 +974,8 @@ impl World {
                 "identify_count": self.identify_count,
                 "sessions": self.sessions.len(),
                 "connected": self.sessions.values().filter(|s| s.attached.is_some()).count(),
+                // Which connection serves each session: it changes when a client resumes on a new one.
+                "connections": self.sessions.values().filter_map(|s| s.attached.map(|c| c.to_string())).collect::<Vec<_>>(),
             },
         })
     }
