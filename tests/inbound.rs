@@ -175,3 +175,59 @@ async fn replies_missed_by_the_gateway_are_caught_up_once_and_in_order() {
     assert_eq!(log.matches("reply accepted").count(), 3, "{log}");
     sidecar.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_to_a_session_that_is_away_waits_and_the_thread_is_told_once() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let config = dir.home().join(".config/omp-discord/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+    std::fs::write(&config, "[[projects]]\npath = \"/w/*\"\n").unwrap();
+    let env = sidecar_env(&dir, Some(&emulator));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let session = SessionRef { id: "away".into(), cwd: Some("/w/shop".into()), prompt: Some("deploy".into()) };
+    let mut client = Client::greeted(&dir.socket()).await;
+    let payload = build_notification(&Notification { message: "deployed".into(), ..Default::default() }, "shop");
+    let notify = ClientFrame::Notify(NotifyRequest {
+        id: "n1".into(),
+        session: session.clone(),
+        message: payload,
+        channel_id: None,
+        key: None,
+        edit: false,
+    });
+    let (_, delivered) = client.notify(&notify).await;
+    assert!(matches!(delivered, ServerFrame::Delivered { .. }), "{delivered:?}");
+    let thread: u64 = thread_starts(&emulator)[0]["response"]["id"].as_str().unwrap().parse().unwrap();
+    // Past the grace after start in which shims reconnect (10 s), which `status` shows as uptime.
+    loop {
+        let ServerFrame::Status { status, .. } = client.call(&ClientFrame::Status { id: "s".into() }).await else {
+            panic!("no status")
+        };
+        if status["uptime_secs"].as_u64().is_some_and(|s| s > 10) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Nobody attached the session: the first reply gets the note, the second does not.
+    let state = emulator.state();
+    let say = |text: &str| state.inject_message(thread, DEFAULT_OWNER_USER_ID, &json!({ "content": text })).unwrap();
+    say("are you there?");
+    let notes = |emulator: &omp_discord_emulator::Emulator| -> Vec<String> {
+        thread_messages(emulator, thread)
+            .iter()
+            .filter_map(|m| m["content"].as_str().filter(|c| c.contains("not connected right now")).map(str::to_owned))
+            .collect()
+    };
+    let note = wait_for("the note that the session is away", Duration::from_secs(20), || notes(&emulator).pop()).await;
+    assert!(note.contains("shop on ") && note.contains("`omp --continue` in shop"), "{note}");
+    assert!(note.contains("`/omp ask` with project shop"), "a configured project offers /omp ask: {note}");
+    say("still there?");
+
+    // Both replies waited, and reach the session once it attaches.
+    let texts = collect_inbound(&dir.socket(), &session, 2).await;
+    assert!(texts[0].ends_with("are you there?") && texts[1].ends_with("still there?"), "{texts:?}");
+    assert_eq!(notes(&emulator).len(), 1, "one note per absence");
+    sidecar.terminate().await;
+}

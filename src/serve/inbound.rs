@@ -1,11 +1,15 @@
 //! What a reply in a session's thread asks for before it is journaled for
 //! the session: the stop command aborts the run at once, a prefix makes it a
 //! steer, and each author's rate is checked (over it, the reply is not
-//! passed on, and the author is told once).
+//! passed on, and the author is told once). A reply to a session that is not
+//! connected waits for it, and the thread is told so.
 
 use omp_discord_core::embed::MessagePayload;
-use omp_discord_core::inbound::{Admission, Delivery, Directive, parse_directive, rate_limited_note};
+use omp_discord_core::inbound::{
+    Admission, Delivery, Directive, parse_directive, rate_limited_note, session_away_note,
+};
 use omp_discord_core::protocol::{ServerFrame, SessionAction};
+use omp_discord_core::report::project_name;
 use twilight_model::channel::Message;
 use twilight_model::id::Id;
 use twilight_model::id::marker::MessageMarker;
@@ -19,6 +23,13 @@ const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
 /// A stop command older than this (read when catching up after a gap) no
 /// longer stops anything: the run it meant is over.
 const STALE_STOP_MS: u64 = 2 * 60 * 1000;
+
+/// After a start, shims get this long to reconnect before a reply counts as
+/// reaching a session that is away.
+const AWAY_NOTE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// At most one "not connected" note per session in this long.
+const AWAY_NOTE_EVERY_MS: i64 = 10 * 60 * 1000;
 
 /// When a message was written, from its id.
 fn written_ms(id: Id<MessageMarker>) -> u64 {
@@ -56,6 +67,32 @@ impl Sidecar {
             }
         }
         None
+    }
+
+    /// A reply reached a session that is not connected: say so in its thread
+    /// (at most once per [`AWAY_NOTE_EVERY_MS`] per session, and not in the
+    /// first moments after a start, while shims reconnect).
+    pub(super) fn note_session_away(&self, session_id: &str, message_id: Id<MessageMarker>) {
+        if self.started.elapsed() < AWAY_NOTE_GRACE {
+            return;
+        }
+        let key = format!("away-noted:{session_id}");
+        let now = now_ms();
+        let last: i64 = self.with_outbox(|o| o.meta(&key)).ok().flatten().and_then(|v| v.parse().ok()).unwrap_or(0);
+        if now - last < AWAY_NOTE_EVERY_MS {
+            return;
+        }
+        let Ok(Some(session)) = self.with_outbox(|o| o.session(session_id)) else { return };
+        let cwd = session.cwd.unwrap_or_default();
+        let askable = omp_discord_core::projects::Project::find(&self.config.projects, &cwd).is_some();
+        let text = session_away_note(&project_name(&cwd), &session.host, askable);
+        let note = MessagePayload { content: Some(text), ..Default::default() };
+        if let Err(err) = self
+            .with_outbox(|o| o.set_meta(&key, &now.to_string()))
+            .and_then(|()| self.journal_for_session(session_id, &format!("away:{message_id}"), false, &note))
+        {
+            tracing::error!(error = %err, "cannot journal the note that the session is away");
+        }
     }
 
     /// `!stop` (or the configured command): the session's current run is

@@ -694,8 +694,11 @@ impl Sidecar {
         }
         tracing::info!(audit = true, session_id, user_id = %message.author.id, message_id = %message.id, "reply accepted");
         let tx = self.attached.lock().expect("attached lock").get(&session_id).cloned();
-        if let Some(tx) = tx {
-            let _ = tx.send(inbound_frame(inbound)).await;
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(inbound_frame(inbound)).await;
+            }
+            None => self.note_session_away(&session_id, message.id),
         }
     }
 

@@ -273,9 +273,34 @@ pub fn rate_limited_note(limit: RateLimit, retry_after_ms: u64) -> String {
     )
 }
 
+/// The note in the thread of a session that is not connected when someone
+/// replies: the reply waits for it, how to bring it back, and (when the
+/// project is configured) how to start new work there instead.
+#[must_use]
+pub fn session_away_note(project: &str, host: &str, askable: bool) -> String {
+    let project = crate::report::escape_markdown(project);
+    let host = crate::report::escape_markdown(host);
+    let mut note = format!(
+        "💤 This session ({project} on {host}) is not connected right now, so your message waits here; it reaches \
+         the session when it reconnects (if it ended: `omp --continue` in {project})."
+    );
+    if askable {
+        note.push_str(&format!(" To start new work there now: `/omp ask` with project {project}."));
+    }
+    note
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_away_note_offers_omp_ask_only_for_configured_projects() {
+        let plain = session_away_note("shop_api", "vm", false);
+        assert!(plain.contains("shop\\_api on vm") && plain.contains("omp --continue"), "{plain}");
+        assert!(!plain.contains("/omp ask"));
+        assert!(session_away_note("shop", "vm", true).ends_with("`/omp ask` with project shop."));
+    }
 
     #[test]
     fn directives_pick_follow_up_steer_or_stop() {
