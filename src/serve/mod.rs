@@ -101,6 +101,8 @@ const RETRY_PAUSE: Duration = Duration::from_secs(1);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 /// How long delivered rows stay in the journal (for `status` and debugging).
 const KEEP_DELIVERED_MS: i64 = 24 * 3600 * 1000;
+/// How often the delivery loop looks for spool files left while no client connects.
+const SPOOL_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// How long sends in flight may finish after shutdown was requested.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -1134,10 +1136,17 @@ pub async fn deliver(sidecar: Arc<Sidecar>) {
     }
     let workers = TaskTracker::new();
     let mut last_prune = Instant::now() - Duration::from_secs(3600);
+    let mut last_spool_check = Instant::now();
     loop {
         if last_prune.elapsed() > Duration::from_secs(600) {
             last_prune = Instant::now();
             let _ = sidecar.with_outbox(|o| o.prune(now_ms() - KEEP_DELIVERED_MS));
+        }
+        if last_spool_check.elapsed() > SPOOL_CHECK_EVERY {
+            // A shim that could not connect in time spools its reports at exit,
+            // possibly after the last client said hello: pick them up anyway.
+            last_spool_check = Instant::now();
+            sidecar.import_spool();
         }
         {
             // Under the same lock a worker takes to retire, so no destination is left without one.
