@@ -210,10 +210,16 @@ impl Sidecar {
             .env("OMP_DISCORD_TOKEN", DEFAULT_BOT_TOKEN)
             .env("OMP_DISCORD_CHANNEL_ID", DEFAULT_HOME_CHANNEL_ID.to_string())
             .env("OMP_DISCORD_API_URL", api)
-            .env("OMP_DISCORD_LOG", "warn")
+            .env("OMP_DISCORD_LOG", std::env::var("BENCH_SIDECAR_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("sidecar.log")).expect("a log file"))
+            .stderr(
+                std::fs::File::options()
+                    .append(true)
+                    .create(true)
+                    .open(std::env::var("BENCH_LOG_FILE").map_or_else(|_| dir.join("sidecar.log"), PathBuf::from))
+                    .expect("a log file"),
+            )
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start {} ({err}); run `bash scripts/build.sh` first", bin.display()));
         let sidecar = Self { child, socket };
@@ -524,6 +530,10 @@ async fn open_loop(socket: &Path, sessions: &[String], per_client: usize, first:
 /// measured phases do not include thread creation.
 async fn warm_up(socket: &Path, sessions: &[String], first: u32) {
     let _ = closed_loop(socket, sessions, 1, first, Duration::ZERO).await;
+    // Opening 20 threads is a burst of ~60 requests: twilight-http holds
+    // requests past Discord's global 50 per second, and the backlog would
+    // spill into the timed phase. Let its one-second window pass first.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
 /// The least time Discord's limits allow for `total` notifications spread

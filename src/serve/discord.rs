@@ -11,9 +11,10 @@ use omp_discord_core::embed::{FileUpload, MessagePayload};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use twilight_http::error::ErrorType;
-use twilight_http::request::{Form, Request};
+use twilight_http::request::{Form, Method, Request, TryIntoRequest};
 use twilight_http::response::{Response, ResponseFuture};
 use twilight_http::routing::Route;
+use twilight_http_ratelimiting::Endpoint;
 use twilight_model::channel::{Channel, Message};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, MessageMarker, UserMarker};
@@ -22,8 +23,12 @@ use crate::config::{ApiBase, Token, Webhook};
 
 /// Attempts per request (the first plus retries) for 5xx answers and timeouts.
 const MAX_ATTEMPTS: u32 = 4;
-/// Deadline of one HTTP attempt.
+/// Deadline of one HTTP attempt (twilight-http enforces it).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one attempt may also wait for its turn in twilight's rate-limit
+/// queue: a backlog of starter posts in one channel (5 per 5 s) takes a while,
+/// and giving up earlier would only send the request to the back of the queue.
+const RATE_LIMIT_QUEUE_WAIT: Duration = Duration::from_secs(30);
 /// First retry delay, doubled per retry.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Pause after a 429 that twilight cannot pace (a global one, or one without
@@ -81,6 +86,18 @@ pub struct Discord {
     client: twilight_http::Client,
     webhook: Option<Webhook>,
     pacing: std::sync::Mutex<Pacing>,
+    siblings: SiblingRoutes,
+}
+
+/// Routes whose path names a message (start a thread from it, react to it)
+/// share one bucket per channel at Discord, but twilight-http learns buckets
+/// per path: every new message id would go out unpaced and meet a 429. Such
+/// requests take turns per channel here, and each waits until the bucket the
+/// previous one reported has room.
+#[derive(Debug, Default)]
+struct SiblingRoutes {
+    /// Per `kind:channel`: the last request's endpoint, whose bucket twilight knows.
+    last: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<Option<Endpoint>>>>>,
 }
 
 /// Our own pause after 429s, on top of twilight's per-bucket pacing: every
@@ -111,12 +128,22 @@ pub struct Headroom {
 impl Discord {
     /// Builds a client for `token`, pointed at `api`.
     pub fn new(token: &Token, api: &ApiBase) -> Self {
-        Self { client: client(Some(token), api), webhook: None, pacing: std::sync::Mutex::default() }
+        Self {
+            client: client(Some(token), api),
+            webhook: None,
+            pacing: std::sync::Mutex::default(),
+            siblings: SiblingRoutes::default(),
+        }
     }
 
     /// Builds a client that posts through `webhook` (no bot token).
     pub fn for_webhook(webhook: Webhook, api: &ApiBase) -> Self {
-        Self { client: client(None, api), webhook: Some(webhook), pacing: std::sync::Mutex::default() }
+        Self {
+            client: client(None, api),
+            webhook: Some(webhook),
+            pacing: std::sync::Mutex::default(),
+            siblings: SiblingRoutes::default(),
+        }
     }
 
     /// Posts `payload` to `channel` (a channel or a thread; a webhook posts to
@@ -269,8 +296,10 @@ impl Discord {
     ) -> Result<Id<ChannelMarker>, SendError> {
         let body = serde_json::json!({ "name": name, "auto_archive_duration": 1440 });
         let route = Route::CreateThreadFromMessage { channel_id: channel.get(), message_id: message.get() };
-        let thread: Channel = self.send_json(&route, &body).await?;
-        Ok(thread.id)
+        let mut turn = self.sibling_turn(format!("threads:{channel}")).await;
+        let thread: Result<Channel, SendError> = self.send_json(&route, &body).await;
+        *turn = Some(Endpoint { method: Method::Post, path: format!("channels/{channel}/messages/{message}/threads") });
+        Ok(thread?.id)
     }
 
     /// Shows "omp is typing…" in `channel` for about 10 s (or until the bot posts there).
@@ -294,7 +323,13 @@ impl Discord {
         emoji: &str,
     ) -> Result<(), SendError> {
         let emoji = twilight_http::request::channel::reaction::RequestReactionType::Unicode { name: emoji };
-        once(self.client.create_reaction(channel, message, &emoji).into_future()).await
+        let endpoint = TryIntoRequest::try_into_request(self.client.create_reaction(channel, message, &emoji))
+            .map(|r| Endpoint { method: r.method(), path: r.path().split('?').next().unwrap_or_default().to_owned() })
+            .ok();
+        let mut turn = self.sibling_turn(format!("reactions:{channel}")).await;
+        let result = once(self.client.create_reaction(channel, message, &emoji).into_future()).await;
+        *turn = endpoint;
+        result
     }
 
     /// Up to `limit` (1–100) of a channel's newest messages, older than `before` when given.
@@ -443,7 +478,9 @@ impl Discord {
         let mut last = String::new();
         for n in 1..=MAX_ATTEMPTS {
             self.paced().await;
-            match tokio::time::timeout(ATTEMPT_TIMEOUT * 2, model(first_attempt_only(attempt()))).await {
+            match tokio::time::timeout(RATE_LIMIT_QUEUE_WAIT + ATTEMPT_TIMEOUT, model(first_attempt_only(attempt())))
+                .await
+            {
                 Ok(Ok(value)) => {
                     self.pacing.lock().expect("pacing lock").next = Duration::ZERO;
                     return Ok(value);
@@ -467,6 +504,20 @@ impl Discord {
         Err(SendError::Unavailable { attempts: MAX_ATTEMPTS, last })
     }
 
+    /// Takes this channel's turn for a sibling route (see [`SiblingRoutes`]),
+    /// then waits until the bucket the previous request reported has room.
+    /// The caller records its own path in the guard once answered.
+    async fn sibling_turn(&self, key: String) -> tokio::sync::OwnedMutexGuard<Option<Endpoint>> {
+        let slot = self.siblings.last.lock().expect("siblings lock").entry(key).or_default().clone();
+        let turn = slot.lock_owned().await;
+        if let (Some(endpoint), Some(limiter)) = (turn.as_ref(), self.client.ratelimiter())
+            && let Some(bucket) = limiter.bucket(endpoint.clone()).await.filter(|b| b.remaining == 0)
+        {
+            tokio::time::sleep_until(bucket.reset_at.into()).await;
+        }
+        turn
+    }
+
     /// Waits out the pause after recent 429s.
     async fn paced(&self) {
         let until = self.pacing.lock().expect("pacing lock").until;
@@ -475,14 +526,21 @@ impl Discord {
         }
     }
 
-    /// Records a 429 and starts (or lengthens) the pause every request waits out.
+    /// Records a 429 and starts the pause every request waits out, doubled when
+    /// a 429 answers the first requests after the previous pause (the storm goes on).
     fn rate_limited(&self) -> Duration {
         let mut pacing = self.pacing.lock().expect("pacing lock");
+        pacing.limited += 1;
+        let now = Instant::now();
+        if let Some(until) = pacing.until.filter(|u| *u > now) {
+            // Sent before the pause began (several destinations meet the same
+            // storm at once): the pause already covers it; doubling here would
+            // stretch it to its cap after one round.
+            return until - now;
+        }
         let pause = pacing.next.max(FIRST_RATE_LIMIT_PAUSE);
         pacing.next = (pause * 2).min(MAX_RATE_LIMIT_PAUSE);
-        pacing.limited += 1;
-        let until = Instant::now() + pause;
-        pacing.until = Some(pacing.until.map_or(until, |u| u.max(until)));
+        pacing.until = Some(now + pause);
         pause
     }
 
@@ -496,12 +554,7 @@ impl Discord {
         let bucket = match (self.client.ratelimiter(), home) {
             (Some(limiter), Some(home)) => {
                 let path = format!("channels/{home}/messages");
-                limiter
-                    .bucket(twilight_http_ratelimiting::Endpoint {
-                        method: twilight_http_ratelimiting::Method::Post,
-                        path,
-                    })
-                    .await
+                limiter.bucket(Endpoint { method: Method::Post, path }).await
             }
             _ => None,
         };

@@ -338,11 +338,14 @@ impl Sidecar {
         };
         let journaled = self.with_outbox(|outbox| {
             let now = now_ms();
-            record_session(outbox, session, host, now)?;
-            let seq = outbox.enqueue(&destination, &session.id, &id, &body, &nonce, now)?;
-            if request.key.is_some() {
-                outbox.set_key(seq, request.key.as_deref(), request.edit)?;
-            }
+            let seq = outbox.atomically(|outbox| {
+                record_session(outbox, session, host, now)?;
+                let seq = outbox.enqueue(&destination, &session.id, &id, &body, &nonce, now)?;
+                if request.key.is_some() {
+                    outbox.set_key(seq, request.key.as_deref(), request.edit)?;
+                }
+                Ok(seq)
+            })?;
             // Registered under the same lock, so the delivery loop cannot finish first unseen.
             self.waiters.lock().expect("waiters lock").insert(seq, done);
             Ok(seq)

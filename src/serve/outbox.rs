@@ -313,6 +313,8 @@ impl Outbox {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Every hot statement stays prepared (the default cache holds 16).
+        conn.set_prepared_statement_cache_capacity(64);
         let mut outbox = Self { conn };
         outbox.migrate()?;
         Ok(outbox)
@@ -333,6 +335,30 @@ impl Outbox {
         Ok(())
     }
 
+    /// Runs `steps` as one transaction: all of them are journaled, or none
+    /// (and one commit instead of one per step).
+    ///
+    /// # Errors
+    ///
+    /// The first step's error (everything is rolled back), or the commit's.
+    pub fn atomically<T>(&mut self, steps: impl FnOnce(&mut Self) -> Result<T, OutboxError>) -> Result<T, OutboxError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match steps(self) {
+            Ok(value) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(value),
+                // A failed COMMIT (a full disk) can leave the transaction open.
+                Err(err) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(err.into())
+                }
+            },
+            Err(err) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(err)
+            }
+        }
+    }
+
     /// Journals a message; returns its sequence number.
     ///
     /// # Errors
@@ -347,11 +373,12 @@ impl Outbox {
         nonce: &str,
         now_ms: i64,
     ) -> Result<i64, OutboxError> {
-        self.conn.execute(
-            "INSERT INTO outbox (destination, session_id, request_id, payload, nonce, created_ms)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO outbox (destination, session_id, request_id, payload, nonce, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![destination, session_id, request_id, payload, nonce, now_ms],
-        )?;
+            )?
+            .execute(params![destination, session_id, request_id, payload, nonce, now_ms])?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -393,7 +420,9 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn set_key(&mut self, seq: i64, key: Option<&str>, edit: bool) -> Result<(), OutboxError> {
-        self.conn.execute("UPDATE outbox SET key = ?2, edit = ?3 WHERE seq = ?1", params![seq, key, edit])?;
+        self.conn
+            .prepare_cached("UPDATE outbox SET key = ?2, edit = ?3 WHERE seq = ?1")?
+            .execute(params![seq, key, edit])?;
         Ok(())
     }
 
@@ -421,10 +450,11 @@ impl Outbox {
         channel_id: &str,
         message_id: &str,
     ) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "INSERT OR REPLACE INTO keyed (destination, key, channel_id, message_id) VALUES (?1, ?2, ?3, ?4)",
-            params![destination, key, channel_id, message_id],
-        )?;
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO keyed (destination, key, channel_id, message_id) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![destination, key, channel_id, message_id])?;
         Ok(())
     }
 
@@ -474,7 +504,9 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn unclaim(&mut self, leader: i64) -> Result<(), OutboxError> {
-        self.conn.execute("UPDATE outbox SET batch = NULL WHERE batch = ?1 AND state = 'pending'", [leader])?;
+        self.conn
+            .prepare_cached("UPDATE outbox SET batch = NULL WHERE batch = ?1 AND state = 'pending'")?
+            .execute([leader])?;
         Ok(())
     }
 
@@ -484,10 +516,9 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn mark_failed(&mut self, seq: i64, error: &str, now_ms: i64) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "UPDATE outbox SET state = 'failed', last_error = ?2, finished_ms = ?3 WHERE seq = ?1",
-            params![seq, error, now_ms],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE outbox SET state = 'failed', last_error = ?2, finished_ms = ?3 WHERE seq = ?1")?
+            .execute(params![seq, error, now_ms])?;
         Ok(())
     }
 
@@ -497,7 +528,10 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn prune(&mut self, before_ms: i64) -> Result<usize, OutboxError> {
-        Ok(self.conn.execute("DELETE FROM outbox WHERE state != 'pending' AND finished_ms < ?1", [before_ms])?)
+        Ok(self
+            .conn
+            .prepare_cached("DELETE FROM outbox WHERE state != 'pending' AND finished_ms < ?1")?
+            .execute([before_ms])?)
     }
 
     /// Records a session the first time it is seen; later calls fill in a
@@ -515,16 +549,17 @@ impl Outbox {
         starter_nonce: &str,
         now_ms: i64,
     ) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "INSERT INTO sessions (session_id, cwd, prompt, host, starter_nonce, created_ms, last_seen_ms)
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sessions (session_id, cwd, prompt, host, starter_nonce, created_ms, last_seen_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
              ON CONFLICT (session_id) DO UPDATE SET
                  prompt = COALESCE(sessions.prompt, excluded.prompt),
                  cwd = COALESCE(sessions.cwd, excluded.cwd),
                  host = CASE WHEN sessions.host = '' THEN excluded.host ELSE sessions.host END,
                  last_seen_ms = excluded.last_seen_ms",
-            params![session_id, cwd, prompt, host, starter_nonce, now_ms],
-        )?;
+            )?
+            .execute(params![session_id, cwd, prompt, host, starter_nonce, now_ms])?;
         Ok(())
     }
 
@@ -572,10 +607,9 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn set_starter(&mut self, session_id: &str, message_id: &str) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "UPDATE sessions SET starter_message_id = ?2 WHERE session_id = ?1",
-            params![session_id, message_id],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE sessions SET starter_message_id = ?2 WHERE session_id = ?1")?
+            .execute(params![session_id, message_id])?;
         Ok(())
     }
 
@@ -608,9 +642,7 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn reset_thread(&mut self, session_id: &str, starter_nonce: &str) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "UPDATE sessions SET thread_id = NULL, starter_message_id = NULL, starter_nonce = ?2 WHERE session_id = ?1",
-            params![session_id, starter_nonce],
+        self.conn.prepare_cached("UPDATE sessions SET thread_id = NULL, starter_message_id = NULL, starter_nonce = ?2 WHERE session_id = ?1")?.execute(params![session_id, starter_nonce],
         )?;
         Ok(())
     }
@@ -674,18 +706,20 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn record_inbound(&mut self, inbound: &Inbound, now_ms: i64) -> Result<bool, OutboxError> {
-        let added = self.conn.execute(
-            "INSERT OR IGNORE INTO inbound (message_id, session_id, author_id, text, received_ms, deliver_as)
+        let added = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO inbound (message_id, session_id, author_id, text, received_ms, deliver_as)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
+            )?
+            .execute(params![
                 i64::try_from(inbound.message_id).unwrap_or(i64::MAX),
                 inbound.session_id,
                 inbound.author_id,
                 inbound.text,
                 now_ms,
                 inbound.delivery.as_str()
-            ],
-        )?;
+            ])?;
         Ok(added == 1)
     }
 
@@ -707,9 +741,7 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn allow_always(&mut self, session_id: &str, tool: &str, by: &str, now_ms: i64) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO session_allows (session_id, tool, allowed_by, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![session_id, tool, by, now_ms],
+        self.conn.prepare_cached("INSERT OR IGNORE INTO session_allows (session_id, tool, allowed_by, created_ms) VALUES (?1, ?2, ?3, ?4)")?.execute(params![session_id, tool, by, now_ms],
         )?;
         Ok(())
     }
@@ -731,7 +763,7 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), OutboxError> {
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)", [key, value])?;
+        self.conn.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?.execute([key, value])?;
         Ok(())
     }
 
@@ -788,10 +820,9 @@ impl Outbox {
     ///
     /// When the write fails.
     pub fn ack_inbound(&mut self, message_id: u64, now_ms: i64) -> Result<(), OutboxError> {
-        self.conn.execute(
-            "UPDATE inbound SET state = 'delivered', delivered_ms = ?2 WHERE message_id = ?1",
-            params![i64::try_from(message_id).unwrap_or(i64::MAX), now_ms],
-        )?;
+        self.conn
+            .prepare_cached("UPDATE inbound SET state = 'delivered', delivered_ms = ?2 WHERE message_id = ?1")?
+            .execute(params![i64::try_from(message_id).unwrap_or(i64::MAX), now_ms])?;
         Ok(())
     }
 
@@ -810,11 +841,14 @@ impl Outbox {
         now_ms: i64,
         deadline_ms: i64,
     ) -> Result<(Approval, bool), OutboxError> {
-        let added = self.conn.execute(
-            "INSERT OR IGNORE INTO approvals (session_id, tool_call_id, tool, input, created_ms, deadline_ms)
+        let added = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO approvals (session_id, tool_call_id, tool, input, created_ms, deadline_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![session_id, tool_call_id, tool, input, now_ms, deadline_ms],
-        )? == 1;
+            )?
+            .execute(params![session_id, tool_call_id, tool, input, now_ms, deadline_ms])?
+            == 1;
         let approval = self.conn.query_row(
             &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE session_id = ?1 AND tool_call_id = ?2"),
             [session_id, tool_call_id],
@@ -848,11 +882,13 @@ impl Outbox {
         decided_by: Option<&str>,
         now_ms: i64,
     ) -> Result<bool, OutboxError> {
-        let changed = self.conn.execute(
-            "UPDATE approvals SET state = ?2, decided_by = ?3, decided_ms = ?4
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE approvals SET state = ?2, decided_by = ?3, decided_ms = ?4
              WHERE approval_id = ?1 AND state = 'pending'",
-            params![approval_id, state, decided_by, now_ms],
-        )?;
+            )?
+            .execute(params![approval_id, state, decided_by, now_ms])?;
         Ok(changed == 1)
     }
 
@@ -873,11 +909,14 @@ impl Outbox {
         deadline_ms: i64,
     ) -> Result<(Ask, bool), OutboxError> {
         let options = serde_json::to_string(options).expect("strings serialize");
-        let added = self.conn.execute(
-            "INSERT OR IGNORE INTO asks (session_id, call_id, question, options, created_ms, deadline_ms)
+        let added = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO asks (session_id, call_id, question, options, created_ms, deadline_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![session_id, call_id, question, options, now_ms, deadline_ms],
-        )? == 1;
+            )?
+            .execute(params![session_id, call_id, question, options, now_ms, deadline_ms])?
+            == 1;
         let ask = self.conn.query_row(
             &format!("SELECT {ASK_COLUMNS} FROM asks WHERE session_id = ?1 AND call_id = ?2"),
             [session_id, call_id],
@@ -925,11 +964,13 @@ impl Outbox {
         answered_by: Option<&str>,
         now_ms: i64,
     ) -> Result<bool, OutboxError> {
-        let changed = self.conn.execute(
-            "UPDATE asks SET state = ?2, answer = ?3, answered_by = ?4, answered_ms = ?5
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE asks SET state = ?2, answer = ?3, answered_by = ?4, answered_ms = ?5
              WHERE ask_id = ?1 AND state = 'pending'",
-            params![ask_id, state, answer, answered_by, now_ms],
-        )?;
+            )?
+            .execute(params![ask_id, state, answer, answered_by, now_ms])?;
         Ok(changed == 1)
     }
 
