@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use omp_discord_core::protocol::{ServerFrame, encode_frame};
 use omp_discord_emulator::{
-    DEFAULT_CATEGORY_ID, DEFAULT_FORUM_CHANNEL_ID, DEFAULT_HOME_CHANNEL_ID, Emulator, EmulatorConfig, REQUIRE_TAG,
-    SeedChannel, SeedTag,
+    DEFAULT_CATEGORY_ID, DEFAULT_FORUM_CHANNEL_ID, DEFAULT_GUILD_ID, DEFAULT_HOME_CHANNEL_ID, Emulator, EmulatorConfig,
+    REQUIRE_TAG, SeedChannel, SeedOverwrite, SeedTag,
 };
 use serde_json::{Value, json};
 
@@ -21,6 +21,8 @@ use crate::util::{
 const TAGGED_FORUM: u64 = 1_100_000_000_000_000_050;
 /// A forum that requires a tag and has none.
 const BARE_FORUM: u64 = 1_100_000_000_000_000_051;
+/// A forum where the bot may open posts but not write in them.
+const CLOSED_FORUM: u64 = 1_100_000_000_000_000_052;
 
 fn set(env: &mut Vec<(String, String)>, key: &str, value: &str) {
     env.retain(|(k, _)| k != key);
@@ -224,7 +226,13 @@ async fn a_project_forum_that_requires_a_tag_gets_one_and_one_without_tags_says_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_checks_what_a_forum_home_needs() {
     let dir = TestDir::new();
-    let emulator = emulator().await;
+    // A second forum where no one may post in posts (Send Messages in Threads denied to @everyone).
+    let mut config = EmulatorConfig::default();
+    let mut closed = config.seed.guilds[0].channels.iter().find(|c| c.id == DEFAULT_FORUM_CHANNEL_ID).unwrap().clone();
+    (closed.id, closed.name) = (CLOSED_FORUM, "closed-posts".into());
+    closed.permission_overwrites.push(SeedOverwrite { id: DEFAULT_GUILD_ID, kind: 0, allow: 0, deny: 1 << 38 });
+    config.seed.guilds[0].channels.push(closed);
+    let emulator = Emulator::start(config).await.unwrap();
     let doctor = |env: &[(String, String)]| {
         let output = std::process::Command::new(sidecar_bin())
             .arg("doctor")
@@ -245,6 +253,13 @@ async fn doctor_checks_what_a_forum_home_needs() {
     let home = text.lines().find(|l| l.contains("home channel")).unwrap_or_else(|| panic!("{text}"));
     assert!(home.starts_with("FAIL") && home.contains("is a forum"), "{text}");
     assert!(text.contains("threads = true"), "{text}");
+
+    // A forum's own permission names: the bot could open a post but not write in it.
+    set(&mut env, "OMP_DISCORD_THREADS", "on");
+    set(&mut env, "OMP_DISCORD_CHANNEL_ID", &CLOSED_FORUM.to_string());
+    let text = doctor(&env);
+    let home = text.lines().find(|l| l.contains("home channel")).unwrap_or_else(|| panic!("{text}"));
+    assert!(home.starts_with("FAIL") && home.ends_with("lacks: Send Messages in Posts"), "{text}");
 }
 
 /// The sidecar dies right after Discord opened the post and before it was

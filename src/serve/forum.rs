@@ -12,7 +12,10 @@
 //! forum, opened by the bot, with that name, no older than the mark (less
 //! [`CLOCK_SLACK_MS`]) and not any other session's thread. Posts are opened one
 //! at a time ([`Forums::opening`]), so at most one attempt is ever in doubt,
-//! and the lookup cannot hand one post to two sessions.
+//! and the lookup cannot hand one post to two sessions. (A post archived
+//! before the sidecar comes back — a day without activity — is not among the
+//! active threads; then a second post opens, as a text channel's starter
+//! would be posted again once Discord forgot its nonce.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as SyncMutex};
@@ -131,7 +134,16 @@ impl Sidecar {
         // Journaled before the request: whatever becomes of its answer, the next attempt looks first.
         self.with_outbox(|o| o.set_meta(&key, &format!("{} {name}", now_ms()))).map_err(unavailable)?;
         crate::failpoint::hit("before_forum_post");
-        let post = discord.create_forum_post(forum, name, card, home.tag.as_slice()).await?;
+        let post = match discord.create_forum_post(forum, name, card, home.tag.as_slice()).await {
+            Ok(post) => post,
+            Err(err) => {
+                // Refused: nothing was opened, so the next attempt need not look.
+                if matches!(err, SendError::Rejected { .. }) {
+                    let _ = self.with_outbox(|o| o.clear_meta(&key));
+                }
+                return Err(err);
+            }
+        };
         crate::failpoint::hit("after_forum_post_before_record");
         self.record_post(session_id, post, named_with_prompt, &key)?;
         tracing::info!(session_id, thread_id = %post, "forum post created");
@@ -153,7 +165,9 @@ impl Sidecar {
             .active_threads(guild)
             .await?
             .into_iter()
-            .filter(|t| t.parent_id == Some(forum) && t.owner_id == Some(bot) && t.name.as_deref() == Some(name))
+            // Compared trimmed: Discord trims a channel name's ends.
+            .filter(|t| t.parent_id == Some(forum) && t.owner_id == Some(bot))
+            .filter(|t| t.name.as_deref().map(str::trim) == Some(name.trim()))
             .filter(|t| created_ms(t.id) + CLOCK_SLACK_MS >= since)
             .map(|t| t.id)
             .filter(|id| self.with_outbox(|o| o.session_by_thread(&id.to_string())).ok().flatten().is_none())
