@@ -304,3 +304,66 @@ async fn a_crash_while_a_post_opens_never_opens_a_second() {
         sidecar.terminate().await;
     }
 }
+
+/// `omp-discord setup` with a forum as the home channel: a forum takes no
+/// plain messages, so the one-time code is typed in a post setup opens for
+/// it, and the test message is a post of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_with_a_forum_home_asks_for_the_code_in_a_post() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let forum = DEFAULT_FORUM_CHANNEL_ID.to_string();
+    let repo_dir = crate::util::repo().display().to_string();
+    let mut child = tokio::process::Command::new(sidecar_bin())
+        .args(["setup", "--non-interactive", "--channel", &forum, "--plugin", &repo_dir, "--wait", "30"])
+        .env_clear()
+        .env("HOME", dir.home())
+        .env("PATH", crate::util::omp_path())
+        .env("OMP_DISCORD_SOCKET", dir.socket())
+        .env("OMP_DISCORD_TOKEN", omp_discord_emulator::DEFAULT_BOT_TOKEN)
+        .env("OMP_DISCORD_API_URL", emulator.http_url())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let play = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stdout.push_str(&line);
+            stdout.push('\n');
+            let code = line.trim();
+            if code.len() == 10 && code.starts_with("omp-") && code[4..].chars().all(|c| c.is_ascii_digit()) {
+                // The person types the code in the post setup opened, as the forum allows.
+                let post = posts_in(&emulator, DEFAULT_FORUM_CHANNEL_ID)
+                    .into_iter()
+                    .find(|p| p["body"]["name"] == "omp-discord setup")
+                    .expect("setup opened a post for the code");
+                let post = id_of(&post["response"]["id"]);
+                let owner = omp_discord_emulator::DEFAULT_OWNER_USER_ID;
+                emulator.state().inject_message(post, owner, &json!({"content": code})).unwrap();
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), play).await.expect("setup finishes within 90 s");
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "setup failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("type this code in the post \"omp-discord setup\" in #omp-forum"), "{stdout}");
+    assert!(stdout.contains("✓ owner: Discord user"), "{stdout}");
+
+    // The test message is a post; nothing went to the forum itself.
+    let posts = posts_in(&emulator, DEFAULT_FORUM_CHANNEL_ID);
+    let done = posts.iter().find(|p| p["body"]["name"] == "omp-discord is set up").expect("the test post");
+    assert!(done["body"]["message"]["content"].as_str().unwrap().contains("omp-discord is set up"), "{done:#}");
+    assert_eq!(done["status"], 201, "{done:#}");
+    let forum_messages = format!("/channels/{forum}/messages");
+    assert!(requests(&emulator).iter().all(|r| !r["path"].as_str().unwrap().contains(&forum_messages)));
+    let config = std::fs::read_to_string(dir.home().join(".config/omp-discord/config.toml")).unwrap();
+    let table: toml::Table = config.parse().unwrap();
+    assert_eq!(table["home_channel_id"].as_str(), Some(forum.as_str()));
+    assert_eq!(table["threads"].as_bool(), Some(true));
+}
