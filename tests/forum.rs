@@ -209,6 +209,14 @@ async fn a_project_forum_that_requires_a_tag_gets_one_and_one_without_tags_says_
     assert!(message.contains("add one in the forum's settings"), "{message}");
     assert!(posts_in(&emulator, BARE_FORUM).is_empty(), "nothing Discord would refuse was sent");
 
+    // A message sent straight to a forum (discord_send, notify --channel): Discord's refusal, and what to do.
+    let mut direct = serde_json::to_value(notify("direct", "blog", "to the forum")).unwrap();
+    direct["channel_id"] = json!(TAGGED_FORUM.to_string());
+    let direct = omp_discord_core::protocol::decode_client_frame(direct.to_string().as_bytes()).unwrap();
+    let (_, refused) = client.notify(&direct).await;
+    let ServerFrame::Error { message, .. } = refused else { panic!("{refused:?}") };
+    assert!(message.contains("50008") && message.contains("send to one of its posts"), "{message}");
+
     // doctor sees the same: which tag posts get, and what to fix.
     let doctor = std::process::Command::new(sidecar_bin())
         .arg("doctor")
