@@ -171,6 +171,18 @@ const NEEDED: &[(u64, &str)] = &[
 ];
 /// Needed as well when sessions get threads.
 const NEEDED_FOR_THREADS: &[(u64, &str)] = &[(1 << 35, "Create Public Threads"), (1 << 38, "Send Messages in Threads")];
+/// What a forum needs instead, named as its settings name them: opening a post
+/// takes Send Messages ("Create Posts"; Create Public Threads is ignored),
+/// posting in it Send Messages in Threads ("Send Messages in Posts").
+const NEEDED_IN_FORUM: &[(u64, &str)] = &[
+    (1 << 10, "View Channel"),
+    (1 << 11, "Create Posts"),
+    (1 << 38, "Send Messages in Posts"),
+    (1 << 14, "Embed Links"),
+    (1 << 16, "Read Message History"),
+];
+/// A forum whose posts need a tag.
+const REQUIRE_TAG: u64 = 1 << 4;
 const ADMINISTRATOR: u64 = 1 << 3;
 
 /// A Discord answer that was not a success.
@@ -400,6 +412,37 @@ async fn project_checks(config: &Config, api: &Api, bot: &str) -> Vec<Check> {
     checks
 }
 
+/// A forum the bot may post in: sessions need threads there (a forum takes
+/// no plain messages), and a forum that requires a tag needs one to give.
+fn forum_check(name: &'static str, title: &str, channel: Id<ChannelMarker>, found: &Value, threads: bool) -> Check {
+    if !threads {
+        return Check::fail(
+            name,
+            format!("#{title} ({channel}) is a forum, which takes posts but no plain messages, and threads are off"),
+            "set `threads = true` (or OMP_DISCORD_THREADS=on), or pick a text channel",
+        );
+    }
+    let tags = found["available_tags"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if found["flags"].as_u64().unwrap_or(0) & REQUIRE_TAG == 0 {
+        return Check::ok(name, format!("#{title} ({channel}): a forum; each session opens a post"));
+    }
+    // The sidecar's choice (see src/serve/forum.rs): the first tag anyone may set, else the first.
+    let tag = tags.iter().find(|t| t["moderated"] != true).or(tags.first());
+    match tag.and_then(|t| t["name"].as_str()) {
+        Some(tag) => Check::ok(
+            name,
+            format!("#{title} ({channel}): a forum that requires a tag; each session opens a post tagged {tag:?}"),
+        ),
+        None => Check::fail(
+            name,
+            format!("#{title} ({channel}) requires a tag on every post but has no tags"),
+            format!(
+                "add a tag in #{title}'s settings (Tags), or turn off \"Require people to select tags when posting\""
+            ),
+        ),
+    }
+}
+
 /// Whether the bot can post (and open threads) in `channel`, configured as `key`.
 async fn channel_check(
     api: &Api,
@@ -461,8 +504,16 @@ async fn channel_check(
         );
     };
     let allowed = channel_permissions(guild, bot_id, &member, &roles, &found["permission_overwrites"]);
-    let needed = NEEDED.iter().chain(if threads { NEEDED_FOR_THREADS } else { &[] });
-    let missing: Vec<&str> = needed.filter(|(bit, _)| allowed & bit == 0).map(|(_, name)| *name).collect();
+    let forum = kind == 15;
+    let needed: Vec<&(u64, &str)> = if forum {
+        NEEDED_IN_FORUM.iter().collect()
+    } else {
+        NEEDED.iter().chain(if threads { NEEDED_FOR_THREADS } else { &[] }).collect()
+    };
+    let missing: Vec<&str> = needed.iter().filter(|(bit, _)| allowed & bit == 0).map(|(_, name)| *name).collect();
+    if forum && missing.is_empty() {
+        return forum_check(name, &title, channel, &found, threads);
+    }
     if missing.is_empty() {
         Check::ok(
             name,

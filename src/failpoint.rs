@@ -15,6 +15,8 @@ pub const POINTS: &[&str] = &[
     "before_starter",
     "after_starter_before_record",
     "after_thread_before_record",
+    "before_forum_post",
+    "after_forum_post_before_record",
     "before_send",
     "after_send_before_mark",
     "during_migration",

@@ -442,10 +442,21 @@ async fn bot_path(
         }
     };
     ui.say(format!("✓ home channel #{channel_name} ({channel_id}): the bot can post there"));
+    // A forum takes posts, not messages: setup's own messages open posts there.
+    let forum = api.get(&Route::GetChannel { channel_id }).await.is_ok_and(|c| c["type"] == 15);
+    if forum && !threads {
+        return Err(Problem::new(
+            format!("#{channel_name} is a forum, which takes posts but no plain messages"),
+            "leave out --no-threads (each session opens a post there), or pick a text channel",
+        ));
+    }
 
     let owner = match options.owner_id {
         Some(owner) => owner,
-        None => gateway.prove_owner(ui, &api, channel_id, &channel_name, bot_id, options.wait()).await?,
+        None => {
+            let place = Place { channel: channel_id, name: &channel_name, forum };
+            gateway.prove_owner(ui, &api, place, bot_id, options.wait()).await?
+        }
     };
     gateway.close();
     ui.say(format!("✓ owner: Discord user {owner} (the first person allowed to drive sessions)"));
@@ -476,12 +487,34 @@ async fn bot_path(
         crate::client::hostname(),
         if threads { ", a thread each" } else { "" }
     );
-    let sent = api
-        .send_json(&Route::CreateMessage { channel_id }, &json!({"content": text, "allowed_mentions": {"parse": []}}))
-        .await
-        .map_err(|a| refused(a, "posting the test message"))?;
-    ui.say(format!("✓ test message {} posted in #{channel_name}", sent["id"].as_str().unwrap_or("?")));
+    let place = Place { channel: channel_id, name: &channel_name, forum };
+    let (_, sent) =
+        post(&api, place, "omp-discord is set up", &text).await.map_err(|a| refused(a, "posting the test message"))?;
+    ui.say(format!("✓ test message {sent} posted in #{channel_name}"));
     Ok(())
+}
+
+/// Where setup writes: the home channel, and whether it is a forum.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    channel: u64,
+    name: &'a str,
+    forum: bool,
+}
+
+/// Posts `text` in `place`: a message, or in a forum a post titled `title`
+/// (with `text` as its first message). Returns the channel the message is
+/// in (the post, in a forum) and its id.
+async fn post(api: &Api, place: Place<'_>, title: &str, text: &str) -> Result<(u64, String), Answer> {
+    let message = json!({"content": text, "allowed_mentions": {"parse": []}});
+    if place.forum {
+        let body = json!({"name": title, "message": message, "auto_archive_duration": 1440});
+        let made = api.send_json(&Route::CreateForumThread { channel_id: place.channel }, &body).await?;
+        let id = made["id"].as_str().unwrap_or("?").to_owned();
+        return Ok((doctor::bits(&made["id"]), id));
+    }
+    let sent = api.send_json(&Route::CreateMessage { channel_id: place.channel }, &message).await?;
+    Ok((place.channel, sent["id"].as_str().unwrap_or("?").to_owned()))
 }
 
 /// Keeps a non-default API origin (an emulator's) in the config, so later runs reach the same Discord.
@@ -740,27 +773,28 @@ impl Gateway {
         ))
     }
 
-    /// Asks the person to type a one-time code in the home channel; whoever does is the owner.
+    /// Asks the person to type a one-time code in the home channel (in a
+    /// forum: in the post setup opens for it); whoever does is the owner.
     async fn prove_owner(
         &mut self,
         ui: &Ui,
         api: &Api,
-        channel: u64,
-        name: &str,
+        place: Place<'_>,
         bot: u64,
         wait: Duration,
     ) -> Result<u64, Problem> {
         self.until_ready(Instant::now() + wait).await?;
         let code = one_time_code();
-        let _ = api
-            .send_json(
-                &Route::CreateMessage { channel_id: channel },
-                &json!({"content": "omp-discord setup: the person running setup will type a one-time code here.",
-                        "allowed_mentions": {"parse": []}}),
-            )
-            .await;
+        let note = "omp-discord setup: the person running setup will type a one-time code here.";
+        let (channel, name) = match post(api, place, "omp-discord setup", note).await {
+            Ok((post, _)) if place.forum => (post, format!("the post \"omp-discord setup\" in #{}", place.name)),
+            Ok(_) => (place.channel, format!("#{}", place.name)),
+            Err(answer) if place.forum => return Err(refused(answer, "opening a post for the one-time code")),
+            // Only a note: the person can type the code all the same.
+            Err(_) => (place.channel, format!("#{}", place.name)),
+        };
         ui.say(format!(
-            "\nTo prove who you are, type this code in #{name} on Discord (waiting up to {} s):\n  {code}",
+            "\nTo prove who you are, type this code in {name} on Discord (waiting up to {} s):\n  {code}",
             wait.as_secs()
         ));
         let deadline = Instant::now() + wait;
@@ -775,7 +809,7 @@ impl Gateway {
             }
         }
         Err(Problem::new(
-            format!("nobody typed the code in #{name} within {} s", wait.as_secs()),
+            format!("nobody typed the code in {name} within {} s", wait.as_secs()),
             "run setup again and type the code it shows in the home channel (or pass --owner-id <your user id>)",
         ))
     }

@@ -12,6 +12,7 @@ mod disk;
 mod docs;
 mod extension;
 mod faults;
+mod forum;
 mod hostile;
 mod inbound;
 mod mcp;

@@ -259,9 +259,28 @@ pub fn omp_path() -> String {
 /// Runs `omp -p --mode json` with the scripted model playing `script`. Async,
 /// so the in-process emulator keeps serving while omp runs.
 pub async fn run_omp(dir: &TestDir, env: &[(String, String)], plugin: Plugin, script: &Value, prompt: &str) -> OmpRun {
+    let command = omp_command(dir, env, plugin, script, &["-p", "--mode", "json"]);
+    finish_omp(dir, command, prompt).await
+}
+
+/// As [`run_omp`] (plugin from `-e`), with OMP keeping its session file, so a
+/// later run with `--continue` in `mode` resumes the same session.
+pub async fn run_omp_keeping_session(
+    dir: &TestDir,
+    env: &[(String, String)],
+    script: &Value,
+    mode: &[&str],
+    prompt: &str,
+) -> OmpRun {
+    let mut all = vec!["-p", "--mode", "json"];
+    all.extend_from_slice(mode);
+    let command = omp_command_with(dir, env, Plugin::Flag, script, &all, true);
+    finish_omp(dir, command, prompt).await
+}
+
+async fn finish_omp(dir: &TestDir, mut command: tokio::process::Command, prompt: &str) -> OmpRun {
     let seen_log = dir.path().join(format!("seen-{}.jsonl", std::process::id()));
     let _ = std::fs::remove_file(&seen_log);
-    let mut command = omp_command(dir, env, plugin, script, &["-p", "--mode", "json"]);
     command.env("OMP_DISCORD_SCRIPT_LOG", &seen_log);
     let output =
         command.arg(prompt).stdin(Stdio::null()).output().await.expect("omp runs (installed by scripts/build.sh)");
@@ -284,6 +303,17 @@ pub fn omp_command(
     script: &Value,
     mode: &[&str],
 ) -> tokio::process::Command {
+    omp_command_with(dir, env, plugin, script, mode, false)
+}
+
+fn omp_command_with(
+    dir: &TestDir,
+    env: &[(String, String)],
+    plugin: Plugin,
+    script: &Value,
+    mode: &[&str],
+    keep_session: bool,
+) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(repo().join("node_modules/.bin/omp"));
     command
         .kill_on_drop(true)
@@ -296,7 +326,8 @@ pub fn omp_command(
         .env("OMP_DISCORD_SCRIPT", script.to_string())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .args(mode)
-        .args(["--no-session", "-e"])
+        .args(if keep_session { &[][..] } else { &["--no-session"][..] })
+        .arg("-e")
         .arg(repo().join("tests/fixtures/scripted-model.ts"));
     if let Plugin::Flag = plugin {
         command.arg("-e").arg(repo());

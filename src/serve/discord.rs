@@ -21,6 +21,9 @@ use twilight_model::id::marker::{ChannelMarker, MessageMarker, UserMarker};
 
 use crate::config::{ApiBase, Token, Webhook};
 
+// Forum posts: a child module, so it shares the client's pacing and retry helpers.
+mod forum;
+
 /// Attempts per request (the first plus retries) for 5xx answers and timeouts.
 const MAX_ATTEMPTS: u32 = 4;
 /// Deadline of one HTTP attempt (twilight-http enforces it).

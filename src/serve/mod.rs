@@ -11,6 +11,7 @@
 
 mod controls;
 pub mod discord;
+mod forum;
 pub mod gateway;
 mod headless;
 mod inbound;
@@ -150,6 +151,8 @@ pub struct Sidecar {
     typing: typing::Typing,
     /// omp processes `/omp ask` started, until they attach their session.
     launches: headless::Launches,
+    /// Which channels are forums, and the forum posts being opened.
+    forums: forum::Forums,
     /// `connecting`, `ready` or `closed`, for status.
     pub gateway_state: SyncMutex<String>,
     /// Cancelled when the sidecar should stop.
@@ -192,6 +195,7 @@ impl Sidecar {
             limiter,
             typing: typing::Typing::default(),
             launches: headless::Launches::default(),
+            forums: forum::Forums::default(),
             gateway_state: SyncMutex::new("off".into()),
             shutdown: CancellationToken::new(),
         })
@@ -828,9 +832,10 @@ impl Sidecar {
         }
     }
 
-    /// The thread of `session_id`, opening it (starter message in the home
-    /// channel, then a thread from it) when it does not exist yet. Each step is
-    /// recorded, so a crash in between resumes instead of opening a second one.
+    /// The thread of `session_id`, opening it when it does not exist yet: in a
+    /// text channel, the starter message, then a thread from it; in a forum,
+    /// a post (see `forum`). Each step is recorded, so a crash in between
+    /// resumes instead of opening a second one.
     /// `starter` is the session card to open it with (else a default one);
     /// the answer says whether that card was posted here. A thread opened
     /// before the first prompt was known is renamed once it is.
@@ -868,25 +873,31 @@ impl Sidecar {
             }
             return Ok((thread, false));
         }
+        let default_card;
+        let card = match starter {
+            Some(card) => card,
+            None => {
+                default_card = session_started(&SessionStart {
+                    cwd: session.cwd.clone().unwrap_or_default(),
+                    host: session.host.clone(),
+                    model: None,
+                    prompt: session.prompt.clone(),
+                });
+                &default_card
+            }
+        };
+        let kind = self.home(discord, home).await?;
+        if kind.forum {
+            let named = session.prompt.is_some();
+            let post = self.open_forum_post(discord, session_id, home, &kind, &name, card, named).await?;
+            return Ok((post, starter.is_some()));
+        }
         let (starter_id, posted_card) = match session.starter_message_id.as_deref().and_then(parse_id) {
             Some(starter) => (starter, false),
             None => {
-                let default_card;
-                let payload = match starter {
-                    Some(card) => card,
-                    None => {
-                        default_card = session_started(&SessionStart {
-                            cwd: session.cwd.clone().unwrap_or_default(),
-                            host: session.host.clone(),
-                            model: None,
-                            prompt: session.prompt.clone(),
-                        });
-                        &default_card
-                    }
-                };
                 let nonce = session.starter_nonce.parse().unwrap_or_default();
                 crate::failpoint::hit("before_starter");
-                let (_, id) = discord.create_message(home, payload, nonce).await?;
+                let (_, id) = discord.create_message(home, card, nonce).await?;
                 crate::failpoint::hit("after_starter_before_record");
                 self.with_outbox(|o| o.set_starter(session_id, &id.to_string())).map_err(record)?;
                 (id, starter.is_some())
@@ -950,13 +961,13 @@ impl Sidecar {
         let target = if let Some(session_id) = destination.strip_prefix(SESSION_PREFIX) {
             match self.ensure_thread(discord, session_id, session_card.then_some(&message)).await {
                 Ok((_, true)) => {
-                    let starter = self.starter_of(session_id);
+                    let starter = self.starter_of(discord, session_id).await.ok().flatten();
                     return self.finish_delivered(&destination, head, batch, &seqs, starter).await;
                 }
                 Ok((thread, false)) if session_card => {
                     // The thread exists already: the card replaces its starter.
-                    match self.starter_of(session_id) {
-                        Some((home, starter)) => match discord.update_message(home, starter, &message).await {
+                    match self.starter_of(discord, session_id).await {
+                        Ok(Some((home, starter))) => match discord.update_message(home, starter, &message).await {
                             Ok(()) => {
                                 return self
                                     .finish_delivered(&destination, head, batch, &seqs, Some((home, starter)))
@@ -964,7 +975,8 @@ impl Sidecar {
                             }
                             Err(err) => Err(err),
                         },
-                        None => Ok(thread),
+                        Ok(None) => Ok(thread),
+                        Err(err) => Err(err),
                     }
                 }
                 Ok((thread, false)) => Ok(thread),
@@ -1029,11 +1041,23 @@ impl Sidecar {
         }
     }
 
-    /// Where a session's starter message is: `(home channel, message)`.
-    fn starter_of(&self, session_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
-        let session = self.with_outbox(|o| o.session(session_id)).ok().flatten()?;
-        let channel = session.channel_id.as_deref().and_then(parse_id).or(self.config.home_channel)?;
-        Some((channel, parse_id(session.starter_message_id.as_deref()?)?))
+    /// Where a session's starter message is: `(home channel, message)`, or,
+    /// in a forum, `(post, message)`: a post's first message lives in the
+    /// post and has its id.
+    async fn starter_of(
+        &self,
+        discord: &Discord,
+        session_id: &str,
+    ) -> Result<Option<(Id<ChannelMarker>, Id<MessageMarker>)>, SendError> {
+        let Some(session) = self.with_outbox(|o| o.session(session_id)).ok().flatten() else { return Ok(None) };
+        let channel = session.channel_id.as_deref().and_then(parse_id).or(self.config.home_channel);
+        let (Some(channel), Some(starter)) = (channel, session.starter_message_id.as_deref().and_then(parse_id)) else {
+            return Ok(None);
+        };
+        if self.home(discord, channel).await?.forum {
+            return Ok(Some((starter.cast(), starter)));
+        }
+        Ok(Some((channel, starter)))
     }
 
     /// Records a sent message (`at`: where it is) for every row of its batch,

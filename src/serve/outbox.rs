@@ -767,6 +767,16 @@ impl Outbox {
         Ok(())
     }
 
+    /// Forgets a fact.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails.
+    pub fn clear_meta(&mut self, key: &str) -> Result<(), OutboxError> {
+        self.conn.execute("DELETE FROM meta WHERE key = ?1", [key])?;
+        Ok(())
+    }
+
     /// Whether a Discord message was already taken (as a reply or an answer).
     ///
     /// # Errors

@@ -37,6 +37,9 @@ fn not_configured(id: String) -> ServerFrame {
 }
 
 /// A failed request as an error frame, with what to do about it.
+/// Discord's "Cannot send messages in a non-text channel" (a forum, a category).
+const NOT_A_TEXT_CHANNEL: u64 = 50_008;
+
 pub(super) fn error_frame(id: String, err: &SendError) -> ServerFrame {
     let code = match err {
         SendError::Rejected { code, .. } if *code == super::UNKNOWN_CHANNEL || *code == MISSING_ACCESS => {
@@ -45,10 +48,14 @@ pub(super) fn error_frame(id: String, err: &SendError) -> ServerFrame {
         SendError::Rejected { .. } => ErrorCode::DiscordRejected,
         SendError::Unauthorized | SendError::Unavailable { .. } => ErrorCode::DiscordUnavailable,
     };
-    let hint = if code == ErrorCode::UnknownChannel {
-        "; the channel does not exist or the bot cannot see it (list the ones it can with discord_channels)"
-    } else {
-        ""
+    let hint = match err {
+        _ if code == ErrorCode::UnknownChannel => {
+            "; the channel does not exist or the bot cannot see it (list the ones it can with discord_channels)"
+        }
+        SendError::Rejected { code: NOT_A_TEXT_CHANNEL, .. } => {
+            "; a forum (or category) takes no plain messages: send to one of its posts (a thread id) instead"
+        }
+        _ => "",
     };
     ServerFrame::Error { id: Some(id), code, message: format!("{err}{hint}") }
 }

@@ -290,7 +290,36 @@ pub struct SeedChannel {
     /// Permission overwrites (`type` 0 role, 1 member).
     #[serde(default)]
     pub permission_overwrites: Vec<SeedOverwrite>,
+    /// Channel flags, Discord's bits: `REQUIRE_TAG` (1 << 4) makes every post in a forum
+    /// need one of its tags (else 40067).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flags: u64,
+    /// A forum's tags, which its posts may carry (`applied_tags`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub available_tags: Vec<SeedTag>,
 }
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
+/// A forum tag.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedTag {
+    /// Tag id.
+    #[serde(with = "id")]
+    pub id: u64,
+    /// Tag name (1–20 characters on Discord).
+    pub name: String,
+    /// Whether only members with Manage Threads may apply it.
+    #[serde(default)]
+    pub moderated: bool,
+}
+
+/// Channel flag: a forum's posts need a tag.
+pub const REQUIRE_TAG: u64 = 1 << 4;
 
 /// A channel permission overwrite.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -370,6 +399,8 @@ impl Default for Seed {
             topic: None,
             position,
             permission_overwrites: Vec::new(),
+            flags: 0,
+            available_tags: Vec::new(),
         };
         let mut hidden = text(DEFAULT_HIDDEN_CHANNEL_ID, "private", 3);
         hidden.permission_overwrites.push(SeedOverwrite {
@@ -458,6 +489,8 @@ impl Default for Seed {
                         topic: None,
                         position: 0,
                         permission_overwrites: Vec::new(),
+                        flags: 0,
+                        available_tags: Vec::new(),
                     },
                     text(DEFAULT_HOME_CHANNEL_ID, "omp-sessions", 0),
                     text(DEFAULT_GENERAL_CHANNEL_ID, "general", 1),

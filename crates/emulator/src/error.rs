@@ -81,6 +81,14 @@ impl ApiError {
     pub(crate) fn invalid_json() -> Self {
         Self::coded(StatusCode::BAD_REQUEST, 50109, "The request body contains invalid JSON.")
     }
+    /// Posting a message straight into a forum (or a category): Discord's 50008.
+    pub(crate) fn not_a_text_channel() -> Self {
+        Self::coded(StatusCode::BAD_REQUEST, 50008, "Cannot send messages in a non-text channel")
+    }
+    /// A forum with `REQUIRE_TAG` and a post without `applied_tags`: Discord's 40067.
+    pub(crate) fn tag_required() -> Self {
+        Self::coded(StatusCode::BAD_REQUEST, 40067, "A tag is required to create a forum post in this channel")
+    }
     pub(crate) fn wrong_channel_type() -> Self {
         Self::coded(StatusCode::BAD_REQUEST, 50024, "Cannot execute action on this channel type")
     }

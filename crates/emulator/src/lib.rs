@@ -32,8 +32,8 @@ pub use config::{
     ConfigError, DEFAULT_APPLICATION_ID, DEFAULT_BOT_ROLE_ID, DEFAULT_BOT_TOKEN, DEFAULT_BOT_USER_ID,
     DEFAULT_CATEGORY_ID, DEFAULT_FORUM_CHANNEL_ID, DEFAULT_GENERAL_CHANNEL_ID, DEFAULT_GUEST_USER_ID, DEFAULT_GUILD_ID,
     DEFAULT_HIDDEN_CHANNEL_ID, DEFAULT_HOME_CHANNEL_ID, DEFAULT_MAINTAINER_ROLE_ID, DEFAULT_OWNER_USER_ID,
-    DEFAULT_READ_ONLY_CHANNEL_ID, EmulatorConfig, Seed, SeedApplication, SeedChannel, SeedGuild, SeedMember,
-    SeedOverwrite, SeedRole, SeedUser, permissions,
+    DEFAULT_READ_ONLY_CHANNEL_ID, EmulatorConfig, REQUIRE_TAG, Seed, SeedApplication, SeedChannel, SeedGuild,
+    SeedMember, SeedOverwrite, SeedRole, SeedTag, SeedUser, permissions,
 };
 pub use record::RecordedRequest;
 pub use state::EmulatorState;

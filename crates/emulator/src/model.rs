@@ -202,6 +202,18 @@ pub(crate) struct Channel {
     pub(crate) rate_limit_per_user: u64,
     pub(crate) thread: Option<ThreadMeta>,
     pub(crate) recipients: Vec<u64>,
+    /// Channel flags (`REQUIRE_TAG` on a forum).
+    pub(crate) flags: u64,
+    /// A forum's tags.
+    pub(crate) available_tags: Vec<ForumTag>,
+}
+
+/// A forum tag.
+#[derive(Clone, Debug)]
+pub(crate) struct ForumTag {
+    pub(crate) id: u64,
+    pub(crate) name: String,
+    pub(crate) moderated: bool,
 }
 
 impl Channel {
@@ -215,7 +227,7 @@ impl Channel {
             "id": self.id.to_string(),
             "type": self.kind,
             "last_message_id": id(self.last_message_id),
-            "flags": 0,
+            "flags": self.flags,
         });
         let object = channel.as_object_mut().expect("built as an object");
         if let Some(guild_id) = self.guild_id {
@@ -267,7 +279,20 @@ impl Channel {
                 object.insert("default_thread_rate_limit_per_user".into(), json!(0));
             }
             if self.kind == 15 {
-                object.insert("available_tags".into(), json!([]));
+                let tags: Vec<Value> = self
+                    .available_tags
+                    .iter()
+                    .map(|t| {
+                        json!({
+                            "id": t.id.to_string(),
+                            "name": t.name,
+                            "moderated": t.moderated,
+                            "emoji_id": null,
+                            "emoji_name": null,
+                        })
+                    })
+                    .collect();
+                object.insert("available_tags".into(), json!(tags));
                 object.insert("default_reaction_emoji".into(), Value::Null);
                 object.insert("default_sort_order".into(), Value::Null);
                 object.insert("default_forum_layout".into(), json!(0));

@@ -19,7 +19,7 @@ pub(crate) const MAX_REQUEST_BODY: usize = 26 * 1024 * 1024;
 
 /// One REST request as the emulator saw it, and its answer.
 ///
-/// Serializes as `{method, path, query, headers, body, status, response}`. The
+/// Serializes as `{method, path, query, headers, body, status, response, received_ms}`. The
 /// `Authorization` header is recorded as `Bot <redacted>`: the token never appears.
 #[derive(Clone, Debug, Serialize)]
 pub struct RecordedRequest {
@@ -38,6 +38,8 @@ pub struct RecordedRequest {
     pub status: u16,
     /// The JSON response body (`null` for 204).
     pub response: Value,
+    /// When the request arrived (Unix ms), before any fault or rate limit decided its answer.
+    pub received_ms: u64,
 }
 
 /// A handler that parsed the body itself (multipart) leaves the recorded form here.
@@ -75,6 +77,7 @@ fn parse_body(bytes: &[u8]) -> Value {
 
 /// Middleware: buffers both bodies and appends a [`RecordedRequest`].
 pub(crate) async fn record(State(state): State<EmulatorState>, request: Request, next: Next) -> Response {
+    let received_ms = crate::snowflake::now_ms();
     let (parts, body) = request.into_parts();
     let Ok(bytes) = to_bytes(body, MAX_REQUEST_BODY).await else {
         return ApiError::payload_too_large().into_response();
@@ -91,6 +94,7 @@ pub(crate) async fn record(State(state): State<EmulatorState>, request: Request,
         body: if multipart { Value::Null } else { parse_body(&bytes) },
         status: 0,
         response: Value::Null,
+        received_ms,
     };
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let (mut parts, body) = response.into_parts();

@@ -13,7 +13,7 @@ use crate::config::{EmulatorConfig, Seed, permissions};
 use crate::error::ApiError;
 use crate::fault::{Faults, GatewayFault};
 use crate::interaction::Interaction;
-use crate::model::{Author, Channel, Directory, Guild, Member, Message, Overwrite, Role, User, Webhook};
+use crate::model::{Author, Channel, Directory, ForumTag, Guild, Member, Message, Overwrite, Role, User, Webhook};
 use crate::ratelimit::RateLimits;
 use crate::record::RecordedRequest;
 use crate::snowflake::{SnowflakeGenerator, now_ms, unix_ms_of};
@@ -412,6 +412,12 @@ impl World {
                         rate_limit_per_user: 0,
                         thread: None,
                         recipients: Vec::new(),
+                        flags: c.flags,
+                        available_tags: c
+                            .available_tags
+                            .iter()
+                            .map(|t| ForumTag { id: t.id, name: t.name.clone(), moderated: t.moderated })
+                            .collect(),
                     },
                 );
             }
@@ -625,7 +631,12 @@ impl World {
     ) -> Result<Value, ApiError> {
         let Extras { interaction_metadata, kind, id, reference: system_reference, allow_empty } = extras;
         let channel = self.channels.get(&channel_id).ok_or_else(ApiError::unknown_channel)?;
-        if matches!(channel.kind, 2 | 4 | 13 | 15 | 16) {
+        // A forum takes posts (`POST /channels/{id}/threads`), never messages; live Discord
+        // answers 50008 there, as for a category.
+        if matches!(channel.kind, 4 | 15 | 16) {
+            return Err(ApiError::not_a_text_channel());
+        }
+        if matches!(channel.kind, 2 | 13) {
             return Err(ApiError::wrong_channel_type());
         }
         let is_thread = channel.is_thread();
@@ -1009,6 +1020,8 @@ impl World {
                 applied_tags,
             }),
             recipients: Vec::new(),
+            flags: 0,
+            available_tags: Vec::new(),
         };
         let json = channel.to_json();
         self.channels.insert(id, channel);

@@ -206,6 +206,8 @@ pub(super) async fn create_channel(
         rate_limit_per_user: body["rate_limit_per_user"].as_u64().unwrap_or(0),
         thread: None,
         recipients: Vec::new(),
+        flags: 0,
+        available_tags: Vec::new(),
     };
     let json = channel.to_json();
     world.channels.insert(id, channel);

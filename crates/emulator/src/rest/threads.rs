@@ -62,10 +62,20 @@ pub(super) async fn start_without_message(
             }
             e
         })?;
-        let tags = json["applied_tags"]
+        // Up to 5 of the forum's own tags; a forum that requires one refuses a post without.
+        let tags: Vec<u64> = json["applied_tags"]
             .as_array()
-            .map(|t| t.iter().filter_map(|t| t.as_str().and_then(snowflake)).collect())
+            .map(|t| {
+                t.iter()
+                    .filter_map(|t| t.as_str().and_then(snowflake))
+                    .filter(|t| parent.available_tags.iter().any(|known| known.id == *t))
+                    .take(5)
+                    .collect()
+            })
             .unwrap_or_default();
+        if parent.flags & crate::config::REQUIRE_TAG != 0 && tags.is_empty() {
+            return Err(ApiError::tag_required());
+        }
         let id = state.next_id();
         let name = json["name"].as_str().unwrap_or_default().to_owned();
         world.create_thread(

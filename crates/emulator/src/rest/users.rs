@@ -150,6 +150,8 @@ pub(super) async fn create_dm(
                     rate_limit_per_user: 0,
                     thread: None,
                     recipients: vec![bot, recipient],
+                    flags: 0,
+                    available_tags: Vec::new(),
                 },
             );
             id

@@ -105,6 +105,38 @@ async fn threads_from_messages_without_messages_and_forum_posts() {
     assert_eq!(active["threads"].as_array().unwrap().len(), 3);
 }
 
+/// As on Discord: a forum takes posts, not messages (50008); a post needs its first
+/// message; a forum with `REQUIRE_TAG` refuses a post without one of its tags (40067),
+/// and unknown tag ids are not applied.
+#[tokio::test]
+async fn forums_take_posts_not_messages_and_can_require_a_tag() {
+    let mut seed = Seed::default();
+    let forum = seed.guilds[0].channels.iter_mut().find(|c| c.id == DEFAULT_FORUM_CHANNEL_ID).unwrap();
+    forum.flags = REQUIRE_TAG;
+    forum.available_tags = vec![SeedTag { id: 77, name: "omp".into(), moderated: false }];
+    let state = EmulatorState::new(EmulatorConfig { rate_limits: false, seed, ..EmulatorConfig::default() });
+    let forum_path = format!("/api/v10/channels/{DEFAULT_FORUM_CHANNEL_ID}");
+    let channel = call(&state, "GET", &forum_path, None).await.body;
+    assert_eq!((channel["type"].as_u64(), channel["flags"].as_u64()), (Some(15), Some(16)));
+    assert_eq!(channel["available_tags"][0]["id"], "77");
+
+    let message = call(&state, "POST", &format!("{forum_path}/messages"), Some(json!({"content": "hi"}))).await;
+    assert_eq!((message.status.as_u16(), message.body["code"].as_u64()), (400, Some(50008)), "{}", message.body);
+    assert_eq!(message.body["message"], "Cannot send messages in a non-text channel");
+
+    let threads = format!("{forum_path}/threads");
+    let untagged = call(&state, "POST", &threads, Some(json!({"name": "p", "message": {"content": "x"}}))).await;
+    assert_eq!((untagged.status.as_u16(), untagged.body["code"].as_u64()), (400, Some(40067)), "{}", untagged.body);
+    let unknown = json!({"name": "p", "message": {"content": "x"}, "applied_tags": ["78"]});
+    assert_eq!(call(&state, "POST", &threads, Some(unknown)).await.body["code"], 40067);
+    let tagged = json!({"name": "p", "message": {"content": "x"}, "applied_tags": ["77"]});
+    let post = call(&state, "POST", &threads, Some(tagged)).await;
+    assert_eq!(post.status.as_u16(), 201, "{}", post.body);
+    assert_eq!(post.body["applied_tags"], json!(["77"]));
+    assert_eq!(post.body["message"]["id"], post.body["id"]);
+    assert_eq!(post.body["parent_id"], DEFAULT_FORUM_CHANNEL_ID.to_string());
+}
+
 #[tokio::test]
 async fn typing_and_reactions() {
     let state = unlimited();

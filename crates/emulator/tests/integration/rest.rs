@@ -189,8 +189,8 @@ async fn requests_endpoint_keeps_its_shape() {
     let recorded = call(&state, "GET", "/_emulator/requests", None).await.body;
     let entry = &recorded[0];
     let keys: Vec<&str> = entry.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys.len(), 7);
-    for key in ["method", "path", "query", "headers", "body", "status", "response"] {
+    assert_eq!(keys.len(), 8);
+    for key in ["method", "path", "query", "headers", "body", "status", "response", "received_ms"] {
         assert!(entry.get(key).is_some(), "recorded request lacks {key}");
     }
     assert_eq!(entry["method"], "POST");
@@ -199,6 +199,9 @@ async fn requests_endpoint_keeps_its_shape() {
     assert_eq!(entry["headers"]["authorization"], "Bot <redacted>");
     assert_eq!(entry["body"]["content"], "hi");
     assert_eq!(entry["status"], 200);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let received = entry["received_ms"].as_u64().unwrap();
+    assert!(received <= now_ms && now_ms - received < 60_000, "{received} is when it arrived");
     assert_eq!(entry["response"]["content"], "hi");
 }
 

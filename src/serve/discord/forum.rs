@@ -1,0 +1,86 @@
+//! What forum channels need from Discord: the channel's type, flags and tags,
+//! the bot's own id, a guild's active threads, and opening a post.
+
+use serde_json::json;
+use twilight_model::channel::thread::ThreadsListing;
+use twilight_model::id::marker::{GuildMarker, TagMarker};
+
+use super::{
+    ATTEMPT_TIMEOUT, Channel, ChannelMarker, Discord, Duration, Failure, Id, MessagePayload, Request, Route, SendError,
+    UserMarker, first_attempt_only, message_body, model,
+};
+
+impl Discord {
+    /// A channel: its type, guild, flags and (for a forum) tags.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`]; 10003 for an unknown channel, 50001 when the bot cannot see it.
+    pub async fn channel(&self, channel: Id<ChannelMarker>) -> Result<Channel, SendError> {
+        self.get_json(&Route::GetChannel { channel_id: channel.get() }).await
+    }
+
+    /// The bot's own user id.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn current_user_id(&self) -> Result<Id<UserMarker>, SendError> {
+        let user: twilight_model::user::CurrentUser = self.get_json(&Route::GetCurrentUser).await?;
+        Ok(user.id)
+    }
+
+    /// The active (unarchived) threads of a guild, forum posts included.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`].
+    pub async fn active_threads(&self, guild: Id<GuildMarker>) -> Result<Vec<Channel>, SendError> {
+        let listing: ThreadsListing = self.get_json(&Route::GetActiveThreads { guild_id: guild.get() }).await?;
+        Ok(listing.threads)
+    }
+
+    /// Opens a post in `forum`: a thread named `name` whose first message is
+    /// `payload` (it gets the thread's id). Discord takes no nonce here, so
+    /// this makes ONE attempt: a retry after a timeout or a 5xx could open a
+    /// second post. The caller looks for a post the failed attempt may have
+    /// opened before trying again.
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`] (Unavailable after the one attempt); 40067 when the forum
+    /// requires a tag and `tags` has none of its own.
+    pub async fn create_forum_post(
+        &self,
+        forum: Id<ChannelMarker>,
+        name: &str,
+        payload: &MessagePayload,
+        tags: &[Id<TagMarker>],
+    ) -> Result<Id<ChannelMarker>, SendError> {
+        let body = json!({
+            "name": name,
+            "auto_archive_duration": 1440,
+            "message": message_body(payload),
+            "applied_tags": tags,
+        });
+        let route = Route::CreateForumThread { channel_id: forum.get() };
+        self.paced().await;
+        let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
+        let attempt = model::<Channel>(first_attempt_only(self.client.request::<Channel>(request)));
+        let last = match tokio::time::timeout(ATTEMPT_TIMEOUT * 2, attempt).await {
+            Ok(Ok(thread)) => {
+                self.pacing.lock().expect("pacing lock").next = Duration::ZERO;
+                return Ok(thread.id);
+            }
+            Ok(Err(Failure::Fatal(err))) => return Err(err),
+            Ok(Err(Failure::RateLimited)) => {
+                let pause = self.rate_limited();
+                format!("rate limited (HTTP 429); every request pauses {} ms", pause.as_millis())
+            }
+            Ok(Err(Failure::Retry(reason))) => reason,
+            Err(_) => "the request timed out".to_owned(),
+        };
+        tracing::warn!(reason = %last, "opening a forum post failed; it is retried after a rest");
+        Err(SendError::Unavailable { attempts: 1, last })
+    }
+}
