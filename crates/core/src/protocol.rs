@@ -21,7 +21,7 @@ use std::fmt;
 use crate::embed::MessagePayload;
 
 /// Version of this protocol. Bumped on any change an older peer could misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest frame, in bytes, including its newline. Discord caps a message with
 /// ten full embeds at well under this, so a bigger frame is a client bug.
