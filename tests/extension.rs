@@ -367,5 +367,13 @@ async fn a_subagent_reports_in_its_parent_s_thread() {
     })
     .await;
     assert_eq!(thread_starts(&emulator).len(), 1, "still one thread");
+    // Reports keep their order in a thread, so the parent's summary came after
+    // all of its subagent's: OMP may re-prompt a subagent (more runs), and
+    // they update one summary instead of each posting its own.
+    let subagent_summaries = thread_messages(&emulator, thread)
+        .iter()
+        .filter(|m| m["embeds"][0]["title"].as_str().is_some_and(|t| t.starts_with("↳ subagent · Run")))
+        .count();
+    assert_eq!(subagent_summaries, 1, "one summary message per subagent");
     sidecar.terminate().await;
 }

@@ -360,6 +360,18 @@ pub struct SessionReporter {
     /// How many messages the session had at the last `agent_end`: OMP hands
     /// extensions the whole conversation, and a run is what came after.
     messages_seen: Option<usize>,
+    /// A subagent's runs so far, reported as one message edited after each
+    /// run: OMP re-prompts a subagent that ended without its result, and each
+    /// of those runs would otherwise post its own summary in the parent's thread.
+    subagent_tally: Option<SubagentTally>,
+}
+
+/// What a subagent's reported runs added up to, and the message showing it.
+#[derive(Debug)]
+struct SubagentTally {
+    key: String,
+    started_ms: Option<u64>,
+    summary: RunSummary,
 }
 
 /// Where this run's messages start in the whole conversation `messages`:
@@ -397,6 +409,7 @@ impl SessionReporter {
             calls: Burst::default(),
             ended_card: None,
             messages_seen: None,
+            subagent_tally: None,
         }
     }
 
@@ -673,11 +686,23 @@ impl SessionReporter {
         let long_enough = summary.duration_ms.is_none_or(|ms| ms >= self.config.min_run_ms());
         let worth_reporting =
             summary.failed() || (long_enough && summary.stop_reason.as_deref() != Some("interrupted"));
-        let mut payload = report::run_finished(&summary, &self.project);
-        self.mark(&mut payload);
+        if let Some(tally) = &mut self.subagent_tally {
+            tally.summary.merge(summary);
+            tally.summary.duration_ms = tally.started_ms.map(|started| now_ms.saturating_sub(started));
+            let mut payload = report::run_finished(&tally.summary, &self.project);
+            report::mark_subagent(&mut payload);
+            out.push(Report::Edit { key: tally.key.clone(), payload });
+            return self.forget_calls();
+        }
         if !(run.card_posted || worth_reporting) {
             return self.forget_calls();
         }
+        if self.session.is_subagent() {
+            self.subagent_tally =
+                Some(SubagentTally { key: run.key.clone(), started_ms: run.started_ms, summary: summary.clone() });
+        }
+        let mut payload = report::run_finished(&summary, &self.project);
+        self.mark(&mut payload);
         if self.add_controls(&mut payload, &run.key, CardState::Finished) {
             self.ended_card = Some((run.key.clone(), payload.clone()));
         }
@@ -1176,19 +1201,28 @@ mod tests {
         assert!(r.tick(100 * SEC).is_empty());
     }
 
+    // Messages of a conversation as OMP hands it over at `agent_end`.
+    fn user(text: &str) -> Value {
+        json!({ "role": "user", "content": text })
+    }
+    fn call(id: &str) -> Value {
+        json!({ "role": "assistant", "stopReason": "toolUse",
+                "content": [{ "type": "toolCall", "id": id, "name": "bash", "arguments": {} }] })
+    }
+    fn answer(text: &str) -> Value {
+        json!({ "role": "assistant", "stopReason": "stop", "content": [{ "type": "text", "text": text }] })
+    }
+    fn result(id: &str) -> Value {
+        json!({ "role": "toolResult", "toolCallId": id, "content": [] })
+    }
+    /// The last report's embed fields as `name=value;…`.
+    fn fields(reports: &[Report]) -> String {
+        let embed = &reports.last().unwrap().payload().embeds[0];
+        embed.fields.iter().map(|f| format!("{}={}", f.name, f.value)).collect::<Vec<_>>().join(";")
+    }
+
     #[test]
     fn a_run_summary_counts_only_that_runs_messages() {
-        let user = |text: &str| json!({ "role": "user", "content": text });
-        let call = |id: &str| {
-            json!({ "role": "assistant", "stopReason": "toolUse",
-                    "content": [{ "type": "toolCall", "id": id, "name": "bash", "arguments": {} }] })
-        };
-        let answer = |text: &str| json!({ "role": "assistant", "stopReason": "stop", "content": [{ "type": "text", "text": text }] });
-        let result = |id: &str| json!({ "role": "toolResult", "toolCallId": id, "content": [] });
-        let fields = |reports: &[Report]| -> String {
-            let embed = &reports.last().unwrap().payload().embeds[0];
-            embed.fields.iter().map(|f| format!("{}={}", f.name, f.value)).collect::<Vec<_>>().join(";")
-        };
         // A resumed session: its history holds an earlier run the reporter never saw.
         let mut history = vec![user("old"), call("a"), result("a"), answer("old done")];
         history.extend([user("deploy"), call("b"), result("b"), call("c"), result("c"), answer("deployed")]);
@@ -1218,6 +1252,24 @@ mod tests {
         assert_eq!(titles(&out), ["↳ subagent · Run failed"]);
         assert_eq!(kinds(&out), ["post card:s:1"]);
         assert!(out[0].payload().components.is_empty(), "people drive the main session, not its subagents");
+    }
+
+    #[test]
+    fn a_subagents_later_runs_update_its_one_summary() {
+        let info = SessionInfo { parent_id: Some("parent".into()), ..session() };
+        let mut r = SessionReporter::new(ReportConfig::default(), info);
+        let mut history = vec![user("check"), call("a"), result("a"), answer("forgot to submit")];
+        r.on_event(&json!({ "type": "agent_start" }), 0);
+        let first = r.on_event(&json!({ "type": "agent_end", "messages": history }), 2 * SEC);
+        assert_eq!(kinds(&first), ["post card:s:1"]);
+        // OMP reminds the subagent to submit its result: another run in the same session.
+        history.extend([user("<system-reminder>submit</system-reminder>"), call("b"), result("b"), answer("done")]);
+        r.on_event(&json!({ "type": "agent_start" }), 3 * SEC);
+        let second = r.on_event(&json!({ "type": "agent_end", "messages": history }), 5 * SEC);
+        assert_eq!(kinds(&second), ["edit card:s:1"], "one message per subagent, not one per run");
+        assert_eq!(titles(&second), ["↳ subagent · Run finished"]);
+        assert!(fields(&second).contains("Turns=4") && fields(&second).contains("bash ×2"), "{}", fields(&second));
+        assert!(fields(&second).contains("5s"), "the time since its first run: {}", fields(&second));
     }
 
     #[test]
