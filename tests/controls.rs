@@ -186,7 +186,8 @@ async fn retry_and_continue_start_runs_and_stale_cards_are_refused() {
     assert_eq!(continued["response_type"], 9, "{continued}");
     let modal = &continued["callbacks"][0]["data"];
     let modal_id = modal["custom_id"].as_str().unwrap();
-    assert!(modal_id.starts_with("omp:run:prompt:2:"), "{modal}");
+    let card = button(&second, "continue").unwrap().split(':').nth(3).unwrap().to_owned();
+    assert!(modal_id.starts_with(&format!("omp:run:prompt:{card}:")), "the second card's: {modal}");
     assert!(!modal["title"].as_str().unwrap().is_empty(), "{modal}");
     let input = &modal["components"][0]["components"][0];
     assert_eq!(
@@ -297,7 +298,7 @@ async fn a_resumed_sessions_cards_get_buttons_and_a_used_stop_stays_disabled() {
     ));
     drop(first);
 
-    // `omp --continue`: a new process, the same session, its runs counted from 1 again.
+    // `omp --continue`: a new process, the same session, a new card.
     let mut client = Client::greeted(&dir.socket()).await;
     let attach = ClientFrame::Attach { id: "a".into(), session: session.clone() };
     assert!(matches!(client.call(&attach).await, ServerFrame::Ok { .. }));
@@ -306,14 +307,18 @@ async fn a_resumed_sessions_cards_get_buttons_and_a_used_stop_stays_disabled() {
         ServerFrame::Delivered { .. }
     ));
     let thread = thread_of(&emulator).unwrap();
-    let all = cards(&emulator, thread);
-    let (old, new) = (&all[0], &all[1]);
-    let stop = button(new, "stop").expect("the resumed session's card has Stop");
+    let new = cards(&emulator, thread).remove(1);
+    let stop = button(&new, "stop").expect("the resumed session's card has Stop");
     wait_for("the gateway", Duration::from_secs(10), || sidecar.log().contains("gateway ready").then_some(())).await;
 
-    // The old process's card is not the latest: its Retry is refused.
-    let stale = click(&emulator, thread, old, &button(old, "retry").unwrap(), DEFAULT_OWNER_USER_ID).await;
-    assert!(stale["response_type"] == 4 && stale.to_string().contains("out of date"), "{stale}");
+    // The old process is gone and cannot take its card's Retry / Continue off: the sidecar does.
+    let old = wait_for("the old card without buttons", Duration::from_secs(10), || {
+        let old = cards(&emulator, thread).remove(0);
+        buttons(&old).is_empty().then_some(old)
+    })
+    .await;
+    assert_eq!(old["embeds"][0]["title"], "Run finished", "the old card keeps what it said");
+    let new = &new;
 
     // Stop reaches the session; the shim's next edit of the card keeps it disabled.
     let stopped = click(&emulator, thread, new, &stop, DEFAULT_OWNER_USER_ID).await;

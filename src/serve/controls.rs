@@ -20,6 +20,20 @@ fn record_key(session_key: &str) -> String {
     format!("controls:{session_key}")
 }
 
+/// Journals an edit that takes the buttons off card `card` of `session_id`,
+/// from the last version of it the journal holds (none once pruned: nothing to do).
+fn strip_card(outbox: &mut super::outbox::Outbox, session_id: &str, card: u64) -> Result<(), OutboxError> {
+    let key = format!("card:{session_id}:{card}");
+    let Some((destination, body)) = outbox.latest_keyed_payload(&key)? else { return Ok(()) };
+    let Ok(mut payload) = serde_json::from_str::<MessagePayload>(&body) else { return Ok(()) };
+    controls::strip(&mut payload);
+    let request = format!("strip-{key}");
+    let nonce = super::fresh_nonce(session_id, &request).to_string();
+    let body = serde_json::to_string(&payload).expect("payloads serialize");
+    let seq = outbox.enqueue(&destination, session_id, &request, &body, &nonce, now_ms())?;
+    outbox.set_key(seq, Some(&key), true)
+}
+
 fn private(text: &str) -> Value {
     json!({ "type": 4, "data": { "content": clean(text, limits::CONTENT), "flags": 64, "allowed_mentions": { "parse": [] } } })
 }
@@ -41,7 +55,14 @@ impl Sidecar {
         let meta = record_key(&controls::session_key(session_id));
         let kept = self.with_outbox(|o| {
             let previous = read_record(o.meta(&meta)?.as_deref(), session_id);
+            // A card from another process of this session (`omp --continue`)
+            // still shows its buttons: that process is gone and cannot take
+            // them off as it would before its next run, so they go here.
+            let orphaned = previous.as_ref().filter(|p| !edit && p.card != card && p.state.is_some()).map(|p| p.card);
             let record = CardRecord::observe(previous, session_id, card, !edit, payload);
+            if let Some(old) = orphaned {
+                strip_card(o, session_id, old)?;
+            }
             o.set_meta(&meta, &serde_json::to_string(&record).expect("records serialize"))
         });
         if let Err(err) = kept {

@@ -92,8 +92,8 @@ pub struct Discord {
     siblings: SiblingRoutes,
 }
 
-/// Routes whose path names a message (start a thread from it, react to it)
-/// share one bucket per channel at Discord, but twilight-http learns buckets
+/// Routes whose path names a message (edit it, start a thread from it, react
+/// to it) share one bucket per channel at Discord, but twilight-http learns buckets
 /// per path: every new message id would go out unpaced and meet a 429. Such
 /// requests take turns per channel here, and each waits until the bucket the
 /// previous one reported has room.
@@ -213,8 +213,14 @@ impl Discord {
             },
             None => Route::UpdateMessage { channel_id: channel.get(), message_id: message.get() },
         };
-        let _: Message = self.send_message(&route, &body, &payload.files).await?;
-        Ok(())
+        if self.webhook.is_some() {
+            let _: Message = self.send_message(&route, &body, &payload.files).await?;
+            return Ok(());
+        }
+        let mut turn = self.sibling_turn(format!("edits:{channel}")).await;
+        let edited: Result<Message, SendError> = self.send_message(&route, &body, &payload.files).await;
+        *turn = Some(Endpoint { method: Method::Patch, path: format!("channels/{channel}/messages/{message}") });
+        edited.map(drop)
     }
 
     /// Posts through the webhook and waits for the message (`?wait=true`).

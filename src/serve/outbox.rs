@@ -426,6 +426,19 @@ impl Outbox {
         Ok(())
     }
 
+    /// The newest journaled version of the message under `key` (keys name
+    /// their session, so they are unique): `(destination, payload)`.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn latest_keyed_payload(&self, key: &str) -> Result<Option<(String, String)>, OutboxError> {
+        let mut statement =
+            self.conn.prepare_cached("SELECT destination, payload FROM outbox WHERE key = ?1 ORDER BY seq DESC LIMIT 1")?;
+        let mut rows = statement.query_map([key], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        Ok(rows.next().transpose()?)
+    }
+
     /// The message posted under `key` in `destination`: `(channel_id, message_id)`.
     ///
     /// # Errors

@@ -338,6 +338,7 @@ pub struct SessionReporter {
     config: ReportConfig,
     session: SessionInfo,
     project: String,
+    /// The last run's card number: its start time in ms, or one more than the last.
     runs: u64,
     run: Option<RunState>,
     next_prompt: Option<String>,
@@ -535,7 +536,10 @@ impl SessionReporter {
     }
 
     fn new_run(&mut self, started_ms: Option<u64>) -> RunState {
-        self.runs += 1;
+        // Numbered by start time: a resumed session (`omp --continue`, another
+        // process) must not reuse an earlier process's card numbers, or that
+        // process's old buttons would act on the new run.
+        self.runs = (self.runs + 1).max(started_ms.unwrap_or(0));
         RunState {
             key: format!("card:{}:{}", self.session.id, self.runs),
             started_ms,
@@ -1179,12 +1183,12 @@ mod tests {
         r.on_event(&agent_end("stop"), SEC);
         let out = r.on_event(&json!({ "type": "agent_start" }), 2 * SEC);
         // The last card's Retry / Continue come off as the next run starts.
-        assert_eq!(kinds(&out), ["edit card:s:1", "post card:s:2"]);
+        assert_eq!(kinds(&out), ["edit card:s:1", "post card:s:2000"]);
         assert!(out[0].payload().components.is_empty(), "{out:?}");
         assert_eq!(controls::state_of(out[1].payload()), Some(CardState::Running));
         // A run whose agent_end went missing is closed when the next starts.
         let out = r.on_event(&json!({ "type": "agent_start" }), 3 * SEC);
-        assert_eq!(kinds(&out), ["edit card:s:2", "post card:s:3"]);
+        assert_eq!(kinds(&out), ["edit card:s:2000", "post card:s:3000"]);
         assert_eq!(titles(&out)[0], "Run interrupted");
         assert!(out[0].payload().components.is_empty(), "a closed stale run offers no buttons");
     }
