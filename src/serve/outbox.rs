@@ -433,8 +433,9 @@ impl Outbox {
     ///
     /// When the read fails.
     pub fn latest_keyed_payload(&self, key: &str) -> Result<Option<(String, String)>, OutboxError> {
-        let mut statement =
-            self.conn.prepare_cached("SELECT destination, payload FROM outbox WHERE key = ?1 ORDER BY seq DESC LIMIT 1")?;
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT destination, payload FROM outbox WHERE key = ?1 ORDER BY seq DESC LIMIT 1")?;
         let mut rows = statement.query_map([key], |row| Ok((row.get(0)?, row.get(1)?)))?;
         Ok(rows.next().transpose()?)
     }
