@@ -218,6 +218,14 @@ async fn retry_and_continue_start_runs_and_stale_cards_are_refused() {
             .any(|m| m["content"].as_str().is_some_and(|c| c.contains("continued: now write the docs"))),
         "the prompt shows in the thread"
     );
+    // A modal's prompt is no message: no ✅ goes to a message id that does not exist.
+    let reactions: Vec<Value> = emulator
+        .requests()
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .filter(|r| r["path"].as_str().unwrap().contains("/reactions/"))
+        .collect();
+    assert!(reactions.iter().all(|r| r["status"].as_u64().is_some_and(|s| s < 300)), "{reactions:#?}");
 
     // A card that is no longer the latest is refused, even while Discord still shows its
     // buttons (here: edits fail for a while, so the old card keeps them).

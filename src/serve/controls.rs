@@ -178,6 +178,7 @@ impl Sidecar {
             text: prepared,
             delivery: omp_discord_core::inbound::Delivery::FollowUp,
         };
+        self.prompt_from_interaction(interaction.id.get());
         match self.with_outbox(|o| o.record_inbound(&inbound, now_ms())) {
             Ok(_) => {}
             Err(err) => return private(&format!("Not sent: the prompt could not be journaled ({err}).")),

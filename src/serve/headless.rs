@@ -94,6 +94,7 @@ impl Sidecar {
                 delivery: Delivery::FollowUp,
             };
             let tx = self.attached.lock().expect("attached lock").get(&session_id).cloned();
+            self.prompt_from_interaction(interaction.id.get());
             let journaled = self.with_outbox(|o| o.record_inbound(&inbound, now_ms()));
             if let (Ok(_), Some(tx)) = (journaled, tx)
                 && tx.send(inbound_frame(inbound)).await.is_ok()

@@ -128,6 +128,9 @@ pub struct Sidecar {
     waiters: SyncMutex<HashMap<i64, oneshot::Sender<ServerFrame>>>,
     /// Destinations whose merged message Discord refused: their next send is one row.
     split_next: SyncMutex<HashSet<String>>,
+    /// Prompts that came from an interaction (the Continue modal, `/omp ask`),
+    /// not a message: nothing to put a ✅ on.
+    interaction_prompts: SyncMutex<HashSet<u64>>,
     /// Destinations that have a delivery worker.
     active: SyncMutex<HashSet<String>>,
     /// The connection serving each attached session, for inbound replies.
@@ -184,6 +187,7 @@ impl Sidecar {
             wake: Notify::new(),
             waiters: SyncMutex::new(HashMap::new()),
             split_next: SyncMutex::new(HashSet::new()),
+            interaction_prompts: SyncMutex::new(HashSet::new()),
             active: SyncMutex::new(HashSet::new()),
             attached: SyncMutex::new(HashMap::new()),
             allowed_users: SyncMutex::new(access.users),
@@ -405,14 +409,9 @@ impl Sidecar {
 
     /// Journals a message the sidecar itself sends for a session (approval
     /// requests and their outcome), with no client waiting for it.
-    fn journal_for_session(
-        &self,
-        session_id: &str,
-        key: &str,
-        edit: bool,
-        payload: &MessagePayload,
-    ) -> Result<(), OutboxError> {
-        let destination = match self.config.home_channel {
+    /// Where the sidecar's own messages about `session_id` go.
+    fn destination_for_session(&self, session_id: &str) -> String {
+        match self.config.home_channel {
             _ if self.webhook.is_some() => WEBHOOK_DESTINATION.to_owned(),
             Some(home) if !self.config.threads => {
                 let cwd = self.with_outbox(|o| o.session(session_id)).ok().flatten().and_then(|s| s.cwd);
@@ -420,7 +419,17 @@ impl Sidecar {
                 format!("{CHANNEL_PREFIX}{channel}")
             }
             _ => format!("{SESSION_PREFIX}{session_id}"),
-        };
+        }
+    }
+
+    fn journal_for_session(
+        &self,
+        session_id: &str,
+        key: &str,
+        edit: bool,
+        payload: &MessagePayload,
+    ) -> Result<(), OutboxError> {
+        let destination = self.destination_for_session(session_id);
         let body = serde_json::to_string(payload).expect("payloads serialize");
         let nonce = fresh_nonce(session_id, key).to_string();
         self.with_outbox(|o| {
@@ -814,7 +823,15 @@ impl Sidecar {
         let thread = parse_id(&thread?)?;
         // Started here, in frame order, so the run's last report (a later frame) stops it.
         self.start_typing(&session_id, thread);
-        Some((thread, id))
+        // A prompt from an interaction has no message to react to; the card's
+        // "Continued by" or the command's answer already says it was taken.
+        let from_interaction = self.interaction_prompts.lock().expect("prompts lock").remove(&id.get());
+        (!from_interaction).then_some((thread, id))
+    }
+
+    /// Remembers that the prompt journaled under `interaction` came from an interaction.
+    pub(super) fn prompt_from_interaction(&self, interaction: u64) {
+        self.interaction_prompts.lock().expect("prompts lock").insert(interaction);
     }
 
     /// The bot's ✅ on a reply that reached OMP.
