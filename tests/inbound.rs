@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use omp_discord_emulator::{DEFAULT_GUEST_USER_ID, DEFAULT_OWNER_USER_ID};
+use omp_discord_emulator::{DEFAULT_GUEST_USER_ID, DEFAULT_OWNER_USER_ID, Emulator};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
@@ -122,15 +122,9 @@ async fn collect_inbound(socket: &std::path::Path, session: &SessionRef, count: 
     texts
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replies_missed_by_the_gateway_are_caught_up_once_and_in_order() {
-    let dir = TestDir::new();
-    let emulator = emulator().await;
-    let env = sidecar_env(&dir, Some(&emulator));
-    let session = SessionRef { id: "catch-up".into(), cwd: Some("/w/catch-up".into()), prompt: None };
-    let sidecar = Sidecar::start(&dir, &env).await;
-    let mut client = Client::greeted(&dir.socket()).await;
-    let payload = build_notification(&Notification { message: "open the thread".into(), ..Default::default() }, "p");
+/// Opens `session`'s thread with a first notification; returns the thread's id.
+async fn open_thread(client: &mut Client, emulator: &Emulator, session: &SessionRef, text: &str) -> u64 {
+    let payload = build_notification(&Notification { message: text.into(), ..Default::default() }, "p");
     let notify = ClientFrame::Notify(NotifyRequest {
         id: "n1".into(),
         session: session.clone(),
@@ -141,7 +135,18 @@ async fn replies_missed_by_the_gateway_are_caught_up_once_and_in_order() {
     });
     let (_, delivered) = client.notify(&notify).await;
     assert!(matches!(delivered, ServerFrame::Delivered { .. }), "{delivered:?}");
-    let thread: u64 = thread_starts(&emulator)[0]["response"]["id"].as_str().unwrap().parse().unwrap();
+    thread_starts(emulator)[0]["response"]["id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_missed_by_the_gateway_are_caught_up_once_and_in_order() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let session = SessionRef { id: "catch-up".into(), cwd: Some("/w/catch-up".into()), prompt: None };
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = Client::greeted(&dir.socket()).await;
+    let thread = open_thread(&mut client, &emulator, &session, "open the thread").await;
     let state = emulator.state();
     let say = |text: &str| state.inject_message(thread, DEFAULT_OWNER_USER_ID, &json!({ "content": text })).unwrap();
     say("live one");
@@ -187,18 +192,7 @@ async fn a_reply_to_a_session_that_is_away_waits_and_the_thread_is_told_once() {
     let sidecar = Sidecar::start(&dir, &env).await;
     let session = SessionRef { id: "away".into(), cwd: Some("/w/shop".into()), prompt: Some("deploy".into()) };
     let mut client = Client::greeted(&dir.socket()).await;
-    let payload = build_notification(&Notification { message: "deployed".into(), ..Default::default() }, "shop");
-    let notify = ClientFrame::Notify(NotifyRequest {
-        id: "n1".into(),
-        session: session.clone(),
-        message: payload,
-        channel_id: None,
-        key: None,
-        edit: false,
-    });
-    let (_, delivered) = client.notify(&notify).await;
-    assert!(matches!(delivered, ServerFrame::Delivered { .. }), "{delivered:?}");
-    let thread: u64 = thread_starts(&emulator)[0]["response"]["id"].as_str().unwrap().parse().unwrap();
+    let thread = open_thread(&mut client, &emulator, &session, "deployed").await;
     // Past the grace after start in which shims reconnect (10 s), which `status` shows as uptime.
     loop {
         let ServerFrame::Status { status, .. } = client.call(&ClientFrame::Status { id: "s".into() }).await else {
