@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use omp_discord_emulator::{DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID};
+use omp_discord_emulator::{DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID, Emulator};
 use serde_json::json;
 
 use crate::util::{Plugin, Sidecar, TestDir, emulator, emulator_request, run_omp, thread_messages, wait_for};
@@ -13,25 +13,7 @@ use crate::util::{Plugin, Sidecar, TestDir, emulator, emulator_request, run_omp,
 async fn a_webhook_alone_carries_reports_and_edits_and_refuses_what_needs_a_bot() {
     let dir = TestDir::new();
     let emulator = emulator().await;
-    // The person set up a webhook in the channel (here with the bot's rights, as an admin would).
-    let path = format!("/api/v10/channels/{DEFAULT_HOME_CHANNEL_ID}/webhooks");
-    let auth = format!("Bot {DEFAULT_BOT_TOKEN}");
-    let (status, webhook) =
-        emulator_request(&emulator, "POST", &path, Some(&auth), Some(&json!({ "name": "omp" }))).await;
-    assert_eq!(status, 200, "{webhook}");
-    let url = format!(
-        "{}/api/webhooks/{}/{}",
-        emulator.http_url(),
-        webhook["id"].as_str().unwrap(),
-        webhook["token"].as_str().unwrap()
-    );
-    let env: Vec<(String, String)> = vec![
-        ("OMP_DISCORD_SOCKET".into(), dir.socket().display().to_string()),
-        ("HOME".into(), dir.home().display().to_string()),
-        ("OMP_DISCORD_LOG".into(), "omp_discord=debug".into()),
-        ("OMP_DISCORD_API_URL".into(), emulator.http_url()),
-        ("OMP_DISCORD_WEBHOOK_URL".into(), url),
-    ];
+    let (env, webhook_id) = webhook_env(&dir, &emulator).await;
     let sidecar = Sidecar::start(&dir, &env).await;
     let script = json!([
         { "tool": "discord_notify", "args": { "message": "through the webhook", "level": "success" } },
@@ -60,7 +42,7 @@ async fn a_webhook_alone_carries_reports_and_edits_and_refuses_what_needs_a_bot(
     })
     .await;
     let messages = thread_messages(&emulator, DEFAULT_HOME_CHANNEL_ID);
-    assert!(messages.iter().all(|m| m["webhook_id"] == webhook["id"]), "{messages:#?}");
+    assert!(messages.iter().all(|m| m["webhook_id"] == webhook_id), "{messages:#?}");
     assert!(messages.iter().any(|m| m["embeds"].to_string().contains("through the webhook")), "{messages:#?}");
     // Nothing could hear a click without a bot: the run card comes without its buttons.
     assert!(messages.iter().all(|m| m["components"].as_array().is_none_or(Vec::is_empty)), "{messages:#?}");
@@ -70,4 +52,25 @@ async fn a_webhook_alone_carries_reports_and_edits_and_refuses_what_needs_a_bot(
     // No bot request was made: no token was configured.
     assert!(requests.iter().all(|r| !r["path"].as_str().unwrap().starts_with("/users/@me")), "{requests:#?}");
     sidecar.terminate().await;
+}
+
+/// The sidecar's environment for the webhook-only mode: a webhook made in the
+/// home channel (here with the bot's rights, as an admin would), no bot token.
+/// Returns it with the webhook's id.
+pub(crate) async fn webhook_env(dir: &TestDir, emulator: &Emulator) -> (Vec<(String, String)>, String) {
+    let path = format!("/api/v10/channels/{DEFAULT_HOME_CHANNEL_ID}/webhooks");
+    let auth = format!("Bot {DEFAULT_BOT_TOKEN}");
+    let (status, webhook) =
+        emulator_request(emulator, "POST", &path, Some(&auth), Some(&json!({ "name": "omp" }))).await;
+    assert_eq!(status, 200, "{webhook}");
+    let id = webhook["id"].as_str().unwrap().to_owned();
+    let url = format!("{}/api/webhooks/{id}/{}", emulator.http_url(), webhook["token"].as_str().unwrap());
+    let env = vec![
+        ("OMP_DISCORD_SOCKET".into(), dir.socket().display().to_string()),
+        ("HOME".into(), dir.home().display().to_string()),
+        ("OMP_DISCORD_LOG".into(), "omp_discord=debug".into()),
+        ("OMP_DISCORD_API_URL".into(), emulator.http_url()),
+        ("OMP_DISCORD_WEBHOOK_URL".into(), url),
+    ];
+    (env, id)
 }
