@@ -16,6 +16,8 @@ missing=()
 command -v tmux >/dev/null || missing+=(tmux)
 # Chromium takes the demo's screenshot of the emulator's web view (`demo --screenshot`, its test).
 { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } || missing+=(chromium)
+# ...and its emoji (✅, ⏹️, 📨 in the thread) need a color emoji font, or they show as boxes.
+[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
 { [ -x /usr/sbin/sshd ] || command -v sshd >/dev/null; } || missing+=(openssh-server)
 { command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing+=(openssh-client)
 if [ ${#missing[@]} -gt 0 ]; then
