@@ -47,7 +47,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for f in target/release/omp-discord pkg/omp_discord_wasm_bg.wasm dist/index.js node_modules/.bin/bun; do
+for f in pkg/omp_discord_wasm_bg.wasm dist/index.js node_modules/.bin/bun; do
   [ -e "$f" ] || { echo "missing $f: run bash scripts/build.sh first" >&2; exit 1; }
 done
 
@@ -73,17 +73,22 @@ section "tool_result handler, ~100 KB output (bench/handler.ts)"
 bun bench/handler.ts "$log" --runs 2000 --json "$out/handler.json" | tee "$out/handler.txt"
 rm -f "$log"
 
+# The sidecar from this checkout, whatever target/ holds.
+cargo build --quiet --release --locked -p omp-discord --bin omp-discord
+sidecar=$CARGO_TARGET_DIR/release/omp-discord
+export BENCH_SIDECAR_BINARY=$sidecar
+
 section "sidecar: notify latency, drain, RSS (benches/sidecar.rs)"
 # Built with the release profile (as the sidecar is), then run directly.
 sidecar_bench=$(cargo build --release --locked -p omp-discord --bench sidecar --message-format=json \
   | grep -o '"executable":"[^"]*sidecar[^"]*"' | tail -1 | cut -d'"' -f4)
-"$sidecar_bench" --sidecar target/release/omp-discord --notifications "$notifications" --drain "$drain" \
+"$sidecar_bench" --sidecar "$sidecar" --notifications "$notifications" --drain "$drain" \
   --sessions "$sessions" --json "$out/sidecar.json" | tee "$out/sidecar.txt"
 
 section "inbound: reply latency and recovery after gateway drops (benches/inbound.rs)"
 inbound_bench=$(cargo build --release --locked -p omp-discord --bench inbound --message-format=json \
   | grep -o '"executable":"[^"]*inbound[^"]*"' | tail -1 | cut -d'"' -f4)
-"$inbound_bench" --sidecar target/release/omp-discord --messages "$replies" --drops "$drops" \
+"$inbound_bench" --sidecar "$sidecar" --messages "$replies" --drops "$drops" \
   --omp-messages "$omp_replies" --json "$out/inbound.json" | tee "$out/inbound.txt"
 
 section "omp -p start-up with and without the plugin (bench/startup.sh)"

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10}
+# bench/run.sh passes the sidecar it built from this checkout.
+bin=$(realpath "${BENCH_SIDECAR_BINARY:-target/release/omp-discord}")
 export PATH="$PWD/node_modules/.bin:$PATH"
 work=$(mktemp -d /tmp/omd-bench.XXXXXX)
 trap 'kill $emu_pid $side_pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -15,17 +17,17 @@ export HOME="$work/home" TMPDIR="$work/tmp" OMP_DISCORD_STATE_DIR="$work/state"
 # Waits up to 15 s for a condition, or fails with what it waited for.
 wait_for() { local what=$1; shift; for _ in $(seq 300); do "$@" && return 0; sleep 0.05; done; echo "timed out waiting for $what" >&2; exit 1; }
 
-target/release/omp-discord emulator --port 0 > "$work/emulator.out" &
+"$bin" emulator --port 0 > "$work/emulator.out" &
 emu_pid=$!
 wait_for "the emulator" grep -qs "Discord emulator on" "$work/emulator.out"
 api=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/emulator.out" | head -1)
 export OMP_DISCORD_API_URL=$api OMP_DISCORD_TOKEN=emulator-token OMP_DISCORD_SOCKET="$work/run/sidecar.sock"
 export OMP_DISCORD_CHANNEL_ID=$(grep -o "OMP_DISCORD_CHANNEL_ID=[0-9]*" "$work/emulator.out" | cut -d= -f2)
-target/release/omp-discord serve 2> "$work/sidecar.log" &
+"$bin" serve 2> "$work/sidecar.log" &
 side_pid=$!
 wait_for "the sidecar's socket" test -S "$work/run/sidecar.sock"
 
-export OMP_DISCORD_BIN="$PWD/target/release/omp-discord" OMP_DISCORD_SCRIPT='[{"text":"ok"}]'
+export OMP_DISCORD_BIN="$bin" OMP_DISCORD_SCRIPT='[{"text":"ok"}]'
 run() { # prints milliseconds
   local start end
   start=$(date +%s%N)

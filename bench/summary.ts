@@ -95,8 +95,9 @@ row("omp -p without plugin (median)", fmt(without, 0, " ms"), "(baseline)", "");
 row("omp -p with plugin (median)", fmt(withPlugin, 0, " ms"), "(reported)", "");
 row("  with / without", `${fmt(ratio, 3)}x`, "(ratio)", "");
 
-const binary = Bun.file("target/release/omp-discord");
-row("sidecar binary target/release/omp-discord (stripped)", (await binary.exists()) ? `${(binary.size / 1024 / 1024).toFixed(1)} MiB` : "n/a", "(reported)", "");
+const binaryPath = process.env.BENCH_SIDECAR_BINARY ?? "target/release/omp-discord";
+const binary = Bun.file(binaryPath);
+row("sidecar binary omp-discord, release (stripped)", (await binary.exists()) ? `${(binary.size / 1024 / 1024).toFixed(1)} MiB` : "n/a", "(reported)", "");
 
 const widths = [0, 1, 2, 3].map((i) => Math.max(...rows.map((r) => r[i].length), ["figure", "value", "target", ""][i].length));
 const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();

@@ -32,20 +32,26 @@
 //!
 //! It prints numbers; it asserts nothing about speed.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{Sidecar, release_binary};
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use omp_discord_core::embed::{Notification, build_notification};
 use omp_discord_core::protocol::{
     ClientFrame, Hello, NotifyRequest, PROTOCOL_VERSION, ServerFrame, SessionRef, decode_server_frame, encode_frame,
 };
-use omp_discord_emulator::{
-    DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID, DEFAULT_OWNER_USER_ID, Emulator, EmulatorConfig,
-};
+use omp_discord_emulator::{DEFAULT_OWNER_USER_ID, Emulator, EmulatorConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
+
+/// The benchmark is one person writing hundreds of replies: no per-person limit.
+const ONE_PERSON: &[(&str, &str)] = &[("OMP_DISCORD_INBOUND_RATE_LIMIT", "off")];
 
 struct Args {
     sidecar: PathBuf,
@@ -61,11 +67,8 @@ fn repo() -> PathBuf {
 }
 
 fn parse_args() -> Args {
-    let release = std::env::var_os("CARGO_TARGET_DIR")
-        .map(|dir| PathBuf::from(dir).join("release/omp-discord"))
-        .filter(|path| path.exists())
-        .unwrap_or_else(|| repo().join("target/release/omp-discord"));
-    let mut args = Args { sidecar: release, messages: 500, drops: 20, identifies: 3, omp_messages: 50, json: None };
+    let mut args =
+        Args { sidecar: release_binary(), messages: 500, drops: 20, identifies: 3, omp_messages: 50, json: None };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -82,54 +85,6 @@ fn parse_args() -> Args {
         }
     }
     args
-}
-
-/// `omp-discord serve` as a child process, killed on drop.
-struct Sidecar {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Sidecar {
-    fn start(bin: &Path, dir: &Path, api: &str) -> Self {
-        let socket = dir.join("run/s.sock");
-        for sub in ["home", "state", "tmp", "project"] {
-            std::fs::create_dir_all(dir.join(sub)).expect("create a directory");
-        }
-        let child = Command::new(bin)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.join("home"))
-            .env("OMP_DISCORD_STATE_DIR", dir.join("state"))
-            .env("OMP_DISCORD_SOCKET", &socket)
-            .env("OMP_DISCORD_TOKEN", DEFAULT_BOT_TOKEN)
-            .env("OMP_DISCORD_CHANNEL_ID", DEFAULT_HOME_CHANNEL_ID.to_string())
-            .env("OMP_DISCORD_API_URL", api)
-            // The benchmark is one person writing hundreds of replies.
-            .env("OMP_DISCORD_INBOUND_RATE_LIMIT", "off")
-            .env("OMP_DISCORD_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("sidecar.log")).expect("a log file"))
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!("cannot start {} ({err}); build it with cargo build --release", bin.display())
-            });
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(15), "the sidecar did not listen");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Self { child, socket }
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A client that acts like the extension: it acknowledges every reply.
@@ -240,7 +195,7 @@ async fn main() {
     let args = parse_args();
     let dir = tempfile::Builder::new().prefix("omdbi").tempdir_in("/tmp").expect("a temp dir");
     let emulator = Emulator::start(EmulatorConfig::default()).await.expect("the emulator starts");
-    let sidecar = Sidecar::start(&args.sidecar, dir.path(), &emulator.http_url());
+    let sidecar = Sidecar::start(&args.sidecar, dir.path(), &emulator.http_url(), ONE_PERSON);
     until("the gateway", Duration::from_secs(30), || gateway(&emulator)["connected"] == 1).await;
     println!(
         "inbound benchmark: sidecar {}, {} CPUs, load {}",

@@ -27,15 +27,18 @@
 //!
 //! It prints numbers and ratios; it asserts nothing about speed.
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::{Sidecar, release_binary};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use omp_discord_core::embed::{Notification, build_notification};
 use omp_discord_core::protocol::{ClientFrame, PROTOCOL_VERSION, ServerFrame, decode_server_frame, encode_frame};
-use omp_discord_emulator::{DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID, Emulator, EmulatorConfig};
+use omp_discord_emulator::{Emulator, EmulatorConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 use tokio::sync::mpsc;
@@ -59,7 +62,7 @@ struct Args {
 
 fn parse_args() -> Args {
     let mut args = Args {
-        sidecar: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/omp-discord"),
+        sidecar: release_binary(),
         notifications: 1000,
         clients: 20,
         drain: 10_000,
@@ -184,76 +187,6 @@ fn hide_rate_limit_headers(bytes: &mut [u8]) {
         } else {
             i += 1;
         }
-    }
-}
-
-/// `omp-discord serve` as a child process, killed on drop.
-struct Sidecar {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Sidecar {
-    fn start(bin: &Path, dir: &Path, api: &str) -> Self {
-        // The sidecar creates the socket's directory itself, private (0700), as it requires.
-        let socket = dir.join("run/s.sock");
-        for sub in ["home", "state"] {
-            std::fs::create_dir_all(dir.join(sub)).expect("create a directory");
-        }
-        let child = Command::new(bin)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", dir.join("home"))
-            .env("OMP_DISCORD_STATE_DIR", dir.join("state"))
-            .env("OMP_DISCORD_SOCKET", &socket)
-            .env("OMP_DISCORD_TOKEN", DEFAULT_BOT_TOKEN)
-            .env("OMP_DISCORD_CHANNEL_ID", DEFAULT_HOME_CHANNEL_ID.to_string())
-            .env("OMP_DISCORD_API_URL", api)
-            .env("OMP_DISCORD_LOG", std::env::var("BENCH_SIDECAR_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::File::options()
-                    .append(true)
-                    .create(true)
-                    .open(std::env::var("BENCH_LOG_FILE").map_or_else(|_| dir.join("sidecar.log"), PathBuf::from))
-                    .expect("a log file"),
-            )
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {} ({err}); run `bash scripts/build.sh` first", bin.display()));
-        let sidecar = Self { child, socket };
-        let start = Instant::now();
-        while std::os::unix::net::UnixStream::connect(&sidecar.socket).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(15),
-                "the sidecar did not listen: {}",
-                std::fs::read_to_string(dir.join("sidecar.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        sidecar
-    }
-
-    /// (VmRSS, VmHWM) in KiB.
-    fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -602,7 +535,7 @@ async fn main() {
         .expect("the emulator starts");
     let receipts: Receipts = Arc::default();
     let api = proxy(emulator.addr(), receipts.clone(), true).await;
-    let sidecar = Sidecar::start(&args.sidecar, &dir.path().join("lat"), &format!("http://{api}"));
+    let sidecar = Sidecar::start(&args.sidecar, &dir.path().join("lat"), &format!("http://{api}"), &[]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (rss_idle, _) = sidecar.memory();
     println!("sidecar RSS idle: {:.1} MiB", rss_idle as f64 / 1024.0);
@@ -657,7 +590,7 @@ async fn main() {
     let emulator = Emulator::start(EmulatorConfig::default()).await.expect("the emulator starts");
     let receipts: Receipts = Arc::default();
     let api = proxy(emulator.addr(), receipts.clone(), false).await;
-    let sidecar = Sidecar::start(&args.sidecar, &dir.path().join("drain"), &format!("http://{api}"));
+    let sidecar = Sidecar::start(&args.sidecar, &dir.path().join("drain"), &format!("http://{api}"), &[]);
     let sessions: Vec<String> = (0..args.sessions).map(|s| format!("bench-drain-{s}")).collect();
     let per_session = args.drain / args.sessions;
     let total = per_session * args.sessions;
