@@ -186,6 +186,18 @@ pub(super) fn classify_key(key: &[u8]) -> Option<KeyClass> {
         return None;
     }
     let mut lower = [0u8; MAX_KEY];
+    // Most keys name no secret: reject them on their lowercase letters and
+    // digits alone (`Authorization` has `auth`), before splitting words.
+    let mut joined = 0;
+    for &b in key {
+        if b.is_ascii_alphanumeric() {
+            lower[joined] = b | 0x20; // lowercase for letters, digits unchanged
+            joined += 1;
+        }
+    }
+    if !has_secret_stem(&lower[..joined]) {
+        return None;
+    }
     let mut joined = 0; // lowercase alphanumerics, separators dropped
     let mut words = [(0u8, 0u8); 12];
     let mut nwords = 0;
@@ -227,11 +239,6 @@ pub(super) fn classify_key(key: &[u8]) -> Option<KeyClass> {
 
     if whole.ends_with(b"authorization") {
         return Some(KeyClass::Authorization);
-    }
-    // Most keys name no secret: reject them, in one pass over the key,
-    // before comparing whole words.
-    if !has_secret_stem(whole) {
-        return None;
     }
     let class = if words.iter().any(|w| PASSWORD_WORDS.contains(&word(w)))
         || contains(whole, b"password")

@@ -148,7 +148,7 @@ impl<'t> Scanner<'t> {
 
     /// In conservative mode, any long run that mixes cases and digits with
     /// high entropy.
-    #[inline]
+    #[inline(always)]
     fn high_entropy_run(&mut self, s: usize, e: usize) {
         if self.high_entropy && e - s >= 24 {
             let run = &self.t[s..e];
