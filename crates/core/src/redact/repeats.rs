@@ -9,7 +9,7 @@
 //! Every secret is at least `min` bytes long, so any copy of it covers the
 //! grams starting at its offsets `0..stride` (`stride = min - 3`, capped):
 //! exactly one of those offsets is a multiple of `stride` in the text. The
-//! grams of each secret at those offsets go into a sorted table behind a
+//! grams of each secret at those offsets go into a hashed table behind a
 //! small bit filter; a sampled gram that passes the filter names the secrets
 //! and offsets to compare at. Matches are leftmost-longest and do not
 //! overlap, as an Aho-Corasick search with that match kind would report
@@ -31,10 +31,13 @@ pub(super) struct Repeats<'v> {
     /// Bytes per gram (4, or the shortest needle's length when shorter).
     gram: usize,
     stride: usize,
-    /// `(gram, offset, length)` of the needles, sorted and without
-    /// duplicates: needles that share a gram at the same offset and have
-    /// the same length are told apart by `index`, not one by one.
+    /// `(gram, offset, length)` of the needles without duplicates, grouped
+    /// by bucket: needles that share a gram at the same offset and have the
+    /// same length are told apart by `index`, not one by one.
     table: Vec<(u32, u16, u16)>,
+    /// Where each bucket's entries start in `table` (one more at the end).
+    buckets: Vec<u32>,
+    bucket_shift: u32,
     filter: Vec<u64>,
     shift: u32,
 }
@@ -54,6 +57,17 @@ impl<'v> Repeats<'v> {
         }
         table.sort_unstable();
         table.dedup();
+        // About two buckets per entry, so that a bucket holds one gram or two.
+        let nbuckets = (table.len() * 2).next_power_of_two().clamp(64, 1 << 22);
+        let bucket_shift = 32 - nbuckets.trailing_zeros();
+        table.sort_by_key(|&(g, _, _)| hash(g, bucket_shift));
+        let mut buckets = vec![0u32; nbuckets + 1];
+        for &(g, _, _) in &table {
+            buckets[hash(g, bucket_shift) + 1] += 1;
+        }
+        for b in 1..buckets.len() {
+            buckets[b] += buckets[b - 1];
+        }
         // About 16 filter bits per entry: a false pass every ~16 samples at most.
         let bits = (table.len() * 16).next_power_of_two().clamp(64, 1 << 24);
         let shift = 32 - bits.trailing_zeros();
@@ -63,7 +77,7 @@ impl<'v> Repeats<'v> {
             filter[h / 64] |= 1 << (h % 64);
         }
         let index = needles.iter().enumerate().map(|(i, &v)| (v, i)).collect();
-        Repeats { needles, index, gram, stride, table, filter, shift }
+        Repeats { needles, index, gram, stride, table, buckets, bucket_shift, filter, shift }
     }
 
     /// The needle with index `i`.
@@ -85,10 +99,11 @@ impl<'v> Repeats<'v> {
                 // The sample at `k` sees the copies that start in
                 // `k - stride + 1 ..= k`: after every earlier sample's.
                 batch.clear();
-                let from = self.table.partition_point(|e| e.0 < g);
-                for &(eg, off, len) in &self.table[from..] {
+                let b = hash(g, self.bucket_shift);
+                let entries = &self.table[self.buckets[b] as usize..self.buckets[b + 1] as usize];
+                for &(eg, off, len) in entries {
                     if eg != g {
-                        break;
+                        continue;
                     }
                     let (off, len) = (usize::from(off), usize::from(len));
                     if off <= k && k - off >= cur && k - off + len <= t.len() {
