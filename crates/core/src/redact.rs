@@ -236,7 +236,9 @@ fn replace<'a>(text: &'a str, findings: &[Finding]) -> Cow<'a, str> {
     if findings.is_empty() {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len());
+    // The exact length: a realloc would copy the whole text once more.
+    let len = findings.iter().fold(text.len(), |n, f| n - (f.end - f.start) + "[REDACTED:]".len() + f.kind.len());
+    let mut out = String::with_capacity(len);
     let mut last = 0;
     for finding in findings {
         out.push_str(&text[last..finding.start]);
