@@ -9,8 +9,8 @@
 // `text` a ~100 KB slice of the redact_bench log (64 slices, cycled; some hold
 // planted secrets). The baseline in the same run is the JS RegExp rule set
 // (baseline-patterns.json) over the same text; `redactText` on the same text
-// shows what the serde round trip of the content array costs. Prints
-// p50/p99/max; asserts nothing.
+// (the shim's wrapper, as the handler calls wasm) shows what the handler adds
+// around the redaction itself. Prints p50/p99/max; asserts nothing.
 const root = new URL("..", import.meta.url).pathname;
 
 function arg(name: string, fallback: string): string {
