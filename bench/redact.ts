@@ -9,7 +9,9 @@
 // redact_bench -- --write-log LOG`. Prints MB/s (1 MB = 10^6 bytes) as the
 // median of the runs, the wasm/JS ratio, and the sizes of the wasm module and
 // the plugin bundle. It measures; it asserts nothing about speed.
-import { initSync, redactText } from "../pkg/omp_discord_wasm.js";
+import { initSync } from "../pkg/omp_discord_wasm.js";
+// The shim's own wrapper (text encoded natively, passed as UTF-8 bytes).
+import { redactText } from "../js-shim/wasm.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 

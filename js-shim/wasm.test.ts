@@ -128,4 +128,13 @@ describe("tools and messages", () => {
 		expect(wasm.redactText("key=ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")).toContain("[REDACTED:"); // fake, made-up token
 		expect(wasm.redactText("nothing here")).toBe("nothing here");
 	});
+	test("text crosses into wasm as UTF-8 and comes back whole", () => {
+		const secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
+		const text = `héllo 日本 🦀 token=${secret} and ${secret} end é`;
+		expect(wasm.redactText(text)).toBe("héllo 日本 🦀 token=[REDACTED:github-token] and [REDACTED:github-token] end é");
+		const block = wasm.redactToolText(text, false) as { text: string; report: { count: number; kinds: Record<string, number> } };
+		expect(block.text).toBe(wasm.redactText(text));
+		expect(block.report).toEqual({ count: 2, kinds: { "github-token": 2 } });
+		expect(wasm.redactToolText("café, nothing here 🦀", false)).toBeUndefined();
+	});
 });

@@ -52,6 +52,7 @@
 //! ```
 
 mod assign;
+mod repeats;
 mod rules;
 mod scan;
 mod shape;
@@ -59,7 +60,6 @@ mod shape;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Serialize;
 
 /// One secret found in a text, as a byte range.
@@ -128,6 +128,11 @@ impl Redactor {
     /// Finds secrets in `text`, in order, without overlaps.
     #[must_use]
     pub fn find(&self, text: &str) -> Vec<Finding> {
+        self.find_and_replace(text).0
+    }
+
+    /// The findings, and the redacted text when it was built on the way.
+    fn find_and_replace(&self, text: &str) -> (Vec<Finding>, Option<String>) {
         let mut found = self.find_once(text);
         // Redacting twice must change nothing. A replacement changes what
         // its neighbours read as: it can split a run of token bytes (a repeat
@@ -139,21 +144,22 @@ impl Redactor {
             if found.is_empty() {
                 break;
             }
-            let again = self.rescan_lines(text, &found);
+            let out = replace(text, &found).into_owned();
+            let again = self.rescan_lines(&out, &found);
             if again.is_empty() {
-                break;
+                // The text redacted with these findings is the result.
+                return (found, Some(out));
             }
             found = merge_rescan(text, found, &again);
         }
-        found
+        (found, None)
     }
 
-    /// Scans the lines of the redacted text that hold a replacement; returns
-    /// the findings in the redacted text's offsets. (Only those lines can
-    /// read differently once redacted.)
-    fn rescan_lines(&self, text: &str, found: &[Finding]) -> Vec<Finding> {
+    /// Scans the lines of the redacted text `out` that hold a replacement;
+    /// returns the findings in its offsets. (Only those lines can read
+    /// differently once redacted.)
+    fn rescan_lines(&self, out: &str, found: &[Finding]) -> Vec<Finding> {
         const MAX_LINE: usize = 4096;
-        let out = replace(text, found);
         let o = out.as_bytes();
         let mut windows: Vec<(usize, usize)> = Vec::new();
         let mut out_pos = 0;
@@ -197,9 +203,13 @@ impl Redactor {
     /// them.
     #[must_use]
     pub fn redact<'a>(&self, text: &'a str) -> Redacted<'a> {
-        let findings = self.find(text);
+        let (findings, out) = self.find_and_replace(text);
         let report = RedactionReport::of(&findings);
-        Redacted { text: replace(text, &findings), report }
+        let text = match out {
+            Some(out) => Cow::Owned(out),
+            None => replace(text, &findings),
+        };
+        Redacted { text, report }
     }
 }
 
@@ -212,7 +222,7 @@ pub fn find_secrets(text: &str) -> Vec<Finding> {
 /// Replaces every secret in `text` with `[REDACTED:<kind>]`; borrows when there is none.
 #[must_use]
 pub fn redact_text(text: &str) -> Cow<'_, str> {
-    replace(text, &find_secrets(text))
+    Redactor::new().redact(text).text
 }
 
 /// Like [`redact_text`], and also says how many secrets of which kinds were
@@ -226,7 +236,9 @@ fn replace<'a>(text: &'a str, findings: &[Finding]) -> Cow<'a, str> {
     if findings.is_empty() {
         return Cow::Borrowed(text);
     }
-    let mut out = String::with_capacity(text.len());
+    // The exact length: a realloc would copy the whole text once more.
+    let len = findings.iter().fold(text.len(), |n, f| n - (f.end - f.start) + "[REDACTED:]".len() + f.kind.len());
+    let mut out = String::with_capacity(len);
     let mut last = 0;
     for finding in findings {
         out.push_str(&text[last..finding.start]);
@@ -242,41 +254,37 @@ fn replace<'a>(text: &'a str, findings: &[Finding]) -> Cow<'a, str> {
 /// A secret found once may appear again where the scan cannot recognise it:
 /// a password echoed by a later command without its key, a token glued to
 /// other text. Redact every other occurrence of each found secret too, in
-/// one Aho-Corasick pass over the text (only when something was found).
+/// one sampled pass over the text (only when something was found).
 fn redact_repeats(text: &str, found: Vec<Finding>) -> Vec<Finding> {
     const MAX_REPEATED: usize = 512;
     if found.is_empty() {
         return found;
     }
-    // Long values (private key blocks) are not worth an automaton that
-    // size: their own markers find every copy.
-    let mut values: Vec<(&str, &'static str)> =
-        found.iter().filter(|f| f.end - f.start <= MAX_REPEATED).map(|f| (&text[f.start..f.end], f.kind)).collect();
+    // Long values (private key blocks) are not worth searching for byte by
+    // byte: their own markers find every copy.
+    let mut values: Vec<(&[u8], &'static str)> = found
+        .iter()
+        .filter(|f| f.end - f.start <= MAX_REPEATED)
+        .map(|f| (&text.as_bytes()[f.start..f.end], f.kind))
+        .collect();
     if values.is_empty() {
         return found;
     }
     values.sort_unstable_by_key(|&(v, _)| v);
     values.dedup_by_key(|&mut (v, _)| v);
-    // A contiguous NFA: cheap to build for the few patterns of a typical
-    // text (the default picks a DFA, whose build dominates small texts).
-    let Ok(ac) = AhoCorasick::builder()
-        .kind(Some(AhoCorasickKind::ContiguousNFA))
-        .match_kind(MatchKind::LeftmostLongest)
-        .build(values.iter().map(|&(v, _)| v))
-    else {
-        return found;
-    };
+    let search = repeats::Repeats::new(values.iter().map(|&(v, _)| v).collect());
     let mut extra = Vec::new();
     let mut k = 0; // first finding that ends after the current match starts
-    for m in ac.find_iter(text) {
-        while k < found.len() && found[k].end <= m.start() {
+    search.for_each_match(text.as_bytes(), |start, end, i| {
+        while k < found.len() && found[k].end <= start {
             k += 1;
         }
-        if k < found.len() && found[k].start < m.end() {
-            continue; // overlaps a finding, usually the very one it came from
+        if k < found.len() && found[k].start < end {
+            return; // overlaps a finding, usually the very one it came from
         }
-        extra.push(Finding { kind: values[m.pattern().as_usize()].1, start: m.start(), end: m.end() });
-    }
+        debug_assert_eq!(search.needle(i), values[i].0);
+        extra.push(Finding { kind: values[i].1, start, end });
+    });
     if extra.is_empty() {
         return found;
     }

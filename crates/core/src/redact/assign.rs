@@ -186,6 +186,18 @@ pub(super) fn classify_key(key: &[u8]) -> Option<KeyClass> {
         return None;
     }
     let mut lower = [0u8; MAX_KEY];
+    // Most keys name no secret: reject them on their lowercase letters and
+    // digits alone (`Authorization` has `auth`), before splitting words.
+    let mut joined = 0;
+    for &b in key {
+        if b.is_ascii_alphanumeric() {
+            lower[joined] = b | 0x20; // lowercase for letters, digits unchanged
+            joined += 1;
+        }
+    }
+    if !has_secret_stem(&lower[..joined]) {
+        return None;
+    }
     let mut joined = 0; // lowercase alphanumerics, separators dropped
     let mut words = [(0u8, 0u8); 12];
     let mut nwords = 0;
@@ -228,11 +240,6 @@ pub(super) fn classify_key(key: &[u8]) -> Option<KeyClass> {
     if whole.ends_with(b"authorization") {
         return Some(KeyClass::Authorization);
     }
-    // Most keys name no secret: reject them, in one pass over the key,
-    // before comparing whole words.
-    if !has_secret_stem(whole) {
-        return None;
-    }
     let class = if words.iter().any(|w| PASSWORD_WORDS.contains(&word(w)))
         || contains(whole, b"password")
         || contains(whole, b"passwd")
@@ -261,16 +268,19 @@ pub(super) fn classify_key(key: &[u8]) -> Option<KeyClass> {
 /// Whether a lowercase key contains `pass`, `pw`, `secret`, `token`, `key`,
 /// `auth`, `cred`, `sig` or `bearer`.
 fn has_secret_stem(whole: &[u8]) -> bool {
-    (0..whole.len()).any(|i| {
-        let rest = &whole[i + 1..];
-        match whole[i] {
-            b'p' => rest.starts_with(b"ass") || rest.starts_with(b"w"),
-            b's' => rest.starts_with(b"ecret") || rest.starts_with(b"ig"),
-            b't' => rest.starts_with(b"oken"),
-            b'k' => rest.starts_with(b"ey"),
-            b'a' => rest.starts_with(b"uth"),
-            b'c' => rest.starts_with(b"red"),
-            b'b' => rest.starts_with(b"earer"),
+    // Two bytes pick the one stem that can start here.
+    whole.windows(2).enumerate().any(|(i, pair)| {
+        let at = &whole[i..];
+        match (pair[0], pair[1]) {
+            (b'p', b'w') => true,
+            (b'p', b'a') => at.starts_with(b"pass"),
+            (b's', b'e') => at.starts_with(b"secret"),
+            (b's', b'i') => at.starts_with(b"sig"),
+            (b't', b'o') => at.starts_with(b"token"),
+            (b'k', b'e') => at.starts_with(b"key"),
+            (b'a', b'u') => at.starts_with(b"auth"),
+            (b'c', b'r') => at.starts_with(b"cred"),
+            (b'b', b'e') => at.starts_with(b"bearer"),
             _ => false,
         }
     })

@@ -105,7 +105,11 @@ impl<'t> Scanner<'t> {
         if len < 2 {
             return e;
         }
-        if let Some((kind, end)) = classify(t, s, e) {
+        // `classify` finds nothing in a run shorter than 12 bytes unless a
+        // dot or a colon follows it: most words skip the call.
+        if (len >= 12 || next == Some(b'.') || next == Some(b':'))
+            && let Some((kind, end)) = classify(t, s, e)
+        {
             self.push(s, end, kind);
             return end;
         }
@@ -148,7 +152,7 @@ impl<'t> Scanner<'t> {
 
     /// In conservative mode, any long run that mixes cases and digits with
     /// high entropy.
-    #[inline]
+    #[inline(always)]
     fn high_entropy_run(&mut self, s: usize, e: usize) {
         if self.high_entropy && e - s >= 24 {
             let run = &self.t[s..e];
