@@ -328,8 +328,13 @@ async fn omp_phase(args: &Args, dir: &Path, sidecar: &Sidecar, emulator: &Emulat
         emulator.state().messages(thread).iter().filter(|m| m["embeds"][0]["title"] == "Run finished").count()
     };
     let mut samples = Vec::with_capacity(args.omp_messages);
+    let mut last_reply = Instant::now();
     for n in 0..args.omp_messages {
         let finished = runs(emulator);
+        // Discord allows one reaction per 250 ms in a channel, and the sidecar
+        // keeps to it: replies closer together would time that wait, not the path.
+        tokio::time::sleep(Duration::from_millis(300).saturating_sub(last_reply.elapsed())).await;
+        last_reply = Instant::now();
         let start = Instant::now();
         let id = say(emulator, thread, &format!("omp reply #{n}"));
         let reaction = format!("/messages/{id}/reactions/");
