@@ -110,6 +110,8 @@ struct Pacing {
     until: Option<Instant>,
     /// The pause the next 429 in a row gets.
     next: Duration,
+    /// When the last pause began.
+    last_pause: Option<Instant>,
     /// 429s answered since start.
     limited: u64,
 }
@@ -490,10 +492,7 @@ impl Discord {
             match tokio::time::timeout(RATE_LIMIT_QUEUE_WAIT + ATTEMPT_TIMEOUT, model(first_attempt_only(attempt())))
                 .await
             {
-                Ok(Ok(value)) => {
-                    self.pacing.lock().expect("pacing lock").next = Duration::ZERO;
-                    return Ok(value);
-                }
+                Ok(Ok(value)) => return Ok(value),
                 Ok(Err(Failure::Fatal(err))) => return Err(err),
                 Ok(Err(Failure::RateLimited)) => {
                     let pause = self.rate_limited();
@@ -547,9 +546,14 @@ impl Discord {
             // stretch it to its cap after one round.
             return until - now;
         }
-        let pause = pacing.next.max(FIRST_RATE_LIMIT_PAUSE);
+        // In a row: the first requests after the last pause met a 429 again.
+        // (Not reset by a success in between: a route the storm spares, a
+        // GET, says nothing about the one that keeps being refused.)
+        let calm_since = pacing.last_pause.is_none_or(|began| now - began > pacing.next * 2);
+        let pause = if calm_since { FIRST_RATE_LIMIT_PAUSE } else { pacing.next.max(FIRST_RATE_LIMIT_PAUSE) };
         pacing.next = (pause * 2).min(MAX_RATE_LIMIT_PAUSE);
         pacing.until = Some(now + pause);
+        pacing.last_pause = Some(now);
         pause
     }
 

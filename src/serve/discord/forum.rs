@@ -6,7 +6,7 @@ use twilight_model::channel::thread::ThreadsListing;
 use twilight_model::id::marker::{GuildMarker, TagMarker};
 
 use super::{
-    ATTEMPT_TIMEOUT, Channel, ChannelMarker, Discord, Duration, Failure, Id, MessagePayload, Request, Route, SendError,
+    ATTEMPT_TIMEOUT, Channel, ChannelMarker, Discord, Failure, Id, MessagePayload, Request, Route, SendError,
     UserMarker, first_attempt_only, message_body, model,
 };
 
@@ -68,10 +68,7 @@ impl Discord {
         let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
         let attempt = model::<Channel>(first_attempt_only(self.client.request::<Channel>(request)));
         let last = match tokio::time::timeout(ATTEMPT_TIMEOUT * 2, attempt).await {
-            Ok(Ok(thread)) => {
-                self.pacing.lock().expect("pacing lock").next = Duration::ZERO;
-                return Ok(thread.id);
-            }
+            Ok(Ok(thread)) => return Ok(thread.id),
             Ok(Err(Failure::Fatal(err))) => return Err(err),
             Ok(Err(Failure::RateLimited)) => {
                 let pause = self.rate_limited();
