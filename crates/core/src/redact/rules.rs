@@ -8,7 +8,7 @@
 //! token documentation; bounds are slightly wider than documented so that a
 //! vendor lengthening its tokens does not silently defeat redaction.
 
-use super::shape::{Mix, Set, b64_decode, is_b64, is_low_variety, is_tok};
+use super::shape::{Mix, Set, b64_decode, distinct, is_b64, is_low_variety, is_tok};
 
 /// The body must contain both a digit and a letter, or letters of randomly
 /// flipping case (rules whose prefix is short or reads like a word, such as
@@ -257,7 +257,13 @@ pub(super) fn classify(t: &[u8], s: usize, e: usize) -> Option<(&'static str, us
         }
         let body = &t[s + rule.prefix.len()..end];
         let body_ok = if rule.flags & B64_TAIL != 0 { body.iter().all(|&b| is_b64(b)) } else { rule.set.all(body) };
-        if !body_ok || body.len() < rule.min || body.len() > rule.max || is_low_variety(body) {
+        // Hex has 16 symbols: a random 32-digit body can show as few as 9, which
+        // the general bar (10) took for a placeholder; `deadbeef…` shows 5.
+        let low_variety = match rule.set {
+            Set::Hex | Set::HexLower => distinct(body) < (body.len() / 4).clamp(3, 8),
+            _ => is_low_variety(body),
+        };
+        if !body_ok || body.len() < rule.min || body.len() > rule.max || low_variety {
             continue;
         }
         if rule.flags & MIXED != 0 {
