@@ -488,20 +488,16 @@ impl Discord {
         let mut backoff = FIRST_BACKOFF;
         let mut last = String::new();
         for n in 1..=MAX_ATTEMPTS {
-            self.paced().await;
-            match tokio::time::timeout(RATE_LIMIT_QUEUE_WAIT + ATTEMPT_TIMEOUT, model(first_attempt_only(attempt())))
-                .await
-            {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(Failure::Fatal(err))) => return Err(err),
-                Ok(Err(Failure::RateLimited)) => {
+            match self.attempt(attempt(), RATE_LIMIT_QUEUE_WAIT + ATTEMPT_TIMEOUT).await {
+                Ok(value) => return Ok(value),
+                Err(Failure::Fatal(err)) => return Err(err),
+                Err(Failure::RateLimited) => {
                     let pause = self.rate_limited();
                     last = format!("rate limited (HTTP 429); every request pauses {} ms", pause.as_millis());
                     tracing::warn!(attempt = n, reason = %last, "discord request failed, will retry");
                     continue;
                 }
-                Ok(Err(Failure::Retry(reason))) => last = reason,
-                Err(_) => last = "the request timed out".to_owned(),
+                Err(Failure::Retry(reason)) => last = reason,
             }
             tracing::warn!(attempt = n, reason = %last, "discord request failed, will retry");
             if n < MAX_ATTEMPTS {
@@ -510,6 +506,20 @@ impl Discord {
             }
         }
         Err(SendError::Unavailable { attempts: MAX_ATTEMPTS, last })
+    }
+
+    /// One attempt of `request` once the pause after recent 429s is over,
+    /// within `deadline` (its wait in twilight's queue included), with
+    /// twilight's own retry of a 429 cancelled.
+    async fn attempt<T: DeserializeOwned + Unpin + Send + 'static>(
+        &self,
+        request: ResponseFuture<T>,
+        deadline: Duration,
+    ) -> Result<T, Failure> {
+        self.paced().await;
+        tokio::time::timeout(deadline, model(first_attempt_only(request)))
+            .await
+            .unwrap_or_else(|_| Err(Failure::Retry("the request timed out".to_owned())))
     }
 
     /// Takes this channel's turn for a sibling route (see [`SiblingRoutes`]),

@@ -7,7 +7,7 @@ use twilight_model::id::marker::{GuildMarker, TagMarker};
 
 use super::{
     ATTEMPT_TIMEOUT, Channel, ChannelMarker, Discord, Failure, Id, MessagePayload, Request, Route, SendError,
-    UserMarker, first_attempt_only, message_body, model,
+    UserMarker, message_body,
 };
 
 impl Discord {
@@ -64,18 +64,15 @@ impl Discord {
             "applied_tags": tags,
         });
         let route = Route::CreateForumThread { channel_id: forum.get() };
-        self.paced().await;
         let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
-        let attempt = model::<Channel>(first_attempt_only(self.client.request::<Channel>(request)));
-        let last = match tokio::time::timeout(ATTEMPT_TIMEOUT * 2, attempt).await {
-            Ok(Ok(thread)) => return Ok(thread.id),
-            Ok(Err(Failure::Fatal(err))) => return Err(err),
-            Ok(Err(Failure::RateLimited)) => {
+        let last = match self.attempt(self.client.request::<Channel>(request), ATTEMPT_TIMEOUT * 2).await {
+            Ok(thread) => return Ok(thread.id),
+            Err(Failure::Fatal(err)) => return Err(err),
+            Err(Failure::RateLimited) => {
                 let pause = self.rate_limited();
                 format!("rate limited (HTTP 429); every request pauses {} ms", pause.as_millis())
             }
-            Ok(Err(Failure::Retry(reason))) => reason,
-            Err(_) => "the request timed out".to_owned(),
+            Err(Failure::Retry(reason)) => reason,
         };
         tracing::warn!(reason = %last, "opening a forum post failed; it is retried after a rest");
         Err(SendError::Unavailable { attempts: 1, last })
