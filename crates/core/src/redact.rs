@@ -23,7 +23,9 @@
 //!   `AccountKey`, …) in env, shell, YAML, JSON, TOML, XML, connection
 //!   strings and `--flag value` command lines, when the value looks like a
 //!   secret (length, character mix, entropy, not a placeholder or a variable
-//!   reference).
+//!   reference). A value of letters only is told from an identifier
+//!   (`accessToken`) by its letter pairs: random letters are full of pairs
+//!   that words rarely use (`words.rs`, table from `scripts/bigram-table.py`).
 //!
 //! A secret found once is redacted wherever else it appears in the same
 //! text, e.g. a password echoed later without its key.
@@ -56,6 +58,7 @@ mod repeats;
 mod rules;
 mod scan;
 mod shape;
+mod words;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

@@ -7,7 +7,8 @@
 //! placeholder or a reference to a variable, and random-looking (mixed
 //! character classes, entropy) unless it is a quoted password.
 
-use super::shape::{Mix, contains, entropy, is_placeholder};
+use super::shape::{Mix, Set, contains, entropy, is_low_variety_hex, is_placeholder};
+use super::words::{is_name_in_words, reads_as_words};
 
 /// What a key says its value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -302,22 +303,30 @@ pub(super) fn looks_secret(v: &[u8], class: KeyClass, quoted: bool) -> bool {
     if m.space > 0 || (m.letters() == 0 && m.symbol == 0) || is_path_or_url(v) {
         return false;
     }
-    // A bare `#` starts a comment in YAML, TOML and shell.
-    if !quoted && (v[0] == b'#' || is_reference(v)) {
+    // `# note` starts a comment in YAML, TOML and shell; `#` before
+    // random letters is part of a password.
+    if !quoted && (is_reference(v) || (v[0] == b'#' && is_name_in_words(&v[1..]))) {
         return false;
     }
     if class == KeyClass::Password {
         // People choose passwords: they need not look random, only not like
-        // a word (or, quoted, a long phrase without blanks).
+        // words (or, quoted, a long phrase without blanks).
         let mixed = (m.digit > 0 && m.letters() > 0) || m.symbol > 0 || m.random_case();
-        return mixed || (quoted && (m.digit > 0 || v.len() >= 12));
+        return mixed || !reads_as_words(v) || (quoted && (m.digit > 0 || v.len() >= 12));
     }
     is_random_looking(v, &m)
 }
 
 /// Whether a value reads as random rather than as words: mixed letters and
-/// digits, frequent case changes, or base64 symbols, with enough entropy.
+/// digits, frequent case changes, base64 symbols, or letters whose pairs
+/// words rarely use, with enough entropy.
 pub(super) fn is_random_looking(v: &[u8], m: &Mix) -> bool {
+    // Random hex of 32+ digits (an API key, a session secret) may show an
+    // entropy under 3 bits by chance; enough distinct digits tell it from
+    // `deadbeef…`.
+    if v.len() >= 32 && m.digit > 0 && m.letters() > 0 && Set::Hex.all(v) && !is_low_variety_hex(v) {
+        return true;
+    }
     let h = entropy(v);
     let need = if v.len() < 16 { 2.8 } else { 3.0 };
     if h < need {
@@ -326,6 +335,7 @@ pub(super) fn is_random_looking(v: &[u8], m: &Mix) -> bool {
     (m.digit > 0 && m.letters() > 0)
         || m.random_case()
         || (m.symbol > 0 && m.letters() > 0 && v.len() >= 16 && h >= 4.0)
+        || (m.digit == 0 && m.symbol == 0 && !reads_as_words(v))
 }
 
 /// `/etc/x`, `./x`, `~/x`, `C:\x`, `https://…`: a location, not a secret.
@@ -339,11 +349,14 @@ fn is_path_or_url(v: &[u8]) -> bool {
 }
 
 /// A long run of base64 characters with a high entropy: an AWS secret key
-/// may start with `/` and hold more, but is no path.
+/// may start with `/` and hold more, but is no path. Below 32 bytes it must
+/// also mix both cases and digits, as few path names do.
 fn is_b64_blob(v: &[u8]) -> bool {
-    v.len() >= 32
+    let m = Mix::of(v);
+    v.len() >= 24
         && v.iter().all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'+' | b'='))
         && entropy(v) >= 4.0
+        && (v.len() >= 32 || (m.upper > 0 && m.lower > 0 && m.digit > 0))
 }
 
 /// An unquoted value that names something instead of being a literal:
@@ -418,5 +431,16 @@ mod tests {
         assert!(!looks_secret(b"1234567890", Secret, true));
         assert!(!looks_secret(b"/run/secrets/db", Password, false));
         assert!(!looks_secret(b"Please enter your password", Password, true));
+        // Letters only: random ones are a secret, words are not.
+        assert!(looks_secret(b"yqscUvKoyt", Password, false));
+        assert!(looks_secret(b"PQIBIBGEYsEAsX", Password, true));
+        assert!(looks_secret(b"mtiturfopDjyecpngbP", Secret, false));
+        assert!(!looks_secret(b"refreshToken", Secret, false));
+        // `#` starts a comment before words, a password before random text.
+        assert!(looks_secret(b"#N=91%Bp#wVX+k%3LHgL", Password, false));
+        assert!(!looks_secret(b"#TODO", Password, false));
+        // A short base64 secret may start with `/`; a path does not mix like one.
+        assert!(looks_secret(b"/eNF2Tf30m4geAOlsm/mmxw4WQtX", Secret, false));
+        assert!(!looks_secret(b"/home/runner/work/Project1/src", Secret, false));
     }
 }

@@ -8,7 +8,8 @@
 //! token documentation; bounds are slightly wider than documented so that a
 //! vendor lengthening its tokens does not silently defeat redaction.
 
-use super::shape::{Mix, Set, b64_decode, distinct, is_b64, is_low_variety, is_tok};
+use super::shape::{Mix, Set, b64_decode, is_b64, is_low_variety, is_low_variety_hex, is_tok};
+use super::words::reads_as_words;
 
 /// The body must contain both a digit and a letter, or letters of randomly
 /// flipping case (rules whose prefix is short or reads like a word, such as
@@ -257,10 +258,8 @@ pub(super) fn classify(t: &[u8], s: usize, e: usize) -> Option<(&'static str, us
         }
         let body = &t[s + rule.prefix.len()..end];
         let body_ok = if rule.flags & B64_TAIL != 0 { body.iter().all(|&b| is_b64(b)) } else { rule.set.all(body) };
-        // Hex has 16 symbols: a random 32-digit body can show as few as 9, which
-        // the general bar (10) took for a placeholder; `deadbeef…` shows 5.
         let low_variety = match rule.set {
-            Set::Hex | Set::HexLower => distinct(body) < (body.len() / 4).clamp(3, 8),
+            Set::Hex | Set::HexLower => is_low_variety_hex(body),
             _ => is_low_variety(body),
         };
         if !body_ok || body.len() < rule.min || body.len() > rule.max || low_variety {
@@ -268,11 +267,12 @@ pub(super) fn classify(t: &[u8], s: usize, e: usize) -> Option<(&'static str, us
         }
         if rule.flags & MIXED != 0 {
             // Letters and digits, or letters whose case flips as often as a
-            // random draw's does (about 1 in 30 random 20-character bodies
-            // has no digit; a CamelCase word flips once per word).
+            // random draw's does or that do not read as words (about 1 in 30
+            // random 20-character bodies has no digit; a CamelCase word flips
+            // once per word).
             let m = Mix::of(body);
-            let random_case = m.digit == 0 && m.case_flips * 4 >= body.len();
-            if m.letters() == 0 || (m.digit == 0 && !random_case) {
+            let random_letters = m.case_flips * 4 >= body.len() || !reads_as_words(body);
+            if m.letters() == 0 || (m.digit == 0 && !random_letters) {
                 continue;
             }
         }

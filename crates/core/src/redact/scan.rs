@@ -15,7 +15,8 @@ use memchr::memmem;
 use super::Finding;
 use super::assign::{KeyClass, classify_key, is_random_looking, looks_secret};
 use super::rules::{azure_ad_secret, classify, run_end};
-use super::shape::{Mix, Set, contains, entropy, is_b64, is_placeholder, is_tok, is_userinfo};
+use super::shape::{Mix, Set, b64_decode, contains, entropy, is_b64, is_placeholder, is_tok, is_userinfo};
+use super::words::reads_as_words;
 
 /// Longest value read after a key; longer values are not considered.
 const MAX_VALUE: usize = 1024;
@@ -174,7 +175,9 @@ impl<'t> Scanner<'t> {
         }
         let mut value_at = i + 1;
         match (op, after) {
-            (b'=', Some(b'=' | b'~')) | (b':', Some(b':')) => return None,
+            // `a == b`, `a =~ re` compare; `KEY==x` in an env file sets `=x`.
+            (b'=', Some(b'=' | b'~')) if i == 0 || matches!(t[i - 1], b' ' | b'\t') || prev.1 != i => return None,
+            (b':', Some(b':')) => return None,
             (b'=', Some(b'>')) | (b':', Some(b'=')) => value_at += 1,
             _ => {}
         }
@@ -350,7 +353,7 @@ impl<'t> Scanner<'t> {
             return None;
         }
         let m = Mix::of(cred);
-        if m.digit == 0 && m.symbol == 0 && !m.random_case() {
+        if m.digit == 0 && m.symbol == 0 && !m.random_case() && reads_as_words(cred) && !is_basic_credentials(cred) {
             return None;
         }
         let kind = if is_tok(cred[0]) {
@@ -481,6 +484,21 @@ impl<'t> Scanner<'t> {
 fn is_value_end(b: u8) -> bool {
     b.is_ascii_whitespace()
         || matches!(b, b'"' | b'\'' | b'`' | b',' | b';' | b'&' | b')' | b']' | b'}' | b'<' | b'>' | b'\\' | b'|')
+}
+
+/// Whether `cred` is base64 of `user:password` (HTTP Basic), whatever its
+/// letters look like.
+fn is_basic_credentials(cred: &[u8]) -> bool {
+    let mut buf = [0u8; 192];
+    if cred.len() > 256 || !cred.len().is_multiple_of(4) {
+        return false;
+    }
+    let Some(n) = b64_decode(cred, &mut buf) else {
+        return false;
+    };
+    let plain = &buf[..n];
+    plain.iter().all(|b| b.is_ascii_graphic())
+        && plain.iter().position(|&b| b == b':').is_some_and(|c| c > 0 && c + 1 < n)
 }
 
 /// HTTP authentication schemes (case-insensitive).

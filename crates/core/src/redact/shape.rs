@@ -3,6 +3,8 @@
 //! placeholder detection. Everything here works on ASCII bytes and never
 //! allocates.
 
+use super::words::is_name_in_words;
+
 /// Bit flags of the byte-class table.
 const TOK: u8 = 1; // [A-Za-z0-9_-]: the bytes a candidate token run is made of
 const B64: u8 = 2; // [A-Za-z0-9+/=_-]: standard and URL-safe base64
@@ -165,8 +167,10 @@ impl Mix {
 
     /// Whether upper and lower case are mixed the way random text mixes
     /// them, not the way `camelCase` words do (a capital every few letters).
+    /// Capitals may outnumber small letters by any amount: identifiers that
+    /// do and still flip case three times (`HTTPMethodNotGET`) are rare.
     pub(super) fn random_case(&self) -> bool {
-        self.case_flips >= 3 && self.upper * 3 >= self.lower && self.lower * 3 >= self.upper
+        self.case_flips >= 3 && self.upper * 3 >= self.lower
     }
 }
 
@@ -209,6 +213,13 @@ pub(super) fn is_low_variety(body: &[u8]) -> bool {
     distinct(body) < need
 }
 
+/// [`is_low_variety`] for hex, whose 16 digits leave a random 32-digit
+/// token with 9 distinct ones now and then: a quarter of the length, at
+/// most 8 (`deadbeef…` has 5).
+pub(super) fn is_low_variety_hex(body: &[u8]) -> bool {
+    distinct(body) < (body.len() / 4).clamp(3, 8)
+}
+
 fn b64_value(b: u8) -> Option<u8> {
     Some(match b {
         b'A'..=b'Z' => b - b'A',
@@ -244,6 +255,27 @@ pub(super) fn b64_decode(input: &[u8], out: &mut [u8]) -> Option<usize> {
         }
     }
     Some(n)
+}
+
+/// `xxxx` masking a secret (`sk-xxxx`, an AWS key id of 16 `X`): a run of
+/// four or more `x` of one case that is a word of its own or makes a third
+/// of the value. Random letters hold such a run now and then, inside a word
+/// or in mixed case (`XXxx`).
+fn is_x_mask(v: &[u8]) -> bool {
+    let xs = v.iter().filter(|b| b.eq_ignore_ascii_case(&b'x')).count();
+    let mut i = 0;
+    while i < v.len() {
+        let run = v[i..].iter().take_while(|&&b| b == v[i] && b.eq_ignore_ascii_case(&b'x')).count();
+        if run >= 4 {
+            let alone = (i == 0 || !v[i - 1].is_ascii_alphanumeric())
+                && v.get(i + run).is_none_or(|b| !b.is_ascii_alphanumeric());
+            if alone || xs * 3 >= v.len() {
+                return true;
+            }
+        }
+        i += run.max(1);
+    }
+    false
 }
 
 /// Words that stand in for a secret in docs, templates and examples.
@@ -297,12 +329,18 @@ pub(super) fn is_placeholder(v: &[u8]) -> bool {
         // `${X}`, `$(cmd)`, `$X`: shell and env expansion.
         b'$' => rest.first().is_some_and(|&b| b == b'{' || b == b'(') || name_like(rest),
         // `%s`, `%(name)s`, `%APPDATA%`.
-        b'%' => v.len() <= 3 || rest.first() == Some(&b'(') || last == b'%',
+        b'%' => {
+            let name = &rest[..rest.len() - 1];
+            let env_name = is_name_in_words(name)
+                || name.iter().all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+            v.len() <= 3 || rest.first() == Some(&b'(') || (last == b'%' && env_name)
+        }
         // `<your-token>`; `[REDACTED…]`, `[…]`; `{…}`, `{{ x }}`.
         b'<' => last == b'>',
         b'[' | b'{' => true,
-        // YAML tags, anchors and aliases (`!vault`, `&default`, `*default`).
-        b'!' | b'&' | b'*' => name_like(rest),
+        // YAML tags, anchors and aliases (`!vault`, `&default`, `*default`),
+        // named in words: `*cMFJmktiJ` and `!ltAUZjoBPe` are passwords.
+        b'!' | b'&' | b'*' => is_name_in_words(rest) && !Mix::of(rest).random_case(),
         // YAML block scalars.
         b'|' | b'>' => v.len() <= 2,
         b'@' => last == b'@',
@@ -312,7 +350,7 @@ pub(super) fn is_placeholder(v: &[u8]) -> bool {
         return true;
     }
     if v.windows(2).any(|w| w == b"${" || w == b"{{" || w == b"}}")
-        || contains_ci(v, b"xxxx")
+        || is_x_mask(v)
         || contains(v, b"****")
         || contains(v, b"...")
         || contains(v, b"\xe2\x80\xa6")
@@ -332,8 +370,10 @@ pub(super) fn is_placeholder(v: &[u8]) -> bool {
         if PLACEHOLDER_WORDS.contains(&&*lower) {
             return true;
         }
+        // `your_api_key` and `my-token` stand in for a value; random text
+        // after `my_` is one.
         for stem in [&b"your"[..], b"my-", b"my_", b"insert", b"replace", b"enter-", b"enter_"] {
-            if lower.starts_with(stem) {
+            if lower.starts_with(stem) && (v.len() == stem.len() || is_name_in_words(&v[stem.len()..])) {
                 return true;
             }
         }
