@@ -141,8 +141,9 @@ impl Redactor {
         // its neighbours read as: it can split a run of token bytes (a repeat
         // inside other text, a key glued to its neighbour) or end a token
         // that a rule only accepts at a boundary. Scan the lines around each
-        // replacement again and fold in what that finds, until nothing more
-        // is found (twice at most).
+        // replacement again and fold in what that finds, with every other
+        // copy of a secret found so, until nothing more is found (twice at
+        // most).
         for _ in 0..2 {
             if found.is_empty() {
                 break;
@@ -153,7 +154,7 @@ impl Redactor {
                 // The text redacted with these findings is the result.
                 return (found, Some(out));
             }
-            found = merge_rescan(text, found, &again);
+            found = redact_repeats(text, merge_rescan(text, found, &again));
         }
         (found, None)
     }
@@ -353,6 +354,20 @@ mod tests {
     fn github_token_is_redacted() {
         let text = "export GH=ghp_FAKE456789abcdefghijklmnopqrstuvwxyzAB done";
         assert_eq!(redact_text(text), "export GH=[REDACTED:github-token] done");
+    }
+
+    /// The Stripe key is only found once the npm token glued to it on line
+    /// 2 is redacted (its copy on line 3 gives that token away); the copy of
+    /// the Stripe key glued to a word on line 1 must go too.
+    #[test]
+    fn a_secret_found_on_the_rescan_is_redacted_everywhere() {
+        let stripe = "sk_live_FAKE3pHxYXHOEy3dt2ySYVsNKb"; // fake
+        let npm = "npm_FAKEDQVPjAPNMKQc8PSgkXirhx798K2yudmI"; // fake
+        let text = format!("word{stripe}\n{npm}{stripe}\n{npm}");
+        assert_eq!(
+            redacted(&text),
+            "word[REDACTED:stripe-key]\n[REDACTED:npm-token][REDACTED:stripe-key]\n[REDACTED:npm-token]"
+        );
     }
 
     #[test]
