@@ -11,18 +11,11 @@
 // (baseline-patterns.json) over the same text; `redactText` on the same text
 // (the shim's wrapper, as the handler calls wasm) shows what the handler adds
 // around the redaction itself. Prints p50/p99/max; asserts nothing.
+import { arg, logPathOrUsage } from "./args.ts";
+
 const root = new URL("..", import.meta.url).pathname;
 
-function arg(name: string, fallback: string): string {
-	const at = process.argv.indexOf(name);
-	return at > 0 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
-}
-
-const logPath = process.argv[2];
-if (!logPath || logPath.startsWith("--")) {
-	console.error("usage: bun bench/handler.ts LOG [--runs N] [--kb N] [--json OUT]");
-	process.exit(2);
-}
+const logPath = logPathOrUsage("bun bench/handler.ts LOG [--runs N] [--kb N] [--json OUT]");
 const runs = Number(arg("--runs", "2000"));
 const kb = Number(arg("--kb", "100"));
 const jsonOut = arg("--json", "");

@@ -12,19 +12,11 @@
 import { initSync } from "../pkg/omp_discord_wasm.js";
 // The shim's own wrapper (text encoded natively, passed as UTF-8 bytes).
 import { redactText } from "../js-shim/wasm.ts";
+import { arg, logPathOrUsage } from "./args.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
-function arg(name: string, fallback: string): string {
-	const at = process.argv.indexOf(name);
-	return at > 0 && at + 1 < process.argv.length ? process.argv[at + 1] : fallback;
-}
-
-const logPath = process.argv[2];
-if (!logPath || logPath.startsWith("--")) {
-	console.error("usage: bun bench/redact.ts LOG [--runs N] [--js-runs N] [--chunk-kb N] [--json OUT]");
-	process.exit(2);
-}
+const logPath = logPathOrUsage("bun bench/redact.ts LOG [--runs N] [--js-runs N] [--chunk-kb N] [--json OUT]");
 const runs = Number(arg("--runs", "3"));
 const jsRuns = Number(arg("--js-runs", "1"));
 const chunkKb = Number(arg("--chunk-kb", "64"));

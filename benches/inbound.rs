@@ -69,21 +69,18 @@ fn repo() -> PathBuf {
 fn parse_args() -> Args {
     let mut args =
         Args { sidecar: release_binary(), messages: 500, drops: 20, identifies: 3, omp_messages: 50, json: None };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--sidecar" => args.sidecar = value().into(),
-            "--messages" => args.messages = value().parse().expect("--messages N"),
-            "--drops" => args.drops = value().parse().expect("--drops N"),
-            "--identifies" => args.identifies = value().parse().expect("--identifies N"),
-            "--omp-messages" => args.omp_messages = value().parse().expect("--omp-messages N"),
-            "--json" => args.json = Some(value().into()),
-            // `cargo bench` passes --bench.
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
+    common::parse_flags(|flag, value| {
+        match flag {
+            "--sidecar" => args.sidecar = value.into(),
+            "--messages" => args.messages = value.parse().expect("--messages N"),
+            "--drops" => args.drops = value.parse().expect("--drops N"),
+            "--identifies" => args.identifies = value.parse().expect("--identifies N"),
+            "--omp-messages" => args.omp_messages = value.parse().expect("--omp-messages N"),
+            "--json" => args.json = Some(value.into()),
+            _ => return false,
         }
-    }
+        true
+    });
     args
 }
 

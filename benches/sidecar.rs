@@ -70,22 +70,19 @@ fn parse_args() -> Args {
         rate: 40.0,
         json: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
-        match flag.as_str() {
-            "--sidecar" => args.sidecar = value().into(),
-            "--notifications" => args.notifications = value().parse().expect("--notifications N"),
-            "--clients" => args.clients = value().parse().expect("--clients N"),
-            "--drain" => args.drain = value().parse().expect("--drain N"),
-            "--sessions" => args.sessions = value().parse().expect("--sessions N"),
-            "--rate" => args.rate = value().parse().expect("--rate N (per second)"),
-            "--json" => args.json = Some(value().into()),
-            // `cargo bench` passes `--bench`; ignore it and anything libtest-like.
-            "--bench" => {}
-            other => panic!("unknown argument {other}"),
+    common::parse_flags(|flag, value| {
+        match flag {
+            "--sidecar" => args.sidecar = value.into(),
+            "--notifications" => args.notifications = value.parse().expect("--notifications N"),
+            "--clients" => args.clients = value.parse().expect("--clients N"),
+            "--drain" => args.drain = value.parse().expect("--drain N"),
+            "--sessions" => args.sessions = value.parse().expect("--sessions N"),
+            "--rate" => args.rate = value.parse().expect("--rate N (per second)"),
+            "--json" => args.json = Some(value.into()),
+            _ => return false,
         }
-    }
+        true
+    });
     args
 }
 

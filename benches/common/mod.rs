@@ -7,6 +7,22 @@ use std::time::{Duration, Instant};
 
 use omp_discord_emulator::{DEFAULT_BOT_TOKEN, DEFAULT_HOME_CHANNEL_ID};
 
+/// Reads `--flag value` pairs from the command line, handing each to
+/// `apply(flag, value)`; `false` from it means an unknown flag. `cargo bench`
+/// passes `--bench`, which is ignored.
+pub fn parse_flags(mut apply: impl FnMut(&str, String) -> bool) {
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "--bench" {
+            continue;
+        }
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        if !apply(&flag, value) {
+            panic!("unknown argument {flag}");
+        }
+    }
+}
+
 /// The release binary: `$CARGO_TARGET_DIR/release/omp-discord` when it
 /// exists (as `bench/run.sh` builds it), else the repository's own target.
 pub fn release_binary() -> PathBuf {

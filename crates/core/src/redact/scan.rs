@@ -263,11 +263,7 @@ impl<'t> Scanner<'t> {
     fn value(&mut self, p: usize) -> Option<(usize, usize, bool, usize)> {
         let t = self.t;
         let n = t.len();
-        let mut p = p;
-        let blank_lim = (p + 16).min(n);
-        while p < blank_lim && matches!(t[p], b' ' | b'\t') {
-            p += 1;
-        }
+        let p = skip_blanks(t, p);
         let q = *t.get(p)?;
         if matches!(q, b'"' | b'\'' | b'`') {
             let vs = p + 1;
@@ -308,11 +304,7 @@ impl<'t> Scanner<'t> {
     fn authorization(&mut self, p: usize) -> Option<usize> {
         let t = self.t;
         let n = t.len();
-        let mut p = p;
-        let blank_lim = (p + 16).min(n);
-        while p < blank_lim && matches!(t[p], b' ' | b'\t') {
-            p += 1;
-        }
+        let mut p = skip_blanks(t, p);
         let mut quote = None;
         if let Some(&q) = t.get(p) {
             if matches!(q, b'"' | b'\'' | b'`') {
@@ -484,6 +476,13 @@ impl<'t> Scanner<'t> {
 fn is_value_end(b: u8) -> bool {
     b.is_ascii_whitespace()
         || matches!(b, b'"' | b'\'' | b'`' | b',' | b';' | b'&' | b')' | b']' | b'}' | b'<' | b'>' | b'\\' | b'|')
+}
+
+/// Where a value starts after the blanks at `p` (16 at most: more is layout,
+/// not a separator).
+fn skip_blanks(t: &[u8], p: usize) -> usize {
+    let lim = (p + 16).min(t.len());
+    p + t[p.min(lim)..lim].iter().take_while(|&&b| matches!(b, b' ' | b'\t')).count()
 }
 
 /// Whether `cred` is base64 of `user:password` (HTTP Basic), whatever its
