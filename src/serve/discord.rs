@@ -32,6 +32,9 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// queue: a backlog of starter posts in one channel (5 per 5 s) takes a while,
 /// and giving up earlier would only send the request to the back of the queue.
 const RATE_LIMIT_QUEUE_WAIT: Duration = Duration::from_secs(30);
+/// Deadline of one attempt of a request, its turn in the queue included.
+const QUEUED_ATTEMPT_DEADLINE: Duration =
+    Duration::from_secs(RATE_LIMIT_QUEUE_WAIT.as_secs() + ATTEMPT_TIMEOUT.as_secs());
 /// First retry delay, doubled per retry.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Pause after a 429 that twilight cannot pace (a global one, or one without
@@ -488,7 +491,7 @@ impl Discord {
         let mut backoff = FIRST_BACKOFF;
         let mut last = String::new();
         for n in 1..=MAX_ATTEMPTS {
-            match self.attempt(attempt(), RATE_LIMIT_QUEUE_WAIT + ATTEMPT_TIMEOUT).await {
+            match self.attempt(attempt(), QUEUED_ATTEMPT_DEADLINE).await {
                 Ok(value) => return Ok(value),
                 Err(Failure::Fatal(err)) => return Err(err),
                 Err(Failure::RateLimited) => {

@@ -6,7 +6,7 @@ use twilight_model::channel::thread::ThreadsListing;
 use twilight_model::id::marker::{GuildMarker, TagMarker};
 
 use super::{
-    ATTEMPT_TIMEOUT, Channel, ChannelMarker, Discord, Failure, Id, MessagePayload, Request, Route, SendError,
+    Channel, ChannelMarker, Discord, Failure, Id, MessagePayload, QUEUED_ATTEMPT_DEADLINE, Request, Route, SendError,
     UserMarker, message_body,
 };
 
@@ -65,7 +65,9 @@ impl Discord {
         });
         let route = Route::CreateForumThread { channel_id: forum.get() };
         let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
-        let last = match self.attempt(self.client.request::<Channel>(request), ATTEMPT_TIMEOUT * 2).await {
+        // Waiting for a turn in the queue sends nothing, so it may take as long
+        // as elsewhere; a timeout after sending is what needs the search.
+        let last = match self.attempt(self.client.request::<Channel>(request), QUEUED_ATTEMPT_DEADLINE).await {
             Ok(thread) => return Ok(thread.id),
             Err(Failure::Fatal(err)) => return Err(err),
             Err(Failure::RateLimited) => {
