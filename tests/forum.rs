@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use omp_discord_core::protocol::{ServerFrame, encode_frame};
 use omp_discord_emulator::{
-    DEFAULT_CATEGORY_ID, DEFAULT_FORUM_CHANNEL_ID, DEFAULT_GUILD_ID, DEFAULT_HOME_CHANNEL_ID, Emulator, EmulatorConfig,
-    REQUIRE_TAG, SeedChannel, SeedOverwrite, SeedTag,
+    DEFAULT_BOT_TOKEN, DEFAULT_CATEGORY_ID, DEFAULT_FORUM_CHANNEL_ID, DEFAULT_GUILD_ID, DEFAULT_HOME_CHANNEL_ID,
+    Emulator, EmulatorConfig, REQUIRE_TAG, SeedChannel, SeedOverwrite, SeedTag,
 };
 use serde_json::{Value, json};
 
 use crate::hostile::notify;
 use crate::util::{
-    Client, Sidecar, TestDir, emulator, run_omp_keeping_session, sidecar_bin, sidecar_env, thread_messages, wait_for,
+    Client, Sidecar, TestDir, emulator, emulator_request, run_omp_keeping_session, sidecar_bin, sidecar_env,
+    thread_messages, wait_for,
 };
 
 /// A forum that requires a tag, with a moderated tag first.
@@ -271,14 +272,20 @@ async fn doctor_checks_what_a_forum_home_needs() {
 }
 
 /// The sidecar dies right after Discord opened the post and before it was
-/// recorded; the next start finds that post instead of opening another. A
-/// death just before the request opens the post once on the next start.
+/// recorded; the next start finds that post instead of opening another, also
+/// when the post was archived in the meantime. A death just before the
+/// request opens the post once on the next start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_while_a_post_opens_never_opens_a_second() {
     let dir = TestDir::new();
     let emulator = emulator().await;
     let env = forum_env(&dir, &emulator);
-    for (n, point) in ["after_forum_post_before_record", "before_forum_post"].into_iter().enumerate() {
+    let cases = [
+        ("after_forum_post_before_record", false),
+        ("before_forum_post", false),
+        ("after_forum_post_before_record", true),
+    ];
+    for (n, (point, archive)) in cases.into_iter().enumerate() {
         let session = format!("crash-{n}");
         let text = format!("{point}: delivered once");
         let mut failing = env.clone();
@@ -294,6 +301,14 @@ async fn a_crash_while_a_post_opens_never_opens_a_second() {
         .await;
         drop(client);
         drop(sidecar);
+        if archive {
+            let post = id_of(&posts_in(&emulator, DEFAULT_FORUM_CHANNEL_ID)[n]["response"]["id"]);
+            let auth = format!("Bot {DEFAULT_BOT_TOKEN}");
+            let body = json!({"archived": true});
+            let path = format!("/api/v10/channels/{post}");
+            let (status, answer) = emulator_request(&emulator, "PATCH", &path, Some(&auth), Some(&body)).await;
+            assert_eq!(status, 200, "archiving the post: {answer}");
+        }
 
         let sidecar = Sidecar::start(&dir, &env).await;
         let posts = wait_for("the message in its post", Duration::from_secs(60), || {

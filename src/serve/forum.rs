@@ -150,7 +150,10 @@ impl Sidecar {
         Ok(post)
     }
 
-    /// The post an earlier attempt (at `since`, named `name`) opened, if Discord has it.
+    /// The post an earlier attempt (at `since`, named `name`) opened, if
+    /// Discord has it: among the active threads, or, should it have been
+    /// archived since (a sidecar down for a day, a moderator), the forum's
+    /// recently archived posts.
     async fn find_post(
         &self,
         discord: &Discord,
@@ -161,19 +164,30 @@ impl Sidecar {
     ) -> Result<Option<Id<ChannelMarker>>, SendError> {
         let Some(guild) = home.guild else { return Ok(None) };
         let bot = self.bot_user(discord).await?;
-        let mut found: Vec<Id<ChannelMarker>> = discord
-            .active_threads(guild)
-            .await?
-            .into_iter()
-            // Compared trimmed: Discord trims a channel name's ends.
-            .filter(|t| t.parent_id == Some(forum) && t.owner_id == Some(bot))
-            .filter(|t| t.name.as_deref().map(str::trim) == Some(name.trim()))
-            .filter(|t| created_ms(t.id) + CLOCK_SLACK_MS >= since)
-            .map(|t| t.id)
-            .filter(|id| self.with_outbox(|o| o.session_by_thread(&id.to_string())).ok().flatten().is_none())
-            .collect();
-        found.sort();
-        Ok(found.first().copied())
+        let matching = |threads: Vec<Channel>| -> Option<Id<ChannelMarker>> {
+            threads
+                .into_iter()
+                // Compared trimmed: Discord trims a channel name's ends.
+                .filter(|t| t.parent_id == Some(forum) && t.owner_id == Some(bot))
+                .filter(|t| t.name.as_deref().map(str::trim) == Some(name.trim()))
+                .filter(|t| created_ms(t.id) + CLOCK_SLACK_MS >= since)
+                .map(|t| t.id)
+                .filter(|id| self.with_outbox(|o| o.session_by_thread(&id.to_string())).ok().flatten().is_none())
+                .min()
+        };
+        if let Some(post) = matching(discord.active_threads(guild).await?) {
+            return Ok(Some(post));
+        }
+        match discord.archived_public_threads(forum).await {
+            Ok(archived) => Ok(matching(archived)),
+            // Without Read Message History the archive stays unread; a post
+            // archived since the attempt is then opened once more.
+            Err(SendError::Rejected { status, message, .. }) => {
+                tracing::warn!(status, %message, "cannot list the forum's archived posts; looked among the active ones only");
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     async fn bot_user(&self, discord: &Discord) -> Result<Id<UserMarker>, SendError> {

@@ -40,6 +40,18 @@ impl Discord {
         Ok(listing.threads)
     }
 
+    /// The most recently archived public threads of `channel` (Discord's
+    /// first page: 50, newest archive first).
+    ///
+    /// # Errors
+    ///
+    /// As [`Discord::create_message`]; 403 without Read Message History.
+    pub async fn archived_public_threads(&self, channel: Id<ChannelMarker>) -> Result<Vec<Channel>, SendError> {
+        let route = Route::GetPublicArchivedThreads { before: None, channel_id: channel.get(), limit: None };
+        let listing: ThreadsListing = self.get_json(&route).await?;
+        Ok(listing.threads)
+    }
+
     /// Opens a post in `forum`: a thread named `name` whose first message is
     /// `payload` (it gets the thread's id). Discord takes no nonce here, so
     /// this makes ONE attempt: a retry after a timeout or a 5xx could open a
