@@ -366,6 +366,21 @@ struct Requests {
     message_posts: usize,
     thread_creates: usize,
     status_429: usize,
+    /// The 429s by route (ids as `{id}`) and scope: which limit pacing missed.
+    status_429_by_route: std::collections::BTreeMap<String, usize>,
+}
+
+/// `POST /channels/{id}/messages (bucket)` for a request Discord answered with 429.
+fn route_of_429(method: &str, path: &str, response: &serde_json::Value) -> String {
+    let route: Vec<&str> = path
+        .trim_start_matches("/api/v10")
+        .split('/')
+        .map(
+            |segment| if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) { "{id}" } else { segment },
+        )
+        .collect();
+    let scope = if response["global"] == true { "global" } else { "bucket" };
+    format!("{method} {} ({scope})", route.join("/"))
 }
 
 fn requests(emulator: &Emulator) -> Requests {
@@ -377,6 +392,7 @@ fn requests(emulator: &Emulator) -> Requests {
         out.total += 1;
         if r.status == 429 {
             out.status_429 += 1;
+            *out.status_429_by_route.entry(route_of_429(&r.method, &r.path, &r.response)).or_default() += 1;
         }
         if r.method == "POST" && r.path.ends_with("/messages") {
             out.message_posts += 1;
@@ -612,6 +628,11 @@ async fn main() {
         counts.status_429,
         (args.sessions + args.sessions * per_session.div_ceil(10)) as f64 / total as f64
     );
+    if !counts.status_429_by_route.is_empty() {
+        let by_route: Vec<String> =
+            counts.status_429_by_route.iter().map(|(route, n)| format!("{route} x{n}")).collect();
+        println!("  429s by route: {}", by_route.join(", "));
+    }
     let (rss_after_drain, hwm) = sidecar.memory();
     println!(
         "sidecar RSS after the drain: {:.1} MiB (peak {:.1} MiB)",
