@@ -278,6 +278,12 @@ fn is_x_mask(v: &[u8]) -> bool {
     false
 }
 
+/// A Windows variable's name between `%`: words (`APPDATA`, `Path`) or
+/// capitals, digits and `_` (`PROGRAM_FILES_X86`).
+fn is_env_name(name: &[u8]) -> bool {
+    is_name_in_words(name) || name.iter().all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Words that stand in for a secret in docs, templates and examples.
 const PLACEHOLDER_WORDS: &[&[u8]] = &[
     b"admin",
@@ -329,12 +335,8 @@ pub(super) fn is_placeholder(v: &[u8]) -> bool {
         // `${X}`, `$(cmd)`, `$X`: shell and env expansion.
         b'$' => rest.first().is_some_and(|&b| b == b'{' || b == b'(') || name_like(rest),
         // `%s`, `%(name)s`, `%APPDATA%`.
-        b'%' => {
-            let name = &rest[..rest.len() - 1];
-            let env_name = is_name_in_words(name)
-                || name.iter().all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-            v.len() <= 3 || rest.first() == Some(&b'(') || (last == b'%' && env_name)
-        }
+        // (Past `v.len() <= 3`, `rest` holds the name and the closing `%`.)
+        b'%' => v.len() <= 3 || rest.first() == Some(&b'(') || (last == b'%' && is_env_name(&rest[..rest.len() - 1])),
         // `<your-token>`; `[REDACTED…]`, `[…]`; `{…}`, `{{ x }}`.
         b'<' => last == b'>',
         b'[' | b'{' => true,
