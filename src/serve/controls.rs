@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 use twilight_model::application::interaction::{Interaction, InteractionData};
 use twilight_model::user::User;
 
+use super::inbound::inbound_frame;
 use super::outbox::{Inbound, OutboxError};
-use super::{Sidecar, inbound_frame, now_ms};
+use super::{Sidecar, now_ms};
 
 /// Where a session's card record is kept in the state database's meta table.
 fn record_key(session_key: &str) -> String {
@@ -28,7 +29,7 @@ fn strip_card(outbox: &mut super::outbox::Outbox, session_id: &str, card: u64) -
     let Ok(mut payload) = serde_json::from_str::<MessagePayload>(&body) else { return Ok(()) };
     controls::strip(&mut payload);
     let request = format!("strip-{key}");
-    let nonce = super::fresh_nonce(session_id, &request).to_string();
+    let nonce = super::intake::fresh_nonce(session_id, &request).to_string();
     let body = serde_json::to_string(&payload).expect("payloads serialize");
     let seq = outbox.enqueue(&destination, session_id, &request, &body, &nonce, now_ms())?;
     outbox.set_key(seq, Some(&key), true)
@@ -83,7 +84,7 @@ impl Sidecar {
         let Some(click) = controls::parse_custom_id(custom_id) else { return false };
         let (Some(discord), Some(user)) = (&self.discord, interaction.author()) else { return true };
         let roles = interaction.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
-        let response = if self.is_allowed(user.id, roles) {
+        let response = if self.access.is_allowed(user.id, roles) {
             self.run_control(interaction, user, click, submitted.as_ref()).await
         } else {
             tracing::info!(audit = true, user_id = %user.id, ?click, "run button refused: not on the allowlist");
@@ -125,7 +126,7 @@ impl Sidecar {
             // Nothing is used yet: the person may still cancel the modal.
             return controls::continue_modal(card, &key, &project);
         }
-        let Some(tx) = self.attached.lock().expect("attached lock").get(&record.session_id).cloned() else {
+        let Some(tx) = self.inbound.attached.lock().expect("attached lock").get(&record.session_id).cloned() else {
             return private(match control {
                 Control::Stop => "That session is not running, so there is nothing to stop.",
                 _ => {
@@ -184,7 +185,7 @@ impl Sidecar {
             Err(err) => return private(&format!("Not sent: the prompt could not be journaled ({err}).")),
         }
         tracing::info!(audit = true, %session_id, card, user_id = %user.id, "follow-up prompt from the Continue button");
-        let tx = self.attached.lock().expect("attached lock").get(&session_id).cloned();
+        let tx = self.inbound.attached.lock().expect("attached lock").get(&session_id).cloned();
         let running = match tx {
             Some(tx) => tx.send(inbound_frame(inbound)).await.is_ok(),
             None => false,

@@ -8,9 +8,23 @@ use twilight_gateway::{CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents
 
 use super::Sidecar;
 use crate::config::Token;
+use omp_discord_core::approval::parse_custom_id;
+use twilight_model::application::interaction::{Interaction, InteractionData};
 
 /// Guilds (to know channels), guild messages and their content: nothing else.
 pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_MESSAGES).union(Intents::MESSAGE_CONTENT);
+
+/// The gateway connection's state, as `status` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayState {
+    /// No gateway (webhook-only mode, or not started yet).
+    Off,
+    /// Connected and READY (or RESUMED).
+    Ready,
+    /// Closed for good (a fatal close code, or shutdown).
+    Closed,
+}
 
 /// Runs the gateway until shutdown or a fatal close (bad token, disallowed intents).
 pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>) {
@@ -34,12 +48,12 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
         match event {
             None => {
                 tracing::error!("the gateway closed for good; inbound replies stop until the sidecar restarts");
-                *sidecar.gateway_state.lock().expect("gateway state lock") = "closed".into();
+                *sidecar.gateway_state.lock().expect("gateway state lock") = GatewayState::Closed;
                 break;
             }
             Some(Ok(Event::Ready(ready))) => {
                 tracing::info!(session_id = %ready.session_id, guilds = ready.guilds.len(), "gateway ready");
-                *sidecar.gateway_state.lock().expect("gateway state lock") = "ready".into();
+                *sidecar.gateway_state.lock().expect("gateway state lock") = GatewayState::Ready;
                 let guilds = ready.guilds.iter().map(|g| g.id).collect();
                 tokio::spawn(super::slash::register(sidecar.clone(), ready.application.id, guilds));
                 // A new gateway session replays nothing: read what was missed before
@@ -48,7 +62,7 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
             }
             Some(Ok(Event::Resumed)) => {
                 tracing::info!("gateway resumed");
-                *sidecar.gateway_state.lock().expect("gateway state lock") = "ready".into();
+                *sidecar.gateway_state.lock().expect("gateway state lock") = GatewayState::Ready;
             }
             Some(Ok(Event::MessageCreate(message))) => sidecar.on_discord_message(&message).await,
             Some(Ok(Event::InteractionCreate(interaction))) => {
@@ -66,6 +80,27 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
 /// server shapes a message; a proxy or a Discord change may shape the rest):
 /// parsing never panics, an event that does not parse is an error the loop
 /// logs and skips, and a message that parses goes through inbound cleaning.
+impl Sidecar {
+    /// An interaction from the gateway, handed to the feature it belongs to:
+    /// run controls, the `/omp` command, a question's answer, an approval.
+    pub async fn on_interaction(&self, interaction: &Interaction) {
+        if self.on_run_control(interaction).await {
+            return;
+        }
+        if let Some(InteractionData::ApplicationCommand(data)) = &interaction.data {
+            let data = serde_json::to_value(data).unwrap_or_default();
+            return self.on_command(interaction, data).await;
+        }
+        let Some(InteractionData::MessageComponent(data)) = &interaction.data else { return };
+        if let Some((ask_id, option)) = omp_discord_core::ask::parse_custom_id(&data.custom_id) {
+            return self.on_answer_click(interaction, ask_id, option).await;
+        }
+        if let Some((decision, id)) = parse_custom_id(&data.custom_id) {
+            self.on_approval_click(interaction, decision, id).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod properties {
     use omp_discord_core::inbound::prepare_inbound;

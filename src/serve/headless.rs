@@ -19,8 +19,9 @@ use tokio::sync::oneshot;
 use twilight_model::application::interaction::Interaction;
 
 use super::discord::Discord;
+use super::inbound::inbound_frame;
 use super::outbox::Inbound;
-use super::{Sidecar, inbound_frame, now_ms};
+use super::{Sidecar, now_ms};
 
 /// How long a started omp has to connect and open its thread.
 const START_DEADLINE: Duration = Duration::from_secs(120);
@@ -93,7 +94,7 @@ impl Sidecar {
                 text,
                 delivery: Delivery::FollowUp,
             };
-            let tx = self.attached.lock().expect("attached lock").get(&session_id).cloned();
+            let tx = self.inbound.attached.lock().expect("attached lock").get(&session_id).cloned();
             self.prompt_from_interaction(interaction.id.get());
             let journaled = self.with_outbox(|o| o.record_inbound(&inbound, now_ms()));
             if let (Ok(_), Some(tx)) = (journaled, tx)
@@ -119,7 +120,7 @@ impl Sidecar {
     /// a run, with its thread: the most recently seen first.
     fn idle_session_in(&self, dir: &str) -> Option<(String, Option<String>)> {
         let sessions = self.with_outbox(|o| o.recent_sessions(200)).unwrap_or_default();
-        let attached = self.attached.lock().expect("attached lock");
+        let attached = self.inbound.attached.lock().expect("attached lock");
         sessions
             .into_iter()
             .filter(|s| attached.contains_key(&s.session_id) && !self.typing.is_running(&s.session_id))

@@ -4,18 +4,26 @@
 //! passed on, and the author is told once). A reply to a session that is not
 //! connected waits for it, and the thread is told so.
 
+use super::intake::record_session;
+use super::outbox::{Inbound, OutboxError};
+use super::{Sidecar, now_ms, parse_id};
 use omp_discord_core::embed::MessagePayload;
+use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::inbound::{
     Admission, Delivery, Directive, parse_directive, rate_limited_note, session_away_note,
 };
-use omp_discord_core::protocol::{ServerFrame, SessionAction};
+use omp_discord_core::inbound::{InboundLimiter, RateLimit};
+use omp_discord_core::protocol::ServerFrame;
+use omp_discord_core::protocol::SessionAction;
+use omp_discord_core::protocol::SessionRef;
 use omp_discord_core::report::project_name;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex as SyncMutex};
+use tokio::sync::mpsc;
 use twilight_model::channel::Message;
 use twilight_model::id::Id;
+use twilight_model::id::marker::ChannelMarker;
 use twilight_model::id::marker::MessageMarker;
-
-use super::outbox::Inbound;
-use super::{Sidecar, now_ms};
 
 /// Discord's epoch (2015-01-01) in Unix milliseconds: snowflakes count from it.
 const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
@@ -36,6 +44,33 @@ fn written_ms(id: Id<MessageMarker>) -> u64 {
     (id.get() >> 22) + DISCORD_EPOCH_MS
 }
 
+/// Sessions seen within this window are caught up on after a gateway gap.
+const BACKFILL_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+/// At most this many sessions are caught up on.
+const BACKFILL_SESSIONS: usize = 50;
+
+/// Where replies go, and what limits them.
+#[derive(Debug)]
+pub(super) struct Replies {
+    /// The connection serving each attached session.
+    pub(super) attached: SyncMutex<HashMap<String, mpsc::Sender<ServerFrame>>>,
+    /// Prompts that came from an interaction (the Continue modal, `/omp ask`),
+    /// not a message: nothing to put a ✅ on.
+    pub(super) interaction_prompts: SyncMutex<HashSet<u64>>,
+    /// Each author's reply rate, when limited.
+    pub(super) limiter: Option<SyncMutex<InboundLimiter>>,
+}
+
+impl Replies {
+    pub(super) fn new(rate_limit: Option<RateLimit>) -> Self {
+        Self {
+            attached: SyncMutex::new(HashMap::new()),
+            interaction_prompts: SyncMutex::new(HashSet::new()),
+            limiter: rate_limit.map(|limit| SyncMutex::new(InboundLimiter::new(limit))),
+        }
+    }
+}
+
 impl Sidecar {
     /// Screens an allowed person's reply in `session_id`'s thread. Returns how
     /// to deliver it and its text (without a steer prefix), or `None` when it
@@ -49,7 +84,7 @@ impl Sidecar {
             }
             Directive::Deliver { delivery, text } => (delivery, text),
         };
-        let Some(limiter) = &self.limiter else { return Some((delivery, text)) };
+        let Some(limiter) = &self.inbound.limiter else { return Some((delivery, text)) };
         let admission =
             limiter.lock().expect("limiter lock").admit(&message.author.id.to_string(), written_ms(message.id));
         let Admission::Refuse { tell, retry_after_ms } = admission else { return Some((delivery, text)) };
@@ -73,7 +108,7 @@ impl Sidecar {
     /// (at most once per [`AWAY_NOTE_EVERY_MS`] per session, and not in the
     /// first moments after a start, while shims reconnect).
     pub(super) fn note_session_away(&self, session_id: &str, message_id: Id<MessageMarker>) {
-        if self.started.elapsed() < AWAY_NOTE_GRACE {
+        if self.counters.started.elapsed() < AWAY_NOTE_GRACE {
             return;
         }
         let key = format!("away-noted:{session_id}");
@@ -103,7 +138,7 @@ impl Sidecar {
             tracing::info!(session_id, message_id = %message.id, "a stop command read late is ignored");
             return;
         }
-        let tx = self.attached.lock().expect("attached lock").get(session_id).cloned();
+        let tx = self.inbound.attached.lock().expect("attached lock").get(session_id).cloned();
         let control = ServerFrame::Control { session_id: session_id.to_owned(), action: SessionAction::Abort };
         let stopped = match tx {
             Some(tx) => tx.send(control).await.is_ok(),
@@ -140,5 +175,181 @@ impl Sidecar {
         if let Err(err) = journaled {
             tracing::error!(error = %err, "cannot journal a reply");
         }
+    }
+}
+
+impl Sidecar {
+    /// Registers `tx` as the connection of `session` and sends it the replies
+    /// it has not acknowledged yet.
+    pub(super) async fn attach(
+        &self,
+        session: &SessionRef,
+        host: &str,
+        tx: &mpsc::Sender<ServerFrame>,
+    ) -> Result<(), OutboxError> {
+        let pending = self.with_outbox(|o| {
+            record_session(o, session, host, now_ms())?;
+            o.pending_inbound(&session.id)
+        })?;
+        self.inbound.attached.lock().expect("attached lock").insert(session.id.clone(), tx.clone());
+        for inbound in pending {
+            let _ = tx.send(inbound_frame(inbound)).await;
+        }
+        Ok(())
+    }
+
+    /// A message from the gateway: if it is an allowed person's reply in a
+    /// session's thread, journal it (once) and pass it to the session.
+    pub async fn on_discord_message(&self, message: &Message) {
+        if message.author.bot {
+            return;
+        }
+        let thread = message.channel_id.to_string();
+        let Ok(Some(session_id)) = self.with_outbox(|o| o.session_by_thread(&thread)) else { return };
+        let roles = message.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
+        if !self.access.is_allowed(message.author.id, roles) {
+            tracing::info!(
+                audit = true, session_id, user_id = %message.author.id, message_id = %message.id,
+                "reply refused: the author is not on the allowlist"
+            );
+            return;
+        }
+        // Seen live and again when catching up: only the first counts.
+        if self.with_outbox(|o| o.inbound_known(message.id.get())).unwrap_or(false) {
+            return;
+        }
+        let name = message.author.global_name.clone().unwrap_or_else(|| message.author.name.clone());
+        if self.answer_from_thread(&session_id, message.author.id, &name, &message.content) {
+            // Journaled as taken, so catching up later does not hand it to OMP as a reply.
+            let answer = Inbound {
+                message_id: message.id.get(),
+                session_id: session_id.clone(),
+                author_id: message.author.id.to_string(),
+                text: "[an answer to the agent's question]".into(),
+                delivery: omp_discord_core::inbound::Delivery::FollowUp,
+            };
+            let _ = self.with_outbox(|o| {
+                o.record_inbound(&answer, now_ms())?;
+                o.ack_inbound(answer.message_id, now_ms())
+            });
+            if let Some(discord) = &self.discord
+                && let Err(err) = discord.react(message.channel_id, message.id, "✅").await
+            {
+                tracing::debug!(error = %err, "could not react to an answer");
+            }
+            return;
+        }
+        let Some((delivery, content)) = self.screen_reply(&session_id, message).await else { return };
+        let text = match prepare_inbound(&message.author.name, content) {
+            Ok(text) => text,
+            Err(refusal) => {
+                tracing::info!(audit = true, session_id, message_id = %message.id, reason = %refusal, "reply refused");
+                return;
+            }
+        };
+        let inbound = Inbound {
+            message_id: message.id.get(),
+            session_id: session_id.clone(),
+            author_id: message.author.id.to_string(),
+            text,
+            delivery,
+        };
+        match self.with_outbox(|o| o.record_inbound(&inbound, now_ms())) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot journal a reply");
+                return;
+            }
+        }
+        tracing::info!(audit = true, session_id, user_id = %message.author.id, message_id = %message.id, "reply accepted");
+        let tx = self.inbound.attached.lock().expect("attached lock").get(&session_id).cloned();
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(inbound_frame(inbound)).await;
+            }
+            None => self.note_session_away(&session_id, message.id),
+        }
+    }
+
+    /// Catches up on replies the gateway could not replay (after a gap it
+    /// could not resume, or a sidecar restart): reads each recent session's
+    /// thread from the newest message already taken, oldest first, through
+    /// the same path as live messages (which skips those already journaled).
+    pub async fn backfill(&self) {
+        let Some(discord) = &self.discord else { return };
+        let since = now_ms() - BACKFILL_WINDOW_MS;
+        let cursors = match self.with_outbox(|o| o.backfill_cursors(since, BACKFILL_SESSIONS)) {
+            Ok(cursors) => cursors,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot read the sessions to catch up on");
+                return;
+            }
+        };
+        let mut seen = 0usize;
+        for (thread, after) in cursors {
+            let (Some(thread), Some(mut after)) = (Id::new_checked(thread), Id::new_checked(after)) else { continue };
+            loop {
+                let page = match discord.channel_messages_after(thread, after, 100).await {
+                    Ok(page) => page,
+                    Err(err) => {
+                        tracing::warn!(thread_id = %thread, error = %err, "cannot catch up on a thread");
+                        break;
+                    }
+                };
+                for message in &page {
+                    self.on_discord_message(message).await;
+                    after = message.id;
+                }
+                seen += page.len();
+                if page.len() < 100 {
+                    break;
+                }
+            }
+        }
+        tracing::info!(messages = seen, "caught up on session threads");
+    }
+
+    /// The session's shim handed a reply to OMP: never send it again, and
+    /// show the bot typing in its thread while the agent works. Returns the
+    /// reply's thread and id, to show the author it arrived.
+    pub(super) fn ack_inbound(self: &Arc<Self>, message_id: &str) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
+        let id = parse_id::<MessageMarker>(message_id)?;
+        if let Err(err) = self.with_outbox(|o| o.ack_inbound(id.get(), now_ms())) {
+            tracing::error!(error = %err, "cannot record a reply's delivery");
+            return None;
+        }
+        let (session_id, thread) = self.with_outbox(|o| o.inbound_session(id.get())).ok().flatten()?;
+        let thread = parse_id(&thread?)?;
+        // Started here, in frame order, so the run's last report (a later frame) stops it.
+        self.start_typing(&session_id, thread);
+        // A prompt from an interaction has no message to react to; the card's
+        // "Continued by" or the command's answer already says it was taken.
+        let from_interaction = self.inbound.interaction_prompts.lock().expect("prompts lock").remove(&id.get());
+        (!from_interaction).then_some((thread, id))
+    }
+
+    /// Remembers that the prompt journaled under `interaction` came from an interaction.
+    pub(super) fn prompt_from_interaction(&self, interaction: u64) {
+        self.inbound.interaction_prompts.lock().expect("prompts lock").insert(interaction);
+    }
+
+    /// The bot's ✅ on a reply that reached OMP.
+    pub(super) async fn show_received(&self, thread: Id<ChannelMarker>, id: Id<MessageMarker>) {
+        if let Some(discord) = &self.discord
+            && let Err(err) = discord.react(thread, id, "✅").await
+        {
+            tracing::debug!(error = %err, "could not react to a reply");
+        }
+    }
+}
+
+pub(super) fn inbound_frame(inbound: Inbound) -> ServerFrame {
+    ServerFrame::Inbound {
+        session_id: inbound.session_id,
+        message_id: inbound.message_id.to_string(),
+        author_id: inbound.author_id,
+        text: inbound.text,
+        deliver_as: inbound.delivery,
     }
 }

@@ -13,8 +13,9 @@ use twilight_model::application::interaction::{Interaction, InteractionType};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ApplicationMarker, GuildMarker};
 
+use super::inbound::inbound_frame;
 use super::outbox::{Inbound, SessionThread};
-use super::{Sidecar, inbound_frame, now_ms};
+use super::{Sidecar, now_ms};
 
 /// Registers `/omp` in each guild whose registered definition differs from this build's.
 pub async fn register(sidecar: Arc<Sidecar>, application: Id<ApplicationMarker>, guilds: Vec<Id<GuildMarker>>) {
@@ -48,7 +49,7 @@ impl Sidecar {
         if interaction.kind == InteractionType::ApplicationCommandAutocomplete {
             // Project paths are for allowed people only; others see no choices.
             let choices = match commands::focused_option(&data) {
-                Some((option, typed)) if option == "project" && self.is_allowed(user.id, roles) => {
+                Some((option, typed)) if option == "project" && self.access.is_allowed(user.id, roles) => {
                     commands::project_choices(&self.project_dirs(), &typed)
                 }
                 _ => Vec::new(),
@@ -60,7 +61,7 @@ impl Sidecar {
             return;
         }
         let Some(invocation) = commands::parse(&data) else { return };
-        let response = if self.is_allowed(user.id, roles) {
+        let response = if self.access.is_allowed(user.id, roles) {
             let name = user.global_name.clone().unwrap_or_else(|| user.name.clone());
             tracing::info!(audit = true, user_id = %user.id, command = ?invocation, "slash command");
             if let Invocation::Ask { prompt, project: Some(project), session: None } = &invocation {
@@ -110,7 +111,7 @@ impl Sidecar {
                 if let Err(err) = self.with_outbox(|o| o.record_inbound(&inbound, now_ms())) {
                     return private(&format!("Not sent: the prompt could not be journaled ({err})."));
                 }
-                let tx = self.attached.lock().expect("attached lock").get(&session.session_id).cloned();
+                let tx = self.inbound.attached.lock().expect("attached lock").get(&session.session_id).cloned();
                 let project = project_name(session.cwd.as_deref().unwrap_or_default());
                 let note = match tx {
                     Some(tx) => {
@@ -131,7 +132,7 @@ impl Sidecar {
                     Ok(session) => session,
                     Err(why) => return private(&why),
                 };
-                let tx = self.attached.lock().expect("attached lock").get(&session.session_id).cloned();
+                let tx = self.inbound.attached.lock().expect("attached lock").get(&session.session_id).cloned();
                 let Some(tx) = tx else {
                     return private("That session is not running, so there is nothing to stop.");
                 };
@@ -150,7 +151,7 @@ impl Sidecar {
 
     fn session_lines(&self, limit: usize) -> Vec<SessionLine> {
         let sessions = self.with_outbox(|o| o.recent_sessions(limit)).unwrap_or_default();
-        let attached = self.attached.lock().expect("attached lock");
+        let attached = self.inbound.attached.lock().expect("attached lock");
         sessions
             .into_iter()
             .map(|s| SessionLine {

@@ -25,9 +25,9 @@ use twilight_model::channel::{Channel, ChannelFlags, ChannelType};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, GuildMarker, TagMarker, UserMarker};
 
-use super::discord::{Discord, SendError};
-use super::outbox::OutboxError;
-use super::{Sidecar, now_ms};
+use crate::serve::discord::{Discord, SendError};
+use crate::serve::outbox::OutboxError;
+use crate::serve::{Sidecar, now_ms};
 
 /// Where a session's attempt to open its forum post is journaled, in `meta`.
 const ATTEMPT_PREFIX: &str = "forum-post:";
@@ -40,9 +40,9 @@ const TAG_REQUIRED: u64 = 40_067;
 
 /// What the sidecar knows of a channel sessions open threads in.
 #[derive(Debug)]
-pub(super) struct Home {
+pub(in crate::serve) struct Home {
     /// A forum: sessions open posts.
-    pub(super) forum: bool,
+    pub(in crate::serve) forum: bool,
     name: String,
     guild: Option<Id<GuildMarker>>,
     /// The forum requires a tag on each post.
@@ -69,7 +69,7 @@ impl Home {
 
 /// The sidecar's forum state.
 #[derive(Debug, Default)]
-pub(super) struct Forums {
+pub(in crate::serve) struct Forums {
     /// Each channel sessions open threads in, asked once per process (a
     /// channel's type does not change between text and forum).
     homes: SyncMutex<HashMap<Id<ChannelMarker>, Arc<Home>>>,
@@ -81,7 +81,11 @@ pub(super) struct Forums {
 
 impl Sidecar {
     /// What `channel` is (asked once per process).
-    pub(super) async fn home(&self, discord: &Discord, channel: Id<ChannelMarker>) -> Result<Arc<Home>, SendError> {
+    pub(in crate::serve) async fn home(
+        &self,
+        discord: &Discord,
+        channel: Id<ChannelMarker>,
+    ) -> Result<Arc<Home>, SendError> {
         if let Some(home) = self.forums.homes.lock().expect("homes lock").get(&channel) {
             return Ok(home.clone());
         }
@@ -100,7 +104,7 @@ impl Sidecar {
     /// interrupted attempt opened) and records it as the session's thread
     /// and starter. Returns the post's id.
     #[allow(clippy::too_many_arguments)] // one call site, every argument a different fact
-    pub(super) async fn open_forum_post(
+    pub(in crate::serve) async fn open_forum_post(
         &self,
         discord: &Discord,
         session_id: &str,

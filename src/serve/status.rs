@@ -1,0 +1,94 @@
+//! `status`: what the sidecar reports about itself (the CLI, `/metrics`, the shim).
+
+use super::{Sidecar, now_ms};
+use omp_discord_core::protocol::PROTOCOL_VERSION;
+use omp_discord_core::report::project_name;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+use tokio::sync::Mutex;
+
+/// What the sidecar counts about itself.
+#[derive(Debug)]
+pub(super) struct Counters {
+    pub(super) started: Instant,
+    /// Connected clients.
+    pub(super) clients: AtomicUsize,
+    /// Requests being answered and notifications waiting for their outcome.
+    pub(super) in_flight: AtomicUsize,
+    pub(super) delivered: AtomicU64,
+    pub(super) failed: AtomicU64,
+    pub(super) last_error: Mutex<Option<String>>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            clients: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+}
+
+impl Sidecar {
+    pub(super) fn is_idle(&self) -> bool {
+        self.counters.clients.load(Ordering::SeqCst) == 0 && self.counters.in_flight.load(Ordering::SeqCst) == 0
+    }
+
+    /// The sidecar's state, for `status` and the metrics endpoint.
+    pub async fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "commit": env!("OMP_DISCORD_COMMIT"),
+            "protocol": PROTOCOL_VERSION,
+            "pid": std::process::id(),
+            "uptime_secs": self.counters.started.elapsed().as_secs(),
+            "socket": self.config.socket.display().to_string(),
+            "token_configured": self.config.token.is_some(),
+            "mode": if self.discord.is_some() { "bot" } else if self.webhook.is_some() { "webhook" } else { "unconfigured" },
+            "home_channel_id": self.config.home_channel.map(|id| id.to_string()),
+            "projects": self.config.projects.iter().map(|p| serde_json::json!({
+                "path": p.path(),
+                "channel_id": p.channel.map(|c| c.to_string()),
+                "dirs": crate::config::project_dirs(p).len(),
+            })).collect::<Vec<_>>(),
+            "clients": self.counters.clients.load(Ordering::SeqCst),
+            "in_flight": self.counters.in_flight.load(Ordering::SeqCst),
+            "delivered": self.counters.delivered.load(Ordering::SeqCst),
+            "failed": self.counters.failed.load(Ordering::SeqCst),
+            "last_error": self.counters.last_error.lock().await.clone(),
+            "queue": self.with_outbox(|outbox| outbox.stats()).ok().map(|stats| serde_json::json!({
+                "depth": stats.pending,
+                "oldest_age_secs": stats.oldest_pending_ms.map(|created| (now_ms() - created).max(0) / 1000),
+            })),
+            "config_file": self.config.file.as_ref().map(|path| path.display().to_string()),
+            "config_warnings": self.config.warnings,
+            "api": self.config.api.origin(),
+            "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
+            "threads": self.config.threads,
+            "gateway": *self.gateway_state.lock().expect("gateway state lock"),
+            "rate_limits": match (&self.discord, &self.webhook) {
+                (Some(discord), _) => Some(discord.headroom(self.config.home_channel).await),
+                (None, Some(webhook)) => Some(webhook.headroom(None).await),
+                (None, None) => None,
+            },
+            "attached_sessions": self.inbound.attached.lock().expect("attached lock").len(),
+            "typing_sessions": self.typing.active(),
+            "sessions": self.with_outbox(|outbox| outbox.recent_sessions(20)).ok().map(|sessions| {
+                sessions
+                    .into_iter()
+                    .map(|s| serde_json::json!({
+                        "session_id": s.session_id,
+                        "project": project_name(s.cwd.as_deref().unwrap_or_default()),
+                        "host": s.host,
+                        "thread_id": s.thread_id,
+                        "channel_id": s.channel_id,
+                    }))
+                    .collect::<Vec<_>>()
+            }),
+        })
+    }
+}
