@@ -3,6 +3,7 @@
 //! the texts and the policy; this module records, posts and waits.
 
 use super::intake::record_session;
+use super::interaction::{private, update_message};
 use super::{Sidecar, now_ms};
 use omp_discord_core::approval::{ApprovalPolicy, Decision, approval_message, decided_message};
 use omp_discord_core::protocol::SessionRef;
@@ -144,11 +145,9 @@ impl Sidecar {
     /// A click on Approve / Always allow / Deny: an allowed person's first
     /// decision on a pending approval counts; everyone else is told why not, privately.
     pub(super) async fn on_approval_click(&self, interaction: &Interaction, decision: Decision, id: &str) {
-        let Some(discord) = &self.discord else { return };
         let Ok(approval_id) = id.parse::<i64>() else { return };
         let Some(user) = interaction.author() else { return };
         let roles = interaction.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
-        let private = |text: &str| serde_json::json!({ "type": 4, "data": { "content": text, "flags": 64, "allowed_mentions": { "parse": [] } } });
         let response = if !self.access.is_allowed(user.id, roles) {
             tracing::info!(audit = true, approval_id, user_id = %user.id, "approval click refused: not on the allowlist");
             private("Only people on this bot's allowlist can approve tool calls.")
@@ -186,11 +185,7 @@ impl Sidecar {
                             reason: None,
                         });
                     let project = approval.map(|a| self.project_of(&a.session_id)).unwrap_or_default();
-                    let mut message = serde_json::to_value(decided_message(&request, &project, &verdict, approved))
-                        .expect("payloads serialize");
-                    // Named empty, or Discord keeps the buttons.
-                    message["components"] = serde_json::json!([]);
-                    serde_json::json!({ "type": 7, "data": message })
+                    update_message(&decided_message(&request, &project, &verdict, approved))
                 }
                 Ok(false) => private("This request was already decided or has expired."),
                 Err(err) => {
@@ -199,8 +194,6 @@ impl Sidecar {
                 }
             }
         };
-        if let Err(err) = discord.interaction_callback(interaction.id, &interaction.token, &response).await {
-            tracing::warn!(error = %err, "could not answer an interaction");
-        }
+        self.respond(interaction, &response, "approval click").await;
     }
 }

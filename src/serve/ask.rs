@@ -2,6 +2,7 @@
 //! person's button click or reply, or expired at its deadline.
 
 use super::intake::record_session;
+use super::interaction::{private, update_message};
 use super::outbox::Ask;
 use super::read::MAX_READ_CHARS;
 use super::{Sidecar, now_ms};
@@ -146,9 +147,8 @@ impl Sidecar {
 
     /// A click on one of a question's answer buttons.
     pub(super) async fn on_answer_click(&self, interaction: &Interaction, ask_id: i64, option: usize) {
-        let (Some(discord), Some(user)) = (&self.discord, interaction.author()) else { return };
+        let (Some(_), Some(user)) = (&self.discord, interaction.author()) else { return };
         let roles = interaction.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
-        let private = |text: &str| serde_json::json!({ "type": 4, "data": { "content": text, "flags": 64, "allowed_mentions": { "parse": [] } } });
         let ask = self.with_outbox(|o| o.ask(ask_id)).ok().flatten();
         let response = match ask {
             _ if !self.access.is_allowed(user.id, roles) => {
@@ -162,24 +162,14 @@ impl Sidecar {
                 let headline = format!("Answered by {who}: {choice}");
                 if self.settle_ask(&ask, "answered", Some(&choice), Some(&who), &headline, &project) {
                     // The journaled edit replaces the message too; this answer just closes the click.
-                    let mut message = serde_json::to_value(omp_discord_core::ask::settled_message(
-                        &ask.question,
-                        &headline,
-                        true,
-                        &project,
-                    ))
-                    .expect("payloads serialize");
-                    message["components"] = serde_json::json!([]);
-                    serde_json::json!({ "type": 7, "data": message })
+                    update_message(&settled_message(&ask.question, &headline, true, &project))
                 } else {
                     private("This question was already answered or has expired.")
                 }
             }
             _ => private("This question was already answered or has expired."),
         };
-        if let Err(err) = discord.interaction_callback(interaction.id, &interaction.token, &response).await {
-            tracing::warn!(error = %err, "could not answer an interaction");
-        }
+        self.respond(interaction, &response, "answer click").await;
     }
 }
 

@@ -8,11 +8,13 @@ use omp_discord_core::controls::{self, CardRecord, Click, Control, Refusal};
 use omp_discord_core::embed::{MessagePayload, clean, limits};
 use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::protocol::{ServerFrame, SessionAction};
-use serde_json::{Value, json};
+use serde_json::Value;
 use twilight_model::application::interaction::{Interaction, InteractionData};
+use twilight_model::http::interaction::InteractionResponse;
 use twilight_model::user::User;
 
 use super::inbound::inbound_frame;
+use super::interaction::{private, update_components};
 use super::outbox::{Inbound, OutboxError};
 use super::{Sidecar, now_ms};
 
@@ -33,10 +35,6 @@ fn strip_card(outbox: &mut super::outbox::Outbox, session_id: &str, card: u64) -
     let body = serde_json::to_string(&payload).expect("payloads serialize");
     let seq = outbox.enqueue(&destination, session_id, &request, &body, &nonce, now_ms())?;
     outbox.set_key(seq, Some(&key), true)
-}
-
-fn private(text: &str) -> Value {
-    json!({ "type": 4, "data": { "content": clean(text, limits::CONTENT), "flags": 64, "allowed_mentions": { "parse": [] } } })
 }
 
 impl Sidecar {
@@ -82,7 +80,7 @@ impl Sidecar {
             _ => return false,
         };
         let Some(click) = controls::parse_custom_id(custom_id) else { return false };
-        let (Some(discord), Some(user)) = (&self.discord, interaction.author()) else { return true };
+        let (Some(_), Some(user)) = (&self.discord, interaction.author()) else { return true };
         let roles = interaction.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
         let response = if self.access.is_allowed(user.id, roles) {
             self.run_control(interaction, user, click, submitted.as_ref()).await
@@ -90,9 +88,7 @@ impl Sidecar {
             tracing::info!(audit = true, user_id = %user.id, ?click, "run button refused: not on the allowlist");
             private("Only people on this bot's allowlist can use the run buttons.")
         };
-        if let Err(err) = discord.interaction_callback(interaction.id, &interaction.token, &response).await {
-            tracing::warn!(error = %err, "could not answer a run button");
-        }
+        self.respond(interaction, &response, "run button").await;
         true
     }
 
@@ -102,7 +98,7 @@ impl Sidecar {
         user: &User,
         click: Click,
         submitted: Option<&Value>,
-    ) -> Value {
+    ) -> InteractionResponse {
         let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
         let (card, key) = match &click {
             Click::Button { card, key, .. } | Click::Prompt { card, key } => (*card, key.clone()),
@@ -150,7 +146,7 @@ impl Sidecar {
             return private("That session just went away; nothing was done.");
         }
         tracing::info!(audit = true, session_id = %record.session_id, card, user_id = %user.id, ?control, "run button used");
-        json!({ "type": 7, "data": { "components": [record.used_buttons(control, &note)] } })
+        update_components(vec![record.used_buttons(control, &note)])
     }
 
     /// The Continue modal was submitted: the text goes to the session like a
@@ -164,7 +160,7 @@ impl Sidecar {
         record: &CardRecord,
         card: u64,
         text: &str,
-    ) -> Value {
+    ) -> InteractionResponse {
         let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
         let project = self.project_of(&record.session_id);
         let prepared = match prepare_inbound(&who, text) {
@@ -209,7 +205,7 @@ impl Sidecar {
         let used_note = controls::used_note(Control::Continue, &who);
         match self.use_card(&meta, Control::Continue, card, &used_note) {
             Ok(Ok(record)) if interaction.message.is_some() => {
-                json!({ "type": 7, "data": { "components": [record.used_buttons(Control::Continue, &used_note)] } })
+                update_components(vec![record.used_buttons(Control::Continue, &used_note)])
             }
             _ => private("Sent."),
         }

@@ -11,15 +11,15 @@ use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 
 use omp_discord_core::commands::resolve_project;
-use omp_discord_core::embed::{clean, limits};
 use omp_discord_core::inbound::{Delivery, prepare_inbound};
 use omp_discord_core::redact::redact_text;
-use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use twilight_model::application::interaction::Interaction;
+use twilight_model::http::interaction::InteractionResponse;
 
 use super::discord::Discord;
 use super::inbound::inbound_frame;
+use super::interaction::{deferred, private, public, text_data};
 use super::outbox::Inbound;
 use super::{Sidecar, now_ms};
 
@@ -44,14 +44,6 @@ impl Launches {
     }
 }
 
-fn public(text: &str) -> Value {
-    json!({ "content": clean(text, limits::CONTENT), "allowed_mentions": { "parse": [] } })
-}
-
-fn private(text: &str) -> Value {
-    json!({ "type": 4, "data": { "content": clean(text, limits::CONTENT), "flags": 64, "allowed_mentions": { "parse": [] } } })
-}
-
 impl Sidecar {
     /// The configured project directories (globs expanded to existing directories).
     pub(super) fn project_dirs(&self) -> Vec<String> {
@@ -67,10 +59,8 @@ impl Sidecar {
         prompt: &str,
         project: &str,
     ) {
-        let respond = |body: Value| async move {
-            if let Err(err) = discord.interaction_callback(interaction.id, &interaction.token, &body).await {
-                tracing::warn!(error = %err, "could not answer /omp ask");
-            }
+        let respond = |response: InteractionResponse| async move {
+            self.respond(interaction, &response, "/omp ask").await;
         };
         let dirs = self.project_dirs();
         let Some(dir) = resolve_project(&dirs, project).map(str::to_owned) else {
@@ -102,16 +92,14 @@ impl Sidecar {
             {
                 tracing::info!(audit = true, session_id, project = %dir, "/omp ask routed to an idle session");
                 let link = thread.map(|t| format!(" → <#{t}>")).unwrap_or_default();
-                let body = public(&format!("📨 **{name}** asked {label}: {prompt}{link}"));
-                return respond(json!({ "type": 4, "data": body })).await;
+                return respond(public(&format!("📨 **{name}** asked {label}: {prompt}{link}"))).await;
             }
         }
         // Starting omp takes seconds: acknowledge now, link the thread once it exists.
-        respond(json!({ "type": 5 })).await;
+        respond(deferred()).await;
         let answer = self.launch(&dir, &label, name, prompt).await;
-        if let Err(err) =
-            discord.edit_original_response(interaction.application_id, &interaction.token, &public(&answer)).await
-        {
+        let edit = serde_json::to_value(text_data(&answer)).expect("interaction responses serialize");
+        if let Err(err) = discord.edit_original_response(interaction.application_id, &interaction.token, &edit).await {
             tracing::warn!(error = %err, "could not follow up on /omp ask");
         }
     }

@@ -22,6 +22,7 @@
 //! - `slash`: the `/omp` command; `headless`: `/omp ask` runs in a project.
 //! - `typing`: the bot's typing indicator while a run asked from Discord goes.
 //! - `gateway`: the one gateway connection, and dispatching its events to the features.
+//! - `interaction`: answers to clicks, modals and commands, as twilight-model's `InteractionResponse`.
 //! - `access`: who may drive sessions (allowed users and roles, the application's owner).
 //! - `spool`: reports extensions left on disk while no sidecar ran.
 //! - `status`: counters and the sidecar's self-report.
@@ -39,6 +40,7 @@ pub mod gateway;
 mod headless;
 mod inbound;
 mod intake;
+mod interaction;
 pub mod outbox;
 mod read;
 mod slash;

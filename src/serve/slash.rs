@@ -4,16 +4,17 @@
 use std::sync::Arc;
 
 use omp_discord_core::commands::{self, Invocation, SessionLine};
-use omp_discord_core::embed::{clean, limits};
 use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::protocol::{ServerFrame, SessionAction};
 use omp_discord_core::report::project_name;
-use serde_json::{Value, json};
+use serde_json::Value;
 use twilight_model::application::interaction::{Interaction, InteractionType};
+use twilight_model::http::interaction::InteractionResponse;
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ApplicationMarker, GuildMarker};
 
 use super::inbound::inbound_frame;
+use super::interaction::{self, private, public};
 use super::outbox::{Inbound, SessionThread};
 use super::{Sidecar, now_ms};
 
@@ -37,10 +38,6 @@ pub async fn register(sidecar: Arc<Sidecar>, application: Id<ApplicationMarker>,
     }
 }
 
-fn private(text: &str) -> Value {
-    json!({ "type": 4, "data": { "content": clean(text, limits::CONTENT), "flags": 64, "allowed_mentions": { "parse": [] } } })
-}
-
 impl Sidecar {
     /// Answers an `/omp` invocation.
     pub(super) async fn on_command(&self, interaction: &Interaction, data: Value) {
@@ -54,11 +51,7 @@ impl Sidecar {
                 }
                 _ => Vec::new(),
             };
-            let response = json!({ "type": 8, "data": { "choices": choices } });
-            if let Err(err) = discord.interaction_callback(interaction.id, &interaction.token, &response).await {
-                tracing::debug!(error = %err, "could not answer an autocomplete");
-            }
-            return;
+            return self.respond(interaction, &interaction::choices(choices), "autocomplete").await;
         }
         let Some(invocation) = commands::parse(&data) else { return };
         let response = if self.access.is_allowed(user.id, roles) {
@@ -72,12 +65,10 @@ impl Sidecar {
             tracing::info!(audit = true, user_id = %user.id, "slash command refused: not on the allowlist");
             private("Only people on this bot's allowlist can use /omp.")
         };
-        if let Err(err) = discord.interaction_callback(interaction.id, &interaction.token, &response).await {
-            tracing::warn!(error = %err, "could not answer a slash command");
-        }
+        self.respond(interaction, &response, "slash command").await;
     }
 
-    async fn run_command(&self, invocation: Invocation, interaction: &Interaction, name: &str) -> Value {
+    async fn run_command(&self, invocation: Invocation, interaction: &Interaction, name: &str) -> InteractionResponse {
         match invocation {
             Invocation::Status => {
                 let status = self.status().await;
@@ -122,10 +113,7 @@ impl Sidecar {
                         "\n*The session is not running now; it gets this when it comes back (`omp --continue` in {project}).*"
                     ),
                 };
-                json!({ "type": 4, "data": {
-                    "content": clean(&format!("📨 **{name}** asked {project}: {prompt}{note}"), limits::CONTENT),
-                    "allowed_mentions": { "parse": [] },
-                } })
+                public(&format!("📨 **{name}** asked {project}: {prompt}{note}"))
             }
             Invocation::Abort { session } => {
                 let session = match self.resolve_session(session.as_deref(), interaction) {
@@ -141,10 +129,7 @@ impl Sidecar {
                 if tx.send(control).await.is_err() {
                     return private("That session just went away; there is nothing to stop.");
                 }
-                json!({ "type": 4, "data": {
-                    "content": clean(&format!("⏹️ **{name}** stopped the current run."), limits::CONTENT),
-                    "allowed_mentions": { "parse": [] },
-                } })
+                public(&format!("⏹️ **{name}** stopped the current run."))
             }
         }
     }

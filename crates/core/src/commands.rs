@@ -2,6 +2,7 @@
 //! when its hash changes), how an invocation reads, and the replies' text.
 
 use serde_json::{Value, json};
+use twilight_model::application::command::{CommandOptionChoice, CommandOptionChoiceValue};
 
 use crate::embed::{clean, limits};
 
@@ -123,7 +124,7 @@ pub const MAX_CHOICE_CHARS: usize = 100;
 /// shows the directory's name and path; its value is the path (a path longer
 /// than Discord's 100-character value is left out).
 #[must_use]
-pub fn project_choices(dirs: &[String], typed: &str) -> Vec<Value> {
+pub fn project_choices(dirs: &[String], typed: &str) -> Vec<CommandOptionChoice> {
     let typed = typed.trim().to_lowercase();
     dirs.iter()
         .filter(|dir| dir.chars().count() <= MAX_CHOICE_CHARS && dir.to_lowercase().contains(&typed))
@@ -131,7 +132,7 @@ pub fn project_choices(dirs: &[String], typed: &str) -> Vec<Value> {
         .map(|dir| {
             let base = std::path::Path::new(dir).file_name().and_then(|n| n.to_str()).unwrap_or(dir);
             let name: String = format!("{base} · {dir}").chars().take(MAX_CHOICE_CHARS).collect();
-            json!({ "name": name, "value": dir })
+            CommandOptionChoice { name, name_localizations: None, value: CommandOptionChoiceValue::String(dir.clone()) }
         })
         .collect()
 }
@@ -233,7 +234,10 @@ mod tests {
         dirs.push(format!("/{}", "x".repeat(120)));
         let choices = project_choices(&dirs, "AP");
         assert_eq!(choices.len(), MAX_CHOICES);
-        assert_eq!(choices[0], json!({ "name": "app0 · /src/app0", "value": "/src/app0" }));
+        assert_eq!(
+            serde_json::to_value(&choices[0]).unwrap(),
+            json!({ "name": "app0 · /src/app0", "value": "/src/app0" })
+        );
         assert_eq!(project_choices(&dirs, "blog").len(), 1);
         assert!(project_choices(&dirs, "xxx").is_empty(), "a path longer than a choice value is left out");
         assert_eq!(project_choices(&dirs, "").len(), MAX_CHOICES);

@@ -22,9 +22,10 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use twilight_model::channel::message::Component;
-use twilight_model::channel::message::component::{ActionRow, Button, ButtonStyle};
+use twilight_model::channel::message::component::{ActionRow, Button, ButtonStyle, TextInput, TextInputStyle};
+use twilight_model::http::interaction::{InteractionResponse, InteractionResponseData, InteractionResponseType};
 
 use crate::embed::{MessagePayload, clean};
 use crate::inbound::MAX_INBOUND_CHARS;
@@ -346,25 +347,31 @@ pub fn used_note(control: Control, who: &str) -> String {
 
 /// The interaction response (type 9) that opens the Continue modal.
 #[must_use]
-pub fn continue_modal(card: u64, key: &str, project: &str) -> Value {
+pub fn continue_modal(card: u64, key: &str, project: &str) -> InteractionResponse {
     let title = if project.is_empty() { "Continue".to_owned() } else { format!("Continue in {project}") };
-    json!({
-        "type": 9,
-        "data": {
-            "custom_id": modal_id(card, key),
-            "title": clean(&title, limits::MODAL_TITLE),
-            "components": [{ "type": 1, "components": [{
-                "type": 4,
-                "custom_id": PROMPT_FIELD,
-                "style": 2,
-                "label": "Follow-up prompt",
-                "placeholder": "What should the agent do next?",
-                "required": true,
-                "min_length": 1,
-                "max_length": limits::TEXT_INPUT_VALUE.min(MAX_INBOUND_CHARS),
-            }]}],
-        },
-    })
+    let max_length = limits::TEXT_INPUT_VALUE.min(MAX_INBOUND_CHARS);
+    // The classic shape (a text input with its own label, in an action row):
+    // Discord still accepts it, and every client renders it.
+    #[allow(deprecated)]
+    let input = TextInput {
+        custom_id: PROMPT_FIELD.to_owned(),
+        id: None,
+        label: Some("Follow-up prompt".to_owned()),
+        max_length: Some(u16::try_from(max_length).unwrap_or(u16::MAX)),
+        min_length: Some(1),
+        placeholder: Some("What should the agent do next?".to_owned()),
+        required: Some(true),
+        style: TextInputStyle::Paragraph,
+        value: None,
+    };
+    let row = Component::ActionRow(ActionRow { id: None, components: vec![Component::TextInput(input)] });
+    let data = InteractionResponseData {
+        custom_id: Some(modal_id(card, key)),
+        title: Some(clean(&title, limits::MODAL_TITLE)),
+        components: Some(vec![row]),
+        ..Default::default()
+    };
+    InteractionResponse { kind: InteractionResponseType::Modal, data: Some(data) }
 }
 
 /// The text typed in the Continue modal, from a modal submit's `data`.
@@ -380,6 +387,7 @@ pub fn submitted_prompt(data: &Value) -> Option<String> {
 mod tests {
     use super::*;
     use crate::embed::validate_message;
+    use serde_json::json;
 
     fn check_components(components: &[Component]) {
         assert!(components.len() <= limits::ACTION_ROWS);
@@ -508,7 +516,7 @@ mod tests {
 
     #[test]
     fn the_modal_fits_discord_and_its_text_is_read_back() {
-        let modal = continue_modal(9, &session_key("s"), &"p".repeat(100));
+        let modal = serde_json::to_value(continue_modal(9, &session_key("s"), &"p".repeat(100))).unwrap();
         assert_eq!(modal["type"], 9);
         let data = &modal["data"];
         assert!(data["title"].as_str().unwrap().chars().count() <= limits::MODAL_TITLE);
