@@ -366,6 +366,9 @@ fn status_text(status: &serde_json::Value) -> String {
     if !status["gateway"].is_null() {
         line("gateway", text(&status["gateway"]));
     }
+    if let Some(advice) = status["gateway_close"]["advice"].as_str() {
+        line("", format!("closed for good: {advice}"));
+    }
     line("home channel", text(&status["home_channel_id"]));
     for project in status["projects"].as_array().into_iter().flatten() {
         let channel = match project["channel_id"].as_str() {

@@ -182,3 +182,47 @@ async fn always_allow_lets_later_calls_of_the_tool_in_the_session_run_without_as
     assert!(requests[0].starts_with("Always allowed in this session by"), "{requests:?}");
     sidecar.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_after_the_deadline_is_refused_and_the_request_says_it_expired() {
+    use omp_discord_core::protocol::{ClientFrame, SessionRef};
+
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let mut env = approval_env(&dir, &emulator);
+    env.retain(|(k, _)| k != "OMP_DISCORD_APPROVAL_TIMEOUT");
+    env.push(("OMP_DISCORD_APPROVAL_TIMEOUT".into(), "3".into()));
+    let sidecar = Sidecar::start(&dir, &env).await;
+    let mut client = crate::util::Client::greeted(&sidecar.socket).await;
+    let approve = ClientFrame::Approve {
+        id: "a1".into(),
+        session: SessionRef { id: "s-expiry".into(), cwd: Some("/work/shop".into()), prompt: Some("deploy".into()) },
+        tool_call_id: "call-1".into(),
+        tool: "bash".into(),
+        input: json!({ "command": "git push --force" }),
+    };
+    client.send_raw(omp_discord_core::protocol::encode_frame(&approve).as_bytes()).await;
+    let (thread, message, approve_id, _, _) = approval_buttons(&emulator).await;
+    // The sidecar dies while the call waits, and stays away past the deadline.
+    sidecar.kill_hard();
+    drop(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    wait_for("the approval's deadline to pass", Duration::from_secs(10), || {
+        (std::time::Instant::now() > deadline).then_some(())
+    })
+    .await;
+
+    let _sidecar = Sidecar::start(&dir, &env).await;
+    let answer = click(&emulator, thread, &message, &approve_id, DEFAULT_OWNER_USER_ID).await;
+    assert_eq!(answer["state"]["response_type"], 4, "{answer}");
+    assert!(answer.to_string().contains("expired before anyone decided"), "{answer}");
+    // The request loses its buttons and says what happened; no one is said to have approved it.
+    let request = wait_for("the request to show it expired", Duration::from_secs(30), || {
+        let request = thread_messages(&emulator, thread).into_iter().find(|m| m["id"] == message.as_str())?;
+        let expired =
+            request["components"].as_array().is_none_or(Vec::is_empty) && request.to_string().contains("Expired");
+        expired.then_some(request)
+    })
+    .await;
+    assert!(!request.to_string().contains("Approved by"), "{request}");
+}

@@ -537,3 +537,39 @@ async fn projects_report_to_their_own_channel_in_another_server() {
     assert!(text.contains("no directory matches") && text.contains("/missing"), "{text}");
     sidecar.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_gateway_close_is_reported_in_status_and_the_home_channel() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let _sidecar = Sidecar::start(&dir, &env).await;
+    let state = emulator.state();
+    wait_for("the gateway connection", Duration::from_secs(20), || {
+        (state.snapshot()["gateway"]["connected"].as_u64().unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    // Discord refuses the Message Content intent: close 4014, no reconnecting.
+    state.set_faults(&json!({ "gateway": { "action": "close", "code": 4014 } })).unwrap();
+
+    let said = wait_for("a message in the home channel", Duration::from_secs(20), || {
+        let messages = state.messages(omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID);
+        messages.into_iter().find(|m| m.to_string().contains("Message Content"))
+    })
+    .await;
+    assert!(said.to_string().contains("4014"), "{said}");
+    let output = cli(&dir, &env, &["status", "--json"]).await;
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["gateway"], "closed", "{status:#}");
+    assert_eq!(status["gateway_close"]["code"], 4014, "{status:#}");
+    assert!(status["gateway_close"]["advice"].as_str().is_some_and(|a| a.contains("Privileged Gateway Intents")));
+    let text = stdout(&cli(&dir, &env, &["status"]).await);
+    assert!(text.contains("closed for good: Discord refused a privileged intent (close 4014)"), "{text}");
+    // One message, not one per retry: the sidecar does not reconnect after a fatal close.
+    let notes = state
+        .messages(omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID)
+        .into_iter()
+        .filter(|m| m.to_string().contains("stopped listening"))
+        .count();
+    assert_eq!(notes, 1);
+}

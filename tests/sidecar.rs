@@ -253,3 +253,55 @@ async fn idle_sidecar_exits_by_itself() {
     assert!(status.success());
     assert!(!dir.socket().exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sidecar_stays_until_its_accepted_messages_are_delivered() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    // Discord is down: every message post fails with 503.
+    emulator
+        .state()
+        .set_faults(&json!({"http": {"status": 503, "method": "POST", "path_prefix": "/channels"}}))
+        .unwrap();
+    let env = sidecar_env(&dir, Some(&emulator));
+    let mut child = std::process::Command::new(crate::util::sidecar_bin())
+        .args(["serve", "--exit-when-idle", "1"])
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    crate::util::wait_for("the socket", Duration::from_secs(10), || dir.socket().exists().then_some(())).await;
+    let mut client = Client::greeted(&dir.socket()).await;
+    let note =
+        Notification { title: Some("queued while Discord is down".into()), message: "m".into(), ..Default::default() };
+    client
+        .send_raw(omp_discord_core::protocol::encode_frame(&notify("r1", build_notification(&note, "demo"))).as_bytes())
+        .await;
+    let accepted = client.read().await;
+    assert!(matches!(accepted, Some(ServerFrame::Accepted { .. })), "{accepted:?}");
+    drop(client);
+
+    // Three refused attempts take more than the 1 s idle timeout (1 s, 2 s rests between them).
+    crate::util::wait_for("three refused delivery attempts", Duration::from_secs(30), || {
+        let refused = all_message_posts(&emulator).iter().filter(|p| p["status"] == 503).count();
+        (refused >= 3).then_some(())
+    })
+    .await;
+    assert!(child.try_wait().unwrap().is_none(), "the sidecar exited with a message not delivered");
+
+    let (cleared, _) = crate::util::emulator_request(&emulator, "DELETE", "/_emulator/faults", None, None).await;
+    assert_eq!(cleared, 204);
+    let status = crate::util::wait_for("the sidecar to deliver, then exit", Duration::from_secs(60), || {
+        child.try_wait().unwrap()
+    })
+    .await;
+    assert!(status.success());
+    let delivered = all_message_posts(&emulator)
+        .iter()
+        .filter(|p| {
+            p["status"] == 200 && p["body"]["embeds"][0]["title"].as_str().is_some_and(|t| t.contains("queued while"))
+        })
+        .count();
+    assert_eq!(delivered, 1);
+}

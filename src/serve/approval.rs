@@ -4,6 +4,7 @@
 
 use super::intake::record_session;
 use super::interaction::{private, update_message};
+use super::outbox::Approval;
 use super::{Sidecar, now_ms};
 use omp_discord_core::approval::{ApprovalPolicy, Decision, approval_message, decided_message};
 use omp_discord_core::protocol::SessionRef;
@@ -101,14 +102,7 @@ impl Sidecar {
                 Err(_) => answer(false, "the sidecar stopped before anyone decided; the call was denied".into()),
             },
             () = tokio::time::sleep(wait) => {
-                let expired = self.with_outbox(|o| o.decide_approval(approval.approval_id, "expired", None, now_ms())).unwrap_or(false);
-                if expired {
-                    let secs = self.approvals.policy.timeout_secs;
-                    let message = decided_message(&request, &project, &format!("Expired after {secs} s, denied"), false);
-                    let _ = self.journal_for_session(&session.id, &approval_key(approval.approval_id), true, &message);
-                    tracing::info!(audit = true, approval_id = approval.approval_id, "approval expired");
-                    self.approvals.wake(approval.approval_id, false, format!("no one approved within {secs} s; the call was denied"));
-                }
+                self.expire(&approval);
                 match self.with_outbox(|o| o.approval(approval.approval_id)) {
                     Ok(Some(current)) => answer(current.state == "approved", verdict_reason(&current)),
                     _ => answer(false, "the approval record is gone; the call was denied".into()),
@@ -132,7 +126,16 @@ pub(super) fn approval_key(approval_id: i64) -> String {
     format!("approval:{approval_id}")
 }
 
-pub(super) fn verdict_reason(approval: &crate::serve::outbox::Approval) -> String {
+/// The request as it was asked, from its record.
+fn request_of(approval: &Approval) -> ApprovalRequest {
+    ApprovalRequest {
+        tool: approval.tool.clone(),
+        input: serde_json::from_str(&approval.input).unwrap_or_default(),
+        reason: None,
+    }
+}
+
+pub(super) fn verdict_reason(approval: &Approval) -> String {
     match (approval.state.as_str(), approval.decided_by.as_deref()) {
         ("approved", Some(who)) => format!("approved by {who} in Discord"),
         ("denied", Some(who)) => format!("denied by {who} in Discord"),
@@ -142,15 +145,40 @@ pub(super) fn verdict_reason(approval: &crate::serve::outbox::Approval) -> Strin
 }
 
 impl Sidecar {
+    /// Records that no one decided `approval` before its deadline (unless
+    /// someone just did): the call is denied, the request in the thread
+    /// loses its buttons and says so, and whoever waits is told. Returns
+    /// whether this call expired it.
+    fn expire(&self, approval: &Approval) -> bool {
+        let id = approval.approval_id;
+        let expired = self.with_outbox(|o| o.decide_approval(id, "expired", None, now_ms())).unwrap_or(false);
+        if expired {
+            let secs = self.approvals.policy.timeout_secs;
+            let project = self.project_of(&approval.session_id);
+            let message =
+                decided_message(&request_of(approval), &project, &format!("Expired after {secs} s, denied"), false);
+            let _ = self.journal_for_session(&approval.session_id, &approval_key(id), true, &message);
+            tracing::info!(audit = true, approval_id = id, "approval expired");
+            self.approvals.wake(id, false, format!("no one approved within {secs} s; the call was denied"));
+        }
+        expired
+    }
+
     /// A click on Approve / Always allow / Deny: an allowed person's first
     /// decision on a pending approval counts; everyone else is told why not, privately.
     pub(super) async fn on_approval_click(&self, interaction: &Interaction, decision: Decision, id: &str) {
         let Ok(approval_id) = id.parse::<i64>() else { return };
         let Some(user) = interaction.author() else { return };
         let roles = interaction.member.as_ref().map(|m| m.roles.as_slice()).unwrap_or_default();
+        let current = self.with_outbox(|o| o.approval(approval_id)).ok().flatten();
         let response = if !self.access.is_allowed(user.id, roles) {
             tracing::info!(audit = true, approval_id, user_id = %user.id, "approval click refused: not on the allowlist");
             private("Only people on this bot's allowlist can approve tool calls.")
+        } else if let Some(approval) = current.as_ref().filter(|a| a.state == "pending" && a.deadline_ms <= now_ms()) {
+            // Past its deadline (the sidecar was away when it passed): a click decides nothing.
+            tracing::info!(audit = true, approval_id, user_id = %user.id, "approval click refused: expired");
+            self.expire(approval);
+            private("This request expired before anyone decided; the call was denied, so nothing ran.")
         } else {
             let state = if decision.approves() { "approved" } else { "denied" };
             let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
@@ -172,18 +200,11 @@ impl Sidecar {
                         Decision::Deny => format!("Denied by {who}"),
                     };
                     self.approvals.wake(approval_id, approved, format!("{} in Discord", verdict.to_lowercase()));
-                    let request = approval
-                        .as_ref()
-                        .map(|a| ApprovalRequest {
-                            tool: a.tool.clone(),
-                            input: serde_json::from_str(&a.input).unwrap_or_default(),
-                            reason: None,
-                        })
-                        .unwrap_or_else(|| ApprovalRequest {
-                            tool: "tool".into(),
-                            input: serde_json::Value::Null,
-                            reason: None,
-                        });
+                    let request = approval.as_ref().map(request_of).unwrap_or_else(|| ApprovalRequest {
+                        tool: "tool".into(),
+                        input: serde_json::Value::Null,
+                        reason: None,
+                    });
                     let project = approval.map(|a| self.project_of(&a.session_id)).unwrap_or_default();
                     update_message(&decided_message(&request, &project, &verdict, approved))
                 }

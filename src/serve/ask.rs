@@ -155,6 +155,13 @@ impl Sidecar {
                 tracing::info!(audit = true, ask_id, user_id = %user.id, "answer refused: not on the allowlist");
                 private("Only people on this bot's allowlist can answer the agent.")
             }
+            Some(ask) if ask.state == "pending" && ask.deadline_ms <= now_ms() => {
+                // Past its deadline (the sidecar was away when it passed): the click answers nothing.
+                tracing::info!(audit = true, ask_id, user_id = %user.id, "answer refused: expired");
+                let project = self.project_of(&ask.session_id);
+                self.settle_ask(&ask, "expired", None, None, "Unanswered in time", &project);
+                private("This question expired before anyone answered; the agent went on without an answer.")
+            }
             Some(ask) if ask.state == "pending" && option < ask.options.len() => {
                 let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
                 let choice = ask.options[option].clone();

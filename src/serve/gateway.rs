@@ -9,10 +9,17 @@ use twilight_gateway::{CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents
 use super::Sidecar;
 use crate::config::Token;
 use omp_discord_core::approval::parse_custom_id;
+use omp_discord_core::embed::{Level, Notification, build_notification};
+use omp_discord_core::gateway::fatal_close_advice;
 use twilight_model::application::interaction::{Interaction, InteractionData};
 
 /// Guilds (to know channels), guild messages and their content: nothing else.
 pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_MESSAGES).union(Intents::MESSAGE_CONTENT);
+
+/// A nonce for a one-off message (nothing retries it under the same nonce).
+fn rand_nonce() -> u64 {
+    super::intake::fresh_nonce("gateway", "closed")
+}
 
 /// The gateway connection's state, as `status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -37,6 +44,7 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
         | EventTypeFlags::RESUMED
         | EventTypeFlags::MESSAGE_CREATE
         | EventTypeFlags::INTERACTION_CREATE;
+    let mut fatal_close = None;
     loop {
         let event = tokio::select! {
             () = sidecar.shutdown.cancelled() => {
@@ -47,9 +55,22 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
         };
         match event {
             None => {
-                tracing::error!("the gateway closed for good; inbound replies stop until the sidecar restarts");
                 *sidecar.gateway_state.lock().expect("gateway state lock") = GatewayState::Closed;
+                match fatal_close {
+                    Some((code, advice)) => {
+                        tracing::error!(code, advice, "the gateway closed for good");
+                        *sidecar.gateway_close.lock().expect("gateway close lock") = Some(code);
+                        sidecar.say_gateway_closed(advice).await;
+                    }
+                    None => {
+                        tracing::error!("the gateway closed for good; inbound replies stop until the sidecar restarts")
+                    }
+                }
                 break;
+            }
+            Some(Ok(Event::GatewayClose(Some(frame)))) => {
+                // Remembered: the stream ends right after a fatal close, without its code.
+                fatal_close = fatal_close_advice(frame.code).map(|advice| (frame.code, advice));
             }
             Some(Ok(Event::Ready(ready))) => {
                 tracing::info!(session_id = %ready.session_id, guilds = ready.guilds.len(), "gateway ready");
@@ -81,6 +102,22 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
 /// parsing never panics, an event that does not parse is an error the loop
 /// logs and skips, and a message that parses goes through inbound cleaning.
 impl Sidecar {
+    /// Says once in the home channel that replies from Discord stopped, and
+    /// why (if the token still works: after a 4004 it does not).
+    async fn say_gateway_closed(&self, advice: &str) {
+        let (Some(discord), Some(home)) = (&self.discord, self.config.home_channel) else { return };
+        let note = Notification {
+            title: Some("omp-discord stopped listening to Discord".into()),
+            message: advice.to_owned(),
+            level: Level::Error,
+            ..Default::default()
+        };
+        let message = build_notification(&note, "");
+        if let Err(err) = discord.create_message(home, &message, rand_nonce()).await {
+            tracing::warn!(error = %err, "could not say in the home channel that the gateway closed");
+        }
+    }
+
     /// An interaction from the gateway, handed to the feature it belongs to:
     /// run controls, the `/omp` command, a question's answer, an approval.
     pub async fn on_interaction(&self, interaction: &Interaction) {

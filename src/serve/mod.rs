@@ -86,6 +86,8 @@ pub struct Sidecar {
     forums: thread::Forums,
     /// The gateway connection's state, for status.
     pub gateway_state: SyncMutex<gateway::GatewayState>,
+    /// The close code that ended the gateway for good, if one did.
+    gateway_close: SyncMutex<Option<u16>>,
     /// Cancelled when the sidecar should stop.
     pub shutdown: CancellationToken,
 }
@@ -115,6 +117,7 @@ impl Sidecar {
             launches: headless::Launches::default(),
             forums: thread::Forums::default(),
             gateway_state: SyncMutex::new(gateway::GatewayState::Off),
+            gateway_close: SyncMutex::new(None),
             shutdown: CancellationToken::new(),
         })
     }

@@ -34,8 +34,18 @@ impl Default for Counters {
 }
 
 impl Sidecar {
+    /// Idle means empty: no client attached, no request in flight, no
+    /// question or approval waiting, and nothing left to deliver (while
+    /// Discord is down, accepted messages keep the sidecar up until they are
+    /// sent). Rows it could never send (no Discord client) do not count.
     pub(super) fn is_idle(&self) -> bool {
-        self.counters.clients.load(Ordering::SeqCst) == 0 && self.counters.in_flight.load(Ordering::SeqCst) == 0
+        let quiet = self.counters.clients.load(Ordering::SeqCst) == 0
+            && self.counters.in_flight.load(Ordering::SeqCst) == 0
+            && self.approvals.waiters.lock().expect("approval waiters lock").is_empty()
+            && self.asks.waiters.lock().expect("ask waiters lock").is_empty();
+        quiet
+            && (self.client().is_none()
+                || self.with_outbox(|o| o.pending_destinations()).is_ok_and(|pending| pending.is_empty()))
     }
 
     /// The sidecar's state, for `status` and the metrics endpoint.
@@ -70,6 +80,10 @@ impl Sidecar {
             "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
             "threads": self.config.threads,
             "gateway": *self.gateway_state.lock().expect("gateway state lock"),
+            "gateway_close": self.gateway_close.lock().expect("gateway close lock").map(|code| serde_json::json!({
+                "code": code,
+                "advice": omp_discord_core::gateway::fatal_close_advice(code),
+            })),
             "rate_limits": match (&self.discord, &self.webhook) {
                 (Some(discord), _) => Some(discord.headroom(self.config.home_channel).await),
                 (None, Some(webhook)) => Some(webhook.headroom(None).await),

@@ -24,6 +24,7 @@
 //! - [`invite`]: the permissions each feature needs and the bot's invite URL.
 //! - [`inbound`]: checking and shaping replies from Discord before OMP sees them.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
+//! - [`gateway`]: gateway close codes that end the connection, and what to do about each.
 //! - [`filter`]: what a session reports (levels, thresholds, tools) and its live run card.
 //! - [`report`]: message templates, safe Markdown and splitting of long output.
 
@@ -34,6 +35,7 @@ pub mod controls;
 pub mod embed;
 pub mod event;
 pub mod filter;
+pub mod gateway;
 pub mod inbound;
 pub mod invite;
 pub mod paths;
