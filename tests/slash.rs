@@ -116,3 +116,29 @@ async fn omp_ask_and_abort_reach_the_session_and_strangers_are_refused() {
     assert_eq!(command_puts(&emulator), 1);
     sidecar.terminate().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_and_clicks_share_each_persons_rate_limit() {
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let mut env = sidecar_env(&dir, Some(&emulator));
+    env.push(("OMP_DISCORD_INBOUND_RATE_LIMIT".into(), "2/60".into()));
+    let _sidecar = Sidecar::start(&dir, &env).await;
+    wait_for("/omp to be registered", Duration::from_secs(20), || (command_puts(&emulator) == 1).then_some(())).await;
+    let home = omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID;
+
+    for _ in 0..2 {
+        let answer = command(&emulator, home, DEFAULT_OWNER_USER_ID, "status", json!([])).await;
+        assert!(!answer.to_string().contains("Slow down"), "{answer}");
+    }
+    // The third within the minute does nothing and says why, privately.
+    let refused = command(&emulator, home, DEFAULT_OWNER_USER_ID, "status", json!([])).await;
+    assert!(
+        refused["content"].as_str().is_some_and(|c| c.contains("Slow down") && c.contains("Nothing was done")),
+        "{refused}"
+    );
+    assert_eq!(refused["flags"], 64, "{refused}");
+    // Someone else has their own budget.
+    let other = command(&emulator, home, DEFAULT_GUEST_USER_ID, "status", json!([])).await;
+    assert!(!other.to_string().contains("Slow down"), "{other}");
+}

@@ -7,14 +7,23 @@ use std::sync::Arc;
 use twilight_gateway::{CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Shard, ShardId, StreamExt};
 
 use super::Sidecar;
+use super::interaction::private;
 use crate::config::Token;
 use omp_discord_core::approval::parse_custom_id;
 use omp_discord_core::embed::{Level, Notification, build_notification};
 use omp_discord_core::gateway::fatal_close_advice;
-use twilight_model::application::interaction::{Interaction, InteractionData};
+use omp_discord_core::inbound::{Admission, interaction_limited_note};
+use twilight_model::application::interaction::{Interaction, InteractionData, InteractionType};
 
 /// Guilds (to know channels), guild messages and their content: nothing else.
 pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_MESSAGES).union(Intents::MESSAGE_CONTENT);
+
+/// When Discord created `interaction` (from its snowflake), in Unix milliseconds.
+fn created_ms(interaction: &Interaction) -> u64 {
+    /// Discord's epoch (2015-01-01) in Unix milliseconds: snowflakes count from it.
+    const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+    (interaction.id.get() >> 22) + DISCORD_EPOCH_MS
+}
 
 /// A nonce for a one-off message (nothing retries it under the same nonce).
 fn rand_nonce() -> u64 {
@@ -118,9 +127,30 @@ impl Sidecar {
         }
     }
 
+    /// Whether `interaction` is within its author's rate (the budget their
+    /// replies use too): clicks, modals and commands each take one, so nobody
+    /// starts `omp` runs or flips buttons in a loop. Over it, the author is
+    /// told privately and nothing is done. Autocomplete is free: typing asks
+    /// Discord for choices many times.
+    async fn admit_interaction(&self, interaction: &Interaction) -> bool {
+        if interaction.kind == InteractionType::ApplicationCommandAutocomplete {
+            return true;
+        }
+        let (Some(limiter), Some(author)) = (&self.inbound.limiter, interaction.author_id()) else { return true };
+        let admission = limiter.lock().expect("limiter lock").admit(&author.to_string(), created_ms(interaction));
+        let Admission::Refuse { retry_after_ms, .. } = admission else { return true };
+        tracing::info!(audit = true, user_id = %author, "interaction refused: the author is over the inbound rate limit");
+        let limit = limiter.lock().expect("limiter lock").limit();
+        self.respond(interaction, &private(&interaction_limited_note(limit, retry_after_ms)), "rate limit").await;
+        false
+    }
+
     /// An interaction from the gateway, handed to the feature it belongs to:
     /// run controls, the `/omp` command, a question's answer, an approval.
     pub async fn on_interaction(&self, interaction: &Interaction) {
+        if !self.admit_interaction(interaction).await {
+            return;
+        }
         if self.on_run_control(interaction).await {
             return;
         }

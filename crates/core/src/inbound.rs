@@ -273,6 +273,14 @@ pub fn rate_limited_note(limit: RateLimit, retry_after_ms: u64) -> String {
     )
 }
 
+/// The private answer to a click, modal or command from someone over their
+/// rate (the same budget as their replies): nothing was done.
+#[must_use]
+pub fn interaction_limited_note(limit: RateLimit, retry_after_ms: u64) -> String {
+    let secs = retry_after_ms.div_ceil(1000).max(1);
+    format!("⏳ Slow down: each person may drive the agent {limit}. Nothing was done; try again in {secs} s.")
+}
+
 /// The note in the thread of a session that is not connected when someone
 /// replies: the reply waits for it, how to bring it back, and (when the
 /// project is configured) how to start new work there instead.
