@@ -4,6 +4,7 @@
 mod client;
 mod config;
 mod demo;
+mod discord;
 mod doctor;
 mod failpoint;
 mod mcp;

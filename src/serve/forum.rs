@@ -25,9 +25,10 @@ use twilight_model::channel::{Channel, ChannelFlags, ChannelType};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, GuildMarker, TagMarker, UserMarker};
 
-use super::discord::{Discord, SendError};
 use super::outbox::OutboxError;
 use super::{Sidecar, now_ms};
+use crate::discord::codes::TAG_REQUIRED;
+use crate::discord::{Discord, SendError};
 
 /// Where a session's attempt to open its forum post is journaled, in `meta`.
 const ATTEMPT_PREFIX: &str = "forum-post:";
@@ -35,8 +36,6 @@ const ATTEMPT_PREFIX: &str = "forum-post:";
 const CLOCK_SLACK_MS: i64 = 60_000;
 /// Discord's epoch (2015-01-01) in Unix milliseconds: snowflakes count from it.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
-/// Discord's "A tag is required to create a forum post in this channel".
-const TAG_REQUIRED: u64 = 40_067;
 
 /// What the sidecar knows of a channel sessions open threads in.
 #[derive(Debug)]

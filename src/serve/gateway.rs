@@ -4,13 +4,11 @@
 
 use std::sync::Arc;
 
-use twilight_gateway::{CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Shard, ShardId, StreamExt};
+use twilight_gateway::{CloseFrame, ConfigBuilder, Event, EventTypeFlags, Shard, ShardId, StreamExt};
 
 use super::Sidecar;
 use crate::config::Token;
-
-/// Guilds (to know channels), guild messages and their content: nothing else.
-pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_MESSAGES).union(Intents::MESSAGE_CONTENT);
+use crate::discord::INTENTS;
 
 /// Runs the gateway until shutdown or a fatal close (bad token, disallowed intents).
 pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>) {

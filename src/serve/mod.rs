@@ -6,11 +6,9 @@
 //!
 //! - `socket`: binding the private socket, the single-instance lock, peer checks.
 //! - `outbox`: the SQLite journal every accepted message passes through.
-//! - `discord`: twilight-http with deadlines, retry caps and readable errors.
 //! - this module: connections, the handshake, requests, and the delivery loop.
 
 mod controls;
-pub mod discord;
 mod forum;
 pub mod gateway;
 mod headless;
@@ -40,7 +38,8 @@ use tracing::Instrument;
 use twilight_model::id::Id;
 
 use crate::config::Config;
-use discord::{Discord, SendError, THREAD_ALREADY_CREATED};
+use crate::discord::codes::{THREAD_ALREADY_CREATED, UNKNOWN_CHANNEL, UNKNOWN_MESSAGE};
+use crate::discord::{Discord, SendError};
 use omp_discord_core::redact::redact_text;
 use omp_discord_core::report::{SessionStart, project_name, session_started};
 use omp_discord_core::thread::thread_name;
@@ -51,10 +50,6 @@ const SESSION_PREFIX: &str = "session:";
 const CHANNEL_PREFIX: &str = "channel:";
 /// The one destination of the webhook-only mode: the webhook's channel.
 const WEBHOOK_DESTINATION: &str = "webhook";
-/// Discord's "Unknown Channel" error code.
-const UNKNOWN_CHANNEL: u64 = 10_003;
-/// Discord's "Unknown Message" error code.
-const UNKNOWN_MESSAGE: u64 = 10_008;
 
 fn parse_id<T>(raw: &str) -> Option<Id<T>> {
     raw.parse().ok().and_then(Id::new_checked)

@@ -14,14 +14,13 @@ use twilight_model::channel::{ChannelType, Message};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, MessageMarker, UserMarker};
 
-use super::discord::SendError;
 use super::outbox::Ask;
 use super::{Sidecar, now_ms, parse_id, record_session};
+use crate::discord::SendError;
+use crate::discord::codes::MISSING_ACCESS;
 
 /// Longest message text `discord_read` passes on, in characters.
 const MAX_READ_CHARS: usize = 4000;
-/// Discord's "Missing Access": the bot cannot see the channel.
-const MISSING_ACCESS: u64 = 50_001;
 
 /// The outcome of a question: answered (the answer, who) or not (why).
 pub(super) type AskOutcome = (bool, String, Option<String>);
