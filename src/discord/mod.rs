@@ -11,7 +11,8 @@
 //! - `forum`: what forum channels need (channel, tags, active and archived
 //!   posts, opening a post).
 //! - `request`: how one request goes out: deadlines, retries, pacing after
-//!   429s, turns for routes that share a bucket; `Headroom` for `status`.
+//!   429s, turns for routes that share a bucket; `get_json`/`send_json` for
+//!   any route (the CLI's checks read JSON values); `Headroom` for `status`.
 //! - `error`: [`SendError`] and Discord's error body in words.
 //! - `codes`: Discord's JSON error codes that callers branch on.
 //! - `gateway`: the gateway intents, and a connection for short waits (setup's).
