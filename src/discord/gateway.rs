@@ -1,6 +1,7 @@
 //! The gateway: the intents every connection asks for (the sidecar's and
-//! setup's), and [`Waiter`], a connection for waits with a deadline (setup
-//! waits on it for the bot to join a server and for a typed code).
+//! setup's), the shard built with them, and [`Waiter`], a connection for
+//! waits with a deadline (setup waits on it for the bot to join a server and
+//! for a typed code).
 
 use std::time::Instant;
 
@@ -19,6 +20,17 @@ pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_MESSAGES).unio
 pub fn message_content_allowed(application: &Value) -> bool {
     let allowed = ApplicationFlags::GATEWAY_MESSAGE_CONTENT | ApplicationFlags::GATEWAY_MESSAGE_CONTENT_LIMITED;
     application["flags"].as_u64().unwrap_or(0) & allowed.bits() != 0
+}
+
+/// The one shard a process needs, with [`INTENTS`], for `token`; it
+/// connects to `proxy_url` instead of Discord's gateway when given (an
+/// emulator's). It connects lazily, on the first `next_event`.
+pub fn shard(token: &Token, proxy_url: Option<String>) -> Shard {
+    let mut config = ConfigBuilder::new(token.expose().to_owned(), INTENTS);
+    if let Some(url) = proxy_url {
+        config = config.proxy_url(url);
+    }
+    Shard::with_config(ShardId::ONE, config.build())
 }
 
 /// Why a [`Waiter`] cannot go on.
@@ -42,11 +54,7 @@ pub struct Waiter {
 impl Waiter {
     /// Connects with `token`, to `proxy_url` instead of Discord's gateway when given (an emulator's).
     pub fn connect(token: &Token, proxy_url: Option<String>) -> Self {
-        let mut config = ConfigBuilder::new(token.expose().to_owned(), INTENTS);
-        if let Some(url) = proxy_url {
-            config = config.proxy_url(url);
-        }
-        Self { shard: Shard::with_config(ShardId::ONE, config.build()), ready: false }
+        Self { shard: shard(token, proxy_url), ready: false }
     }
 
     /// The next event of `wanted` before `deadline`, or `None` when the time is up.
