@@ -4,6 +4,7 @@
 mod client;
 mod config;
 mod demo;
+mod discord;
 mod doctor;
 mod failpoint;
 mod mcp;
@@ -227,7 +228,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpListener>) -> anyhow::Result<ExitCode> {
     // twilight's TLS connector needs a process-wide crypto provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = config::Config::from_env()?;
+    let config = config::Config::load()?;
     let bound = match serve::socket::bind(&config.socket) {
         Ok(bound) => bound,
         Err(serve::socket::BindError::AlreadyRunning(path)) => {

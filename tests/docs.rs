@@ -1,7 +1,7 @@
 //! The docs stay true: every `omp-discord` command and flag they show runs,
 //! every slash command they name exists, and every `OMP_DISCORD_*` variable
 //! is both documented and used. (Config file keys are checked against the
-//! parser in `src/config.rs`'s unit tests.)
+//! parser in `src/config/file.rs`'s unit tests.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -289,7 +289,7 @@ const STORM: Duration = Duration::from_secs(30);
 const STORM_SESSIONS: usize = 3;
 /// How often each of them notifies.
 const NOTIFY_EVERY: Duration = Duration::from_millis(250);
-/// The sidecar's pacing (src/serve/discord.rs, src/serve/mod.rs), which the
+/// The sidecar's pacing (src/discord/request.rs, src/serve/mod.rs), which the
 /// bounds below follow: a request gets `MAX_ATTEMPTS` tries (5xx, timeouts)
 /// before its destination rests; rests, and the pause every request waits
 /// out after a 429, start at 1 s and double up to 30 s.

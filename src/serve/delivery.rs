@@ -2,10 +2,11 @@
 //! coalescing backlogs, editing keyed messages, resting on failures, and
 //! tells each waiting client the outcome.
 
-use super::discord::{Discord, SendError};
 use super::intake::{Destination, fresh_nonce};
 use super::outbox::Pending;
 use super::{Sidecar, now_ms, parse_id};
+use crate::discord::codes::{UNKNOWN_CHANNEL, UNKNOWN_MESSAGE};
+use crate::discord::{Discord, SendError};
 use omp_discord_core::embed::{MessagePayload, coalesce, limits as embed_limits};
 use omp_discord_core::protocol::{ErrorCode, ServerFrame};
 use std::collections::{HashMap, HashSet};
@@ -29,10 +30,6 @@ const SPOOL_CHECK_EVERY: Duration = Duration::from_secs(10);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The reporter's key of a session card (`session:<id>`): the thread's starter message.
 const SESSION_CARD_PREFIX: &str = "session:";
-/// Discord's "Unknown Channel" error code.
-pub(super) const UNKNOWN_CHANNEL: u64 = 10_003;
-/// Discord's "Unknown Message" error code.
-const UNKNOWN_MESSAGE: u64 = 10_008;
 
 /// The delivery loop's state.
 #[derive(Debug, Default)]

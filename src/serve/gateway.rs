@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use twilight_gateway::{CloseFrame, ConfigBuilder, Event, EventTypeFlags, Intents, Shard, ShardId, StreamExt};
+use twilight_gateway::{CloseFrame, Event, EventTypeFlags, StreamExt};
 
 use super::Sidecar;
 use super::interaction::private;
@@ -14,9 +14,6 @@ use omp_discord_core::embed::{Level, Notification, build_notification};
 use omp_discord_core::gateway::fatal_close_advice;
 use omp_discord_core::inbound::{Admission, interaction_limited_note};
 use twilight_model::application::interaction::{Interaction, InteractionData, InteractionType};
-
-/// Guilds (to know channels), guild messages and their content: nothing else.
-pub const INTENTS: Intents = Intents::GUILDS.union(Intents::GUILD_MESSAGES).union(Intents::MESSAGE_CONTENT);
 
 /// When Discord created `interaction` (from its snowflake), in Unix milliseconds.
 fn created_ms(interaction: &Interaction) -> u64 {
@@ -44,11 +41,7 @@ pub enum GatewayState {
 
 /// Runs the gateway until shutdown or a fatal close (bad token, disallowed intents).
 pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>) {
-    let mut config = ConfigBuilder::new(token.expose().to_owned(), INTENTS);
-    if let Some(url) = proxy_url {
-        config = config.proxy_url(url);
-    }
-    let mut shard = Shard::with_config(ShardId::ONE, config.build());
+    let mut shard = crate::discord::gateway::shard(&token, proxy_url);
     let wanted = EventTypeFlags::READY
         | EventTypeFlags::RESUMED
         | EventTypeFlags::MESSAGE_CREATE

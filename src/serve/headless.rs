@@ -17,11 +17,11 @@ use tokio::sync::oneshot;
 use twilight_model::application::interaction::Interaction;
 use twilight_model::http::interaction::InteractionResponse;
 
-use super::discord::Discord;
 use super::inbound::inbound_frame;
 use super::interaction::{deferred, private, public, text_data};
 use super::outbox::Inbound;
 use super::{Sidecar, now_ms};
+use crate::discord::Discord;
 
 /// How long a started omp has to connect and open its thread.
 const START_DEADLINE: Duration = Duration::from_secs(120);

@@ -27,7 +27,6 @@
 //! - `spool`: reports extensions left on disk while no sidecar ran.
 //! - `status`: counters and the sidecar's self-report.
 //! - `outbox`: the SQLite journal every accepted message passes through.
-//! - `discord`: twilight-http with deadlines, retry caps and readable errors.
 
 mod access;
 mod approval;
@@ -35,7 +34,6 @@ mod ask;
 mod connection;
 mod controls;
 mod delivery;
-pub mod discord;
 pub mod gateway;
 mod headless;
 mod inbound;
@@ -57,7 +55,7 @@ use tokio_util::sync::CancellationToken;
 use twilight_model::id::Id;
 
 use crate::config::Config;
-use discord::Discord;
+use crate::discord::Discord;
 use outbox::{Outbox, OutboxError};
 
 pub use access::{Access, learn_owner};

@@ -9,13 +9,12 @@ use twilight_model::channel::{ChannelType, Message};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, MessageMarker};
 
-use super::discord::SendError;
 use super::{Sidecar, parse_id};
+use crate::discord::SendError;
+use crate::discord::codes::{MISSING_ACCESS, NOT_A_TEXT_CHANNEL, UNKNOWN_CHANNEL};
 
 /// Longest message text `discord_read` passes on, in characters.
 pub(super) const MAX_READ_CHARS: usize = 4000;
-/// Discord's "Missing Access": the bot cannot see the channel.
-const MISSING_ACCESS: u64 = 50_001;
 
 fn not_configured(id: String) -> ServerFrame {
     ServerFrame::Error {
@@ -28,12 +27,9 @@ fn not_configured(id: String) -> ServerFrame {
 }
 
 /// A failed request as an error frame, with what to do about it.
-/// Discord's "Cannot send messages in a non-text channel" (a forum, a category).
-const NOT_A_TEXT_CHANNEL: u64 = 50_008;
-
 pub(super) fn error_frame(id: String, err: &SendError) -> ServerFrame {
     let code = match err {
-        SendError::Rejected { code, .. } if *code == super::delivery::UNKNOWN_CHANNEL || *code == MISSING_ACCESS => {
+        SendError::Rejected { code, .. } if *code == UNKNOWN_CHANNEL || *code == MISSING_ACCESS => {
             ErrorCode::UnknownChannel
         }
         SendError::Rejected { .. } => ErrorCode::DiscordRejected,

@@ -25,7 +25,8 @@ use twilight_model::channel::{Channel, ChannelFlags, ChannelType};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, GuildMarker, TagMarker, UserMarker};
 
-use crate::serve::discord::{Discord, SendError};
+use crate::discord::codes::TAG_REQUIRED;
+use crate::discord::{Discord, SendError};
 use crate::serve::outbox::OutboxError;
 use crate::serve::{Sidecar, now_ms};
 
@@ -35,8 +36,6 @@ const ATTEMPT_PREFIX: &str = "forum-post:";
 const CLOCK_SLACK_MS: i64 = 60_000;
 /// Discord's epoch (2015-01-01) in Unix milliseconds: snowflakes count from it.
 const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
-/// Discord's "A tag is required to create a forum post in this channel".
-const TAG_REQUIRED: u64 = 40_067;
 
 /// What the sidecar knows of a channel sessions open threads in.
 #[derive(Debug)]

@@ -9,9 +9,10 @@
 
 mod forum;
 
-use super::discord::{Discord, SendError, THREAD_ALREADY_CREATED};
 use super::outbox::OutboxError;
 use super::{Sidecar, parse_id};
+use crate::discord::codes::THREAD_ALREADY_CREATED;
+use crate::discord::{Discord, SendError};
 pub(super) use forum::Forums;
 use omp_discord_core::embed::MessagePayload;
 use omp_discord_core::report::{SessionStart, project_name, session_started};

@@ -1,21 +1,25 @@
 //! What forum channels need from Discord: the channel's type, flags and tags,
 //! the bot's own id, a guild's active threads, and opening a post.
 
+use omp_discord_core::embed::MessagePayload;
 use serde_json::json;
+use twilight_http::request::Request;
+use twilight_http::routing::Route;
+use twilight_model::channel::Channel;
 use twilight_model::channel::thread::ThreadsListing;
-use twilight_model::id::marker::{GuildMarker, TagMarker};
+use twilight_model::id::Id;
+use twilight_model::id::marker::{ChannelMarker, GuildMarker, TagMarker, UserMarker};
 
-use super::{
-    Channel, ChannelMarker, Discord, Failure, Id, MessagePayload, QUEUED_ATTEMPT_DEADLINE, Request, Route, SendError,
-    UserMarker, message_body,
-};
+use super::error::Failure;
+use super::{Discord, SendError, message_body};
 
 impl Discord {
     /// A channel: its type, guild, flags and (for a forum) tags.
     ///
     /// # Errors
     ///
-    /// As [`Discord::create_message`]; 10003 for an unknown channel, 50001 when the bot cannot see it.
+    /// As [`Discord::create_message`]; [`UNKNOWN_CHANNEL`](super::codes::UNKNOWN_CHANNEL) for an unknown channel,
+    /// [`MISSING_ACCESS`](super::codes::MISSING_ACCESS) when the bot cannot see it.
     pub async fn channel(&self, channel: Id<ChannelMarker>) -> Result<Channel, SendError> {
         self.get_json(&Route::GetChannel { channel_id: channel.get() }).await
     }
@@ -60,7 +64,7 @@ impl Discord {
     ///
     /// # Errors
     ///
-    /// As [`Discord::create_message`] (Unavailable after the one attempt); 40067 when the forum
+    /// As [`Discord::create_message`] (Unavailable after the one attempt); [`TAG_REQUIRED`](super::codes::TAG_REQUIRED) when the forum
     /// requires a tag and `tags` has none of its own.
     pub async fn create_forum_post(
         &self,
@@ -79,7 +83,7 @@ impl Discord {
         let request = Request::builder(&route).json(&body).build().expect("a JSON value always serializes");
         // Waiting for a turn in the queue sends nothing, so it may take as long
         // as elsewhere; a timeout after sending is what needs the search.
-        let last = match self.attempt(self.client.request::<Channel>(request), QUEUED_ATTEMPT_DEADLINE).await {
+        let last = match self.attempt(self.client.request::<Channel>(request), self.policy.queued_deadline).await {
             Ok(thread) => return Ok(thread.id),
             Err(Failure::Fatal(err)) => return Err(err),
             Err(Failure::RateLimited) => {

@@ -1,0 +1,107 @@
+//! The checks of the sidecar on this machine: the socket's directory (owned
+//! by this user, private) and the handshake with a running sidecar (its version).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use omp_discord_core::protocol::{
+    ClientFrame, Hello, PROTOCOL_VERSION, ServerFrame, decode_server_frame, encode_frame,
+};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::Check;
+
+/// The socket directory's check, then the sidecar's.
+pub(super) async fn checks(socket: &Path) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    match std::fs::metadata(dir) {
+        Err(_) => {
+            checks.push(Check::ok("socket", format!("{} does not exist yet (the sidecar creates it)", dir.display())))
+        }
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o777;
+            let uid = rustix::process::getuid().as_raw();
+            if meta.uid() != uid {
+                checks.push(Check::fail(
+                    "socket",
+                    format!("{} belongs to uid {}, not to you (uid {uid})", dir.display(), meta.uid()),
+                    format!(
+                        "remove it (`rm -r {}`) or set OMP_DISCORD_SOCKET to a path in a directory you own",
+                        dir.display()
+                    ),
+                ));
+            } else if mode & 0o077 != 0 {
+                checks.push(Check::fail(
+                    "socket",
+                    format!("{} has mode {mode:o}; other users could reach the sidecar", dir.display()),
+                    format!("run `chmod 700 {}`", dir.display()),
+                ));
+            } else {
+                checks.push(Check::ok("socket", format!("{} is private (mode {mode:o})", dir.display())));
+            }
+        }
+    }
+    checks.push(match handshake(socket).await {
+        Handshake::Absent => Check::ok(
+            "sidecar",
+            "not running (OMP starts it on demand; `omp-discord install-service` keeps one running)",
+        ),
+        Handshake::Welcome { version } if version == env!("CARGO_PKG_VERSION") => {
+            Check::ok("sidecar", format!("running, version {version}, protocol {PROTOCOL_VERSION}"))
+        }
+        Handshake::Welcome { version } => Check::warn(
+            "sidecar",
+            format!("running version {version}, but this binary is {}", env!("CARGO_PKG_VERSION")),
+            "run `omp-discord stop`; the next OMP session (or the service) starts the new one",
+        ),
+        Handshake::Refused(message) => Check::fail(
+            "sidecar",
+            format!("the running sidecar refused this client: {message}"),
+            "run `omp-discord stop` so the matching sidecar starts next time",
+        ),
+        Handshake::Broken(why) => Check::fail(
+            "sidecar",
+            format!("something listens on {} but does not answer as a sidecar: {why}", socket.display()),
+            format!("stop that process, or remove {} if nothing runs", socket.display()),
+        ),
+    });
+    checks
+}
+
+/// What answered at the socket.
+enum Handshake {
+    Absent,
+    Welcome { version: String },
+    Refused(String),
+    Broken(String),
+}
+
+/// Says hello at `socket` and reads the answer, within 5 s.
+async fn handshake(socket: &Path) -> Handshake {
+    let Ok(stream) = tokio::net::UnixStream::connect(socket).await else { return Handshake::Absent };
+    let (read, mut write) = stream.into_split();
+    let hello = ClientFrame::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        client: concat!("doctor/", env!("CARGO_PKG_VERSION")).to_owned(),
+        pid: std::process::id(),
+        host: crate::client::hostname(),
+    });
+    let exchange = async {
+        write.write_all(encode_frame(&hello).as_bytes()).await?;
+        let mut line = String::new();
+        BufReader::new(read).read_line(&mut line).await?;
+        Ok::<_, std::io::Error>(line)
+    };
+    match tokio::time::timeout(Duration::from_secs(5), exchange).await {
+        Err(_) => Handshake::Broken("no answer within 5 s".into()),
+        Ok(Err(err)) => Handshake::Broken(err.to_string()),
+        Ok(Ok(line)) => match decode_server_frame(line.as_bytes()) {
+            Ok(ServerFrame::Welcome { version, .. }) => Handshake::Welcome { version },
+            Ok(ServerFrame::Error { message, .. }) => Handshake::Refused(message),
+            Ok(other) => Handshake::Broken(format!("unexpected answer {other:?}")),
+            Err(err) => Handshake::Broken(err.to_string()),
+        },
+    }
+}
