@@ -9,7 +9,7 @@ use omp_discord_core::inbound::{
     Admission, Delivery, Directive, parse_directive, rate_limited_note, session_away_note,
 };
 use omp_discord_core::protocol::{ServerFrame, SessionAction};
-use omp_discord_core::report::project_name;
+use omp_discord_core::format::project_name;
 use twilight_model::channel::Message;
 use twilight_model::id::Id;
 use twilight_model::id::marker::MessageMarker;

@@ -42,7 +42,8 @@ use twilight_model::id::Id;
 use crate::config::Config;
 use discord::{Discord, SendError, THREAD_ALREADY_CREATED};
 use omp_discord_core::redact::redact_text;
-use omp_discord_core::report::{SessionStart, project_name, session_started};
+use omp_discord_core::format::project_name;
+use omp_discord_core::templates::{SessionStart, session_started};
 use omp_discord_core::thread::thread_name;
 use twilight_model::id::marker::ChannelMarker;
 
@@ -62,7 +63,7 @@ fn parse_id<T>(raw: &str) -> Option<Id<T>> {
 use omp_discord_core::approval::{ApprovalPolicy, Decision, approval_message, decided_message, parse_custom_id};
 use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::protocol::SessionRef;
-use omp_discord_core::report::ApprovalRequest;
+use omp_discord_core::templates::ApprovalRequest;
 use outbox::{Inbound, Outbox, OutboxError, Pending};
 use twilight_model::application::interaction::{Interaction, InteractionData};
 use twilight_model::channel::Message;

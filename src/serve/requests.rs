@@ -8,7 +8,7 @@ use omp_discord_core::ask::{question_message, settled_message};
 use omp_discord_core::protocol::{
     AttachmentInfo, ChannelInfo, ChannelMessage, ErrorCode, GuildInfo, ServerFrame, SessionRef,
 };
-use omp_discord_core::report::project_name;
+use omp_discord_core::format::project_name;
 use tokio::sync::oneshot;
 use twilight_model::channel::{ChannelType, Message};
 use twilight_model::id::Id;

@@ -7,7 +7,7 @@ use omp_discord_core::commands::{self, Invocation, SessionLine};
 use omp_discord_core::embed::{clean, limits};
 use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::protocol::{ServerFrame, SessionAction};
-use omp_discord_core::report::project_name;
+use omp_discord_core::format::project_name;
 use serde_json::{Value, json};
 use twilight_model::application::interaction::{Interaction, InteractionType};
 use twilight_model::id::Id;

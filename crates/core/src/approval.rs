@@ -6,7 +6,7 @@ use twilight_model::channel::message::Component;
 use twilight_model::channel::message::component::{ActionRow, Button, ButtonStyle};
 
 use crate::embed::{Level, MessagePayload, clean, limits};
-use crate::report::{self, ApprovalRequest};
+use crate::templates::{self, ApprovalRequest};
 
 /// Which tool calls need a person's approval.
 ///
@@ -93,7 +93,7 @@ pub fn parse_custom_id(custom_id: &str) -> Option<(Decision, &str)> {
 /// The approval message: the request embed and its two buttons.
 #[must_use]
 pub fn approval_message(id: &str, request: &ApprovalRequest, project: &str) -> MessagePayload {
-    let mut payload = report::approval_request(request, project);
+    let mut payload = templates::approval_request(request, project);
     let button = |decision, label: &str, style| {
         Component::Button(Button {
             custom_id: Some(custom_id(decision, id)),
@@ -126,7 +126,7 @@ fn always_label(tool: &str) -> String {
 /// verdict, and no buttons, so nobody can click it again.
 #[must_use]
 pub fn decided_message(request: &ApprovalRequest, project: &str, verdict: &str, approved: bool) -> MessagePayload {
-    let mut payload = report::approval_request(request, project);
+    let mut payload = templates::approval_request(request, project);
     if let Some(embed) = payload.embeds.first_mut() {
         embed.color = Some(if approved { Level::Success } else { Level::Error }.color());
         embed.title = Some(clean(&format!("{verdict}: {}", request.tool), limits::TITLE));
