@@ -26,8 +26,8 @@ use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, GuildMarker, TagMarker, UserMarker};
 
 use super::discord::{Discord, SendError};
-use super::outbox::OutboxError;
 use super::{Sidecar, now_ms};
+use crate::store::OutboxError;
 
 /// Where a session's attempt to open its forum post is journaled, in `meta`.
 const ATTEMPT_PREFIX: &str = "forum-post:";

@@ -19,8 +19,8 @@ use tokio::sync::oneshot;
 use twilight_model::application::interaction::Interaction;
 
 use super::discord::Discord;
-use super::outbox::Inbound;
 use super::{Sidecar, inbound_frame, now_ms};
+use crate::store::Inbound;
 
 /// How long a started omp has to connect and open its thread.
 const START_DEADLINE: Duration = Duration::from_secs(120);

@@ -5,17 +5,17 @@
 //! connected waits for it, and the thread is told so.
 
 use omp_discord_core::embed::MessagePayload;
+use omp_discord_core::format::project_name;
 use omp_discord_core::inbound::{
     Admission, Delivery, Directive, parse_directive, rate_limited_note, session_away_note,
 };
 use omp_discord_core::protocol::{ServerFrame, SessionAction};
-use omp_discord_core::format::project_name;
 use twilight_model::channel::Message;
 use twilight_model::id::Id;
 use twilight_model::id::marker::MessageMarker;
 
-use super::outbox::Inbound;
 use super::{Sidecar, now_ms};
+use crate::store::Inbound;
 
 /// Discord's epoch (2015-01-01) in Unix milliseconds: snowflakes count from it.
 const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;

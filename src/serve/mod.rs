@@ -5,7 +5,6 @@
 //! # Layout
 //!
 //! - `socket`: binding the private socket, the single-instance lock, peer checks.
-//! - `outbox`: the SQLite journal every accepted message passes through.
 //! - `discord`: twilight-http with deadlines, retry caps and readable errors.
 //! - this module: connections, the handshake, requests, and the delivery loop.
 
@@ -15,7 +14,6 @@ mod forum;
 pub mod gateway;
 mod headless;
 mod inbound;
-pub mod outbox;
 mod requests;
 mod slash;
 pub mod socket;
@@ -41,8 +39,8 @@ use twilight_model::id::Id;
 
 use crate::config::Config;
 use discord::{Discord, SendError, THREAD_ALREADY_CREATED};
-use omp_discord_core::redact::redact_text;
 use omp_discord_core::format::project_name;
+use omp_discord_core::redact::redact_text;
 use omp_discord_core::templates::{SessionStart, session_started};
 use omp_discord_core::thread::thread_name;
 use twilight_model::id::marker::ChannelMarker;
@@ -60,11 +58,14 @@ const UNKNOWN_MESSAGE: u64 = 10_008;
 fn parse_id<T>(raw: &str) -> Option<Id<T>> {
     raw.parse().ok().and_then(Id::new_checked)
 }
-use omp_discord_core::approval::{ApprovalPolicy, Decision, approval_message, decided_message, parse_custom_id};
+use crate::store::{Approval, Inbound, Outbox, OutboxError, Pending};
+use omp_discord_core::approval::{
+    ApprovalPolicy, ApprovalState, Decision, approval_message, decided_message, parse_custom_id,
+};
+use omp_discord_core::ask::AskState;
 use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::protocol::SessionRef;
 use omp_discord_core::templates::ApprovalRequest;
-use outbox::{Inbound, Outbox, OutboxError, Pending};
 use twilight_model::application::interaction::{Interaction, InteractionData};
 use twilight_model::channel::Message;
 use twilight_model::id::marker::{MessageMarker, RoleMarker, UserMarker};
@@ -481,9 +482,9 @@ impl Sidecar {
         self.approval_waiters.lock().expect("approval waiters lock").entry(approval.approval_id).or_default().push(tx);
         // Decided while we registered (or before a reconnect): answer from the record.
         if let Ok(Some(current)) = self.with_outbox(|o| o.approval(approval.approval_id))
-            && current.state != "pending"
+            && current.state != ApprovalState::Pending
         {
-            return answer(current.state == "approved", verdict_reason(&current));
+            return answer(current.state == ApprovalState::Approved, verdict_reason(&current));
         }
         let request = ApprovalRequest { tool: tool.clone(), input, reason: None };
         let project = project_name(session.cwd.as_deref().unwrap_or_default());
@@ -503,7 +504,7 @@ impl Sidecar {
                 Err(_) => answer(false, "the sidecar stopped before anyone decided; the call was denied".into()),
             },
             () = tokio::time::sleep(wait) => {
-                let expired = self.with_outbox(|o| o.decide_approval(approval.approval_id, "expired", None, now_ms())).unwrap_or(false);
+                let expired = self.with_outbox(|o| o.decide_approval(approval.approval_id, ApprovalState::Expired, None, now_ms())).unwrap_or(false);
                 if expired {
                     let secs = self.approvals.timeout_secs;
                     let message = decided_message(&request, &project, &format!("Expired after {secs} s, denied"), false);
@@ -512,7 +513,7 @@ impl Sidecar {
                     self.wake_approval(approval.approval_id, false, format!("no one approved within {secs} s; the call was denied"));
                 }
                 match self.with_outbox(|o| o.approval(approval.approval_id)) {
-                    Ok(Some(current)) => answer(current.state == "approved", verdict_reason(&current)),
+                    Ok(Some(current)) => answer(current.state == ApprovalState::Approved, verdict_reason(&current)),
                     _ => answer(false, "the approval record is gone; the call was denied".into()),
                 }
             }
@@ -558,7 +559,7 @@ impl Sidecar {
             tracing::info!(audit = true, approval_id, user_id = %user.id, "approval click refused: not on the allowlist");
             private("Only people on this bot's allowlist can approve tool calls.")
         } else {
-            let state = if decision.approves() { "approved" } else { "denied" };
+            let state = decision.state();
             let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
             match self.with_outbox(|o| o.decide_approval(approval_id, state, Some(&who), now_ms())) {
                 Ok(true) => {
@@ -620,12 +621,12 @@ impl Sidecar {
                 tracing::info!(audit = true, ask_id, user_id = %user.id, "answer refused: not on the allowlist");
                 private("Only people on this bot's allowlist can answer the agent.")
             }
-            Some(ask) if ask.state == "pending" && option < ask.options.len() => {
+            Some(ask) if ask.state == AskState::Pending && option < ask.options.len() => {
                 let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
                 let choice = ask.options[option].clone();
                 let project = self.project_of(&ask.session_id);
                 let headline = format!("Answered by {who}: {choice}");
-                if self.settle_ask(&ask, "answered", Some(&choice), Some(&who), &headline, &project) {
+                if self.settle_ask(&ask, AskState::Answered, Some(&choice), Some(&who), &headline, &project) {
                     // The journaled edit replaces the message too; this answer just closes the click.
                     let mut message = serde_json::to_value(omp_discord_core::ask::settled_message(
                         &ask.question,
@@ -1268,11 +1269,11 @@ fn approval_key(approval_id: i64) -> String {
     format!("approval:{approval_id}")
 }
 
-fn verdict_reason(approval: &outbox::Approval) -> String {
-    match (approval.state.as_str(), approval.decided_by.as_deref()) {
-        ("approved", Some(who)) => format!("approved by {who} in Discord"),
-        ("denied", Some(who)) => format!("denied by {who} in Discord"),
-        ("expired", _) => "no one approved in time; the call was denied".to_owned(),
+fn verdict_reason(approval: &Approval) -> String {
+    match (approval.state, approval.decided_by.as_deref()) {
+        (ApprovalState::Approved, Some(who)) => format!("approved by {who} in Discord"),
+        (ApprovalState::Denied, Some(who)) => format!("denied by {who} in Discord"),
+        (ApprovalState::Expired, _) => "no one approved in time; the call was denied".to_owned(),
         (state, _) => format!("the approval is {state}"),
     }
 }

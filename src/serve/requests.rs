@@ -4,19 +4,19 @@
 
 use std::time::Duration;
 
-use omp_discord_core::ask::{question_message, settled_message};
+use omp_discord_core::ask::{AskState, question_message, settled_message};
+use omp_discord_core::format::project_name;
 use omp_discord_core::protocol::{
     AttachmentInfo, ChannelInfo, ChannelMessage, ErrorCode, GuildInfo, ServerFrame, SessionRef,
 };
-use omp_discord_core::format::project_name;
 use tokio::sync::oneshot;
 use twilight_model::channel::{ChannelType, Message};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ChannelMarker, MessageMarker, UserMarker};
 
 use super::discord::SendError;
-use super::outbox::Ask;
 use super::{Sidecar, now_ms, parse_id, record_session};
+use crate::store::Ask;
 
 /// Longest message text `discord_read` passes on, in characters.
 const MAX_READ_CHARS: usize = 4000;
@@ -243,9 +243,9 @@ impl Sidecar {
         self.ask_waiters.lock().expect("ask waiters lock").entry(ask.ask_id).or_default().push(tx);
         // Answered while we registered (or before a reconnect): answer from the record.
         if let Ok(Some(current)) = self.with_outbox(|o| o.ask(ask.ask_id))
-            && current.state != "pending"
+            && current.state != AskState::Pending
         {
-            return answer(current.state == "answered", outcome_text(&current), current.answered_by);
+            return answer(current.state == AskState::Answered, outcome_text(&current), current.answered_by);
         }
         let project = project_name(session.cwd.as_deref().unwrap_or_default());
         if new {
@@ -263,9 +263,9 @@ impl Sidecar {
             },
             () = tokio::time::sleep(wait) => {
                 let text = format!("no one answered within {timeout_secs} s");
-                self.settle_ask(&ask, "expired", None, None, &format!("Unanswered after {timeout_secs} s"), &project);
+                self.settle_ask(&ask, AskState::Expired, None, None, &format!("Unanswered after {timeout_secs} s"), &project);
                 match self.with_outbox(|o| o.ask(ask.ask_id)) {
-                    Ok(Some(current)) if current.state == "answered" => {
+                    Ok(Some(current)) if current.state == AskState::Answered => {
                         answer(true, outcome_text(&current), current.answered_by)
                     }
                     _ => answer(false, text, None),
@@ -281,7 +281,7 @@ impl Sidecar {
     pub(super) fn settle_ask(
         &self,
         ask: &Ask,
-        state: &str,
+        state: AskState,
         answer: Option<&str>,
         by: Option<&str>,
         headline: &str,
@@ -295,8 +295,8 @@ impl Sidecar {
                 return false;
             }
         }
-        tracing::info!(audit = true, ask_id = ask.ask_id, state, by, "question settled");
-        let answered = state == "answered";
+        tracing::info!(audit = true, ask_id = ask.ask_id, state = state.as_str(), by, "question settled");
+        let answered = state == AskState::Answered;
         let message = settled_message(&ask.question, headline, answered, project);
         let _ = self.journal_for_session(&ask.session_id, &ask_key(ask.ask_id), true, &message);
         let text = match answer {
@@ -317,7 +317,14 @@ impl Sidecar {
         let project = self.project_of(session_id);
         let text: String = text.trim().chars().take(MAX_READ_CHARS).collect();
         tracing::debug!(user_id = %author, ask_id = ask.ask_id, "reply answers a question");
-        self.settle_ask(&ask, "answered", Some(&text), Some(name), &format!("Answered by {name}: {text}"), &project)
+        self.settle_ask(
+            &ask,
+            AskState::Answered,
+            Some(&text),
+            Some(name),
+            &format!("Answered by {name}: {text}"),
+            &project,
+        )
     }
 }
 
@@ -327,8 +334,8 @@ fn ask_key(ask_id: i64) -> String {
 }
 
 fn outcome_text(ask: &Ask) -> String {
-    match (&ask.state[..], &ask.answer) {
-        ("answered", Some(answer)) => answer.clone(),
+    match (ask.state, &ask.answer) {
+        (AskState::Answered, Some(answer)) => answer.clone(),
         _ => "no one answered in time".into(),
     }
 }

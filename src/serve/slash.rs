@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use omp_discord_core::commands::{self, Invocation, SessionLine};
 use omp_discord_core::embed::{clean, limits};
+use omp_discord_core::format::project_name;
 use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::protocol::{ServerFrame, SessionAction};
-use omp_discord_core::format::project_name;
 use serde_json::{Value, json};
 use twilight_model::application::interaction::{Interaction, InteractionType};
 use twilight_model::id::Id;
 use twilight_model::id::marker::{ApplicationMarker, GuildMarker};
 
-use super::outbox::{Inbound, SessionThread};
 use super::{Sidecar, inbound_frame, now_ms};
+use crate::store::{Inbound, SessionThread};
 
 /// Registers `/omp` in each guild whose registered definition differs from this build's.
 pub async fn register(sidecar: Arc<Sidecar>, application: Id<ApplicationMarker>, guilds: Vec<Id<GuildMarker>>) {
