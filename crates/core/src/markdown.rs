@@ -1,8 +1,8 @@
 //! Safe Markdown for Discord: text shown literally ([`escape_markdown`]),
-//! code blocks that no input can break out of ([`code_block`]), and the
-//! cleaning the templates apply to text from tools and the model: redact
-//! first (an escaped or half-cut secret would no longer be recognised), then
-//! defuse mass mentions, then escape or fence, then cut.
+//! code blocks that no input can break out of, and the cleaning the
+//! templates apply to text from tools and the model: redact first (an
+//! escaped or half-cut secret would no longer be recognised), then defuse
+//! mass mentions, then escape or fence, then cut.
 
 use crate::embed::{defuse_mass_mentions, truncate_chars};
 use crate::redact::redact_text;
@@ -65,26 +65,6 @@ pub fn escape_markdown(text: &str) -> String {
     out
 }
 
-/// Fences `text` as a code block in language `lang`, so nothing in it can end
-/// the block early: a zero-width space goes between any two backticks in a row
-/// (the text still reads the same). `lang` is kept only if it looks like a
-/// language tag (`rust`, `c++`, `sh`), otherwise the block has none.
-///
-/// The result is as long as the text needs; templates use a bounded variant.
-///
-/// ```
-/// use omp_discord_core::markdown::code_block;
-///
-/// let block = code_block("rust", "let s = \"```\";");
-/// assert!(block.starts_with("```rust\n") && block.ends_with("\n```"));
-/// assert_eq!(block.matches("```").count(), 2);
-/// ```
-#[must_use]
-pub fn code_block(lang: &str, text: &str) -> String {
-    let lang = code_lang(lang);
-    format!("```{lang}\n{}\n```", break_backtick_runs(text))
-}
-
 /// The language tag of a code block: ASCII letters, digits and `+-#._`, at
 /// most 16 characters; anything else becomes no tag at all.
 pub(crate) fn code_lang(lang: &str) -> &str {
@@ -108,7 +88,12 @@ pub(crate) fn break_backtick_runs(text: &str) -> String {
     out
 }
 
-/// A code block of at most `max` characters including its fences; a body that
+/// Fences `body` as a code block in language `lang`, so nothing in it can end
+/// the block early: a zero-width space goes between any two backticks in a row
+/// (the text still reads the same). `lang` is kept only if it looks like a
+/// language tag (`rust`, `c++`, `sh`), otherwise the block has none.
+///
+/// The block is at most `max` characters including its fences; a body that
 /// does not fit is cut, and the marker stays inside the block.
 fn fenced(lang: &str, body: &str, max: usize) -> String {
     let lang = code_lang(lang);
@@ -165,12 +150,12 @@ mod tests {
     #[test]
     fn code_block_cannot_be_escaped() {
         for evil in ["```", "````", "a```\n@everyone```b", "`", "``", "x`"] {
-            let block = code_block("sh", evil);
+            let block = fenced("sh", evil, 1000);
             assert_eq!(block.matches("```").count(), 2, "{block:?}");
             assert!(block.starts_with("```sh\n") && block.ends_with("\n```"));
             assert_eq!(block.replace(ZWSP, ""), format!("```sh\n{evil}\n```"));
         }
-        assert_eq!(code_block("rust\n```", "x"), "```\nx\n```", "a hostile language tag is dropped");
+        assert_eq!(fenced("rust\n```", "x", 1000), "```\nx\n```", "a hostile language tag is dropped");
     }
 
     #[test]
