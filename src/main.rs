@@ -13,6 +13,7 @@ mod notify;
 mod serve;
 mod service;
 mod setup;
+mod store;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -246,7 +247,7 @@ async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpLis
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("cannot create the state directory {}", config.state_dir.display()))?;
     let outbox_path = config.state_dir.join("outbox.sqlite3");
-    let outbox = serve::outbox::Outbox::open(&outbox_path).inspect_err(|_| {
+    let outbox = store::Outbox::open(&outbox_path).inspect_err(|_| {
         // Clients find no socket, rather than one nobody answers.
         let _ = std::fs::remove_file(&bound.path);
     });

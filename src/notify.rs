@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use omp_discord_core::embed::{Level, Notification, TRUNCATION_MARKER, build_notification, limits};
+use omp_discord_core::format::project_name;
 use omp_discord_core::protocol::{ClientFrame, ErrorCode, NotifyRequest, ServerFrame, SessionRef};
-use omp_discord_core::report::project_name;
 use serde_json::json;
 
 use crate::client::{Connection, NotRunning, hostname};

@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use omp_discord_core::controls::{self, CardState};
 use omp_discord_core::event::RunSummary;
 use omp_discord_core::protocol::{ClientFrame, NotifyRequest, ServerFrame, SessionAction, SessionRef};
-use omp_discord_core::report::{RunCard, run_card, run_finished};
+use omp_discord_core::templates::{RunCard, run_card, run_finished};
 
 use crate::util::{
     Client, Plugin, Sidecar, TestDir, emulator, emulator_post, emulator_request, omp_command, sidecar_env,

@@ -4,13 +4,14 @@
 
 use super::intake::record_session;
 use super::interaction::{private, update_message};
-use super::outbox::Approval;
 use super::{Sidecar, now_ms};
+use crate::store::Approval;
+use omp_discord_core::approval::ApprovalState;
 use omp_discord_core::approval::{ApprovalPolicy, Decision, approval_message, decided_message};
+use omp_discord_core::format::project_name;
 use omp_discord_core::protocol::SessionRef;
 use omp_discord_core::protocol::{ErrorCode, ServerFrame};
-use omp_discord_core::report::ApprovalRequest;
-use omp_discord_core::report::project_name;
+use omp_discord_core::templates::ApprovalRequest;
 use std::collections::HashMap;
 use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
@@ -80,9 +81,9 @@ impl Sidecar {
         self.approvals.waiters.lock().expect("approval waiters lock").entry(approval.approval_id).or_default().push(tx);
         // Decided while we registered (or before a reconnect): answer from the record.
         if let Ok(Some(current)) = self.with_outbox(|o| o.approval(approval.approval_id))
-            && current.state != "pending"
+            && current.state != ApprovalState::Pending
         {
-            return answer(current.state == "approved", verdict_reason(&current));
+            return answer(current.state == ApprovalState::Approved, verdict_reason(&current));
         }
         let request = ApprovalRequest { tool: tool.clone(), input, reason: None };
         let project = project_name(session.cwd.as_deref().unwrap_or_default());
@@ -104,7 +105,7 @@ impl Sidecar {
             () = tokio::time::sleep(wait) => {
                 self.expire(&approval);
                 match self.with_outbox(|o| o.approval(approval.approval_id)) {
-                    Ok(Some(current)) => answer(current.state == "approved", verdict_reason(&current)),
+                    Ok(Some(current)) => answer(current.state == ApprovalState::Approved, verdict_reason(&current)),
                     _ => answer(false, "the approval record is gone; the call was denied".into()),
                 }
             }
@@ -136,10 +137,10 @@ fn request_of(approval: &Approval) -> ApprovalRequest {
 }
 
 pub(super) fn verdict_reason(approval: &Approval) -> String {
-    match (approval.state.as_str(), approval.decided_by.as_deref()) {
-        ("approved", Some(who)) => format!("approved by {who} in Discord"),
-        ("denied", Some(who)) => format!("denied by {who} in Discord"),
-        ("expired", _) => "no one approved in time; the call was denied".to_owned(),
+    match (approval.state, approval.decided_by.as_deref()) {
+        (ApprovalState::Approved, Some(who)) => format!("approved by {who} in Discord"),
+        (ApprovalState::Denied, Some(who)) => format!("denied by {who} in Discord"),
+        (ApprovalState::Expired, _) => "no one approved in time; the call was denied".to_owned(),
         (state, _) => format!("the approval is {state}"),
     }
 }
@@ -151,7 +152,8 @@ impl Sidecar {
     /// whether this call expired it.
     fn expire(&self, approval: &Approval) -> bool {
         let id = approval.approval_id;
-        let expired = self.with_outbox(|o| o.decide_approval(id, "expired", None, now_ms())).unwrap_or(false);
+        let expired =
+            self.with_outbox(|o| o.decide_approval(id, ApprovalState::Expired, None, now_ms())).unwrap_or(false);
         if expired {
             let secs = self.approvals.policy.timeout_secs;
             let project = self.project_of(&approval.session_id);
@@ -174,13 +176,15 @@ impl Sidecar {
         let response = if !self.access.is_allowed(user.id, roles) {
             tracing::info!(audit = true, approval_id, user_id = %user.id, "approval click refused: not on the allowlist");
             private("Only people on this bot's allowlist can approve tool calls.")
-        } else if let Some(approval) = current.as_ref().filter(|a| a.state == "pending" && a.deadline_ms <= now_ms()) {
+        } else if let Some(approval) =
+            current.as_ref().filter(|a| a.state == ApprovalState::Pending && a.deadline_ms <= now_ms())
+        {
             // Past its deadline (the sidecar was away when it passed): a click decides nothing.
             tracing::info!(audit = true, approval_id, user_id = %user.id, "approval click refused: expired");
             self.expire(approval);
             private("This request expired before anyone decided; the call was denied, so nothing ran.")
         } else {
-            let state = if decision.approves() { "approved" } else { "denied" };
+            let state = decision.state();
             let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
             match self.with_outbox(|o| o.decide_approval(approval_id, state, Some(&who), now_ms())) {
                 Ok(true) => {

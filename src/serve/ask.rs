@@ -3,13 +3,14 @@
 
 use super::intake::record_session;
 use super::interaction::{private, update_message};
-use super::outbox::Ask;
 use super::read::MAX_READ_CHARS;
 use super::{Sidecar, now_ms};
+use crate::store::Ask;
+use omp_discord_core::ask::AskState;
 use omp_discord_core::ask::{question_message, settled_message};
+use omp_discord_core::format::project_name;
 use omp_discord_core::protocol::ServerFrame;
 use omp_discord_core::protocol::SessionRef;
-use omp_discord_core::report::project_name;
 use std::collections::HashMap;
 use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
@@ -68,9 +69,9 @@ impl Sidecar {
         self.asks.waiters.lock().expect("ask waiters lock").entry(ask.ask_id).or_default().push(tx);
         // Answered while we registered (or before a reconnect): answer from the record.
         if let Ok(Some(current)) = self.with_outbox(|o| o.ask(ask.ask_id))
-            && current.state != "pending"
+            && current.state != AskState::Pending
         {
-            return answer(current.state == "answered", outcome_text(&current), current.answered_by);
+            return answer(current.state == AskState::Answered, outcome_text(&current), current.answered_by);
         }
         let project = project_name(session.cwd.as_deref().unwrap_or_default());
         if new {
@@ -88,9 +89,9 @@ impl Sidecar {
             },
             () = tokio::time::sleep(wait) => {
                 let text = format!("no one answered within {timeout_secs} s");
-                self.settle_ask(&ask, "expired", None, None, &format!("Unanswered after {timeout_secs} s"), &project);
+                self.settle_ask(&ask, AskState::Expired, None, None, &format!("Unanswered after {timeout_secs} s"), &project);
                 match self.with_outbox(|o| o.ask(ask.ask_id)) {
-                    Ok(Some(current)) if current.state == "answered" => {
+                    Ok(Some(current)) if current.state == AskState::Answered => {
                         answer(true, outcome_text(&current), current.answered_by)
                     }
                     _ => answer(false, text, None),
@@ -106,7 +107,7 @@ impl Sidecar {
     pub(super) fn settle_ask(
         &self,
         ask: &Ask,
-        state: &str,
+        state: AskState,
         answer: Option<&str>,
         by: Option<&str>,
         headline: &str,
@@ -120,8 +121,8 @@ impl Sidecar {
                 return false;
             }
         }
-        tracing::info!(audit = true, ask_id = ask.ask_id, state, by, "question settled");
-        let answered = state == "answered";
+        tracing::info!(audit = true, ask_id = ask.ask_id, state = state.as_str(), by, "question settled");
+        let answered = state == AskState::Answered;
         let message = settled_message(&ask.question, headline, answered, project);
         let _ = self.journal_for_session(&ask.session_id, &ask_key(ask.ask_id), true, &message);
         let text = match answer {
@@ -142,7 +143,14 @@ impl Sidecar {
         let project = self.project_of(session_id);
         let text: String = text.trim().chars().take(MAX_READ_CHARS).collect();
         tracing::debug!(user_id = %author, ask_id = ask.ask_id, "reply answers a question");
-        self.settle_ask(&ask, "answered", Some(&text), Some(name), &format!("Answered by {name}: {text}"), &project)
+        self.settle_ask(
+            &ask,
+            AskState::Answered,
+            Some(&text),
+            Some(name),
+            &format!("Answered by {name}: {text}"),
+            &project,
+        )
     }
 
     /// A click on one of a question's answer buttons.
@@ -155,19 +163,19 @@ impl Sidecar {
                 tracing::info!(audit = true, ask_id, user_id = %user.id, "answer refused: not on the allowlist");
                 private("Only people on this bot's allowlist can answer the agent.")
             }
-            Some(ask) if ask.state == "pending" && ask.deadline_ms <= now_ms() => {
+            Some(ask) if ask.state == AskState::Pending && ask.deadline_ms <= now_ms() => {
                 // Past its deadline (the sidecar was away when it passed): the click answers nothing.
                 tracing::info!(audit = true, ask_id, user_id = %user.id, "answer refused: expired");
                 let project = self.project_of(&ask.session_id);
-                self.settle_ask(&ask, "expired", None, None, "Unanswered in time", &project);
+                self.settle_ask(&ask, AskState::Expired, None, None, "Unanswered in time", &project);
                 private("This question expired before anyone answered; the agent went on without an answer.")
             }
-            Some(ask) if ask.state == "pending" && option < ask.options.len() => {
+            Some(ask) if ask.state == AskState::Pending && option < ask.options.len() => {
                 let who = user.global_name.clone().unwrap_or_else(|| user.name.clone());
                 let choice = ask.options[option].clone();
                 let project = self.project_of(&ask.session_id);
                 let headline = format!("Answered by {who}: {choice}");
-                if self.settle_ask(&ask, "answered", Some(&choice), Some(&who), &headline, &project) {
+                if self.settle_ask(&ask, AskState::Answered, Some(&choice), Some(&who), &headline, &project) {
                     // The journaled edit replaces the message too; this answer just closes the click.
                     update_message(&settled_message(&ask.question, &headline, true, &project))
                 } else {
@@ -186,8 +194,8 @@ fn ask_key(ask_id: i64) -> String {
 }
 
 fn outcome_text(ask: &Ask) -> String {
-    match (&ask.state[..], &ask.answer) {
-        ("answered", Some(answer)) => answer.clone(),
+    match (ask.state, &ask.answer) {
+        (AskState::Answered, Some(answer)) => answer.clone(),
         _ => "no one answered in time".into(),
     }
 }

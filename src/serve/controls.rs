@@ -15,8 +15,8 @@ use twilight_model::user::User;
 
 use super::inbound::inbound_frame;
 use super::interaction::{private, update_components};
-use super::outbox::{Inbound, OutboxError};
 use super::{Sidecar, now_ms};
+use crate::store::{Inbound, OutboxError};
 
 /// Where a session's card record is kept in the state database's meta table.
 fn record_key(session_key: &str) -> String {
@@ -25,7 +25,7 @@ fn record_key(session_key: &str) -> String {
 
 /// Journals an edit that takes the buttons off card `card` of `session_id`,
 /// from the last version of it the journal holds (none once pruned: nothing to do).
-fn strip_card(outbox: &mut super::outbox::Outbox, session_id: &str, card: u64) -> Result<(), OutboxError> {
+fn strip_card(outbox: &mut crate::store::Outbox, session_id: &str, card: u64) -> Result<(), OutboxError> {
     let key = format!("card:{session_id}:{card}");
     let Some((destination, body)) = outbox.latest_keyed_payload(&key)? else { return Ok(()) };
     let Ok(mut payload) = serde_json::from_str::<MessagePayload>(&body) else { return Ok(()) };

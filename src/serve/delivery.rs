@@ -3,10 +3,10 @@
 //! tells each waiting client the outcome.
 
 use super::intake::{Destination, fresh_nonce};
-use super::outbox::Pending;
 use super::{Sidecar, now_ms, parse_id};
 use crate::discord::codes::{UNKNOWN_CHANNEL, UNKNOWN_MESSAGE};
 use crate::discord::{Discord, SendError};
+use crate::store::Pending;
 use omp_discord_core::embed::{MessagePayload, coalesce, limits as embed_limits};
 use omp_discord_core::protocol::{ErrorCode, ServerFrame};
 use std::collections::{HashMap, HashSet};

@@ -19,9 +19,9 @@ use twilight_model::http::interaction::InteractionResponse;
 
 use super::inbound::inbound_frame;
 use super::interaction::{deferred, private, public, text_data};
-use super::outbox::Inbound;
 use super::{Sidecar, now_ms};
 use crate::discord::Discord;
+use crate::store::Inbound;
 
 /// How long a started omp has to connect and open its thread.
 const START_DEADLINE: Duration = Duration::from_secs(120);

@@ -5,9 +5,10 @@
 //! connected waits for it, and the thread is told so.
 
 use super::intake::record_session;
-use super::outbox::{Inbound, OutboxError};
 use super::{Sidecar, now_ms, parse_id};
+use crate::store::{Inbound, OutboxError};
 use omp_discord_core::embed::MessagePayload;
+use omp_discord_core::format::project_name;
 use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::inbound::{
     Admission, Delivery, Directive, parse_directive, rate_limited_note, session_away_note,
@@ -16,7 +17,6 @@ use omp_discord_core::inbound::{InboundLimiter, RateLimit};
 use omp_discord_core::protocol::ServerFrame;
 use omp_discord_core::protocol::SessionAction;
 use omp_discord_core::protocol::SessionRef;
-use omp_discord_core::report::project_name;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as SyncMutex};
 use tokio::sync::mpsc;

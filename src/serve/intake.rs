@@ -1,8 +1,8 @@
 //! Intake: a client's `notify` is checked, redacted, routed to its destination and journaled,
 //! in frame order; the sidecar's own messages about a session are journaled the same way.
 
-use super::outbox::{Outbox, OutboxError};
 use super::{Sidecar, now_ms, parse_id};
+use crate::store::{Outbox, OutboxError};
 use omp_discord_core::embed::{MessagePayload, redact_payload, validate_message};
 use omp_discord_core::protocol::SessionRef;
 use omp_discord_core::protocol::{ErrorCode, NotifyRequest, ServerFrame};

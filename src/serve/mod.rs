@@ -26,7 +26,6 @@
 //! - `access`: who may drive sessions (allowed users and roles, the application's owner).
 //! - `spool`: reports extensions left on disk while no sidecar ran.
 //! - `status`: counters and the sidecar's self-report.
-//! - `outbox`: the SQLite journal every accepted message passes through.
 
 mod access;
 mod approval;
@@ -39,7 +38,6 @@ mod headless;
 mod inbound;
 mod intake;
 mod interaction;
-pub mod outbox;
 mod read;
 mod slash;
 pub mod socket;
@@ -50,13 +48,13 @@ mod typing;
 
 use std::sync::{Arc, Mutex as SyncMutex};
 
-use omp_discord_core::report::project_name;
+use omp_discord_core::format::project_name;
 use tokio_util::sync::CancellationToken;
 use twilight_model::id::Id;
 
 use crate::config::Config;
 use crate::discord::Discord;
-use outbox::{Outbox, OutboxError};
+use crate::store::{Outbox, OutboxError};
 
 pub use access::{Access, learn_owner};
 pub use connection::{exit_when_idle, run};

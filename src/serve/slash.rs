@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use omp_discord_core::commands::{self, Invocation, SessionLine};
+use omp_discord_core::format::project_name;
 use omp_discord_core::inbound::prepare_inbound;
 use omp_discord_core::protocol::{ServerFrame, SessionAction};
-use omp_discord_core::report::project_name;
 use serde_json::Value;
 use twilight_model::application::interaction::{Interaction, InteractionType};
 use twilight_model::http::interaction::InteractionResponse;
@@ -15,8 +15,8 @@ use twilight_model::id::marker::{ApplicationMarker, GuildMarker};
 
 use super::inbound::inbound_frame;
 use super::interaction::{self, private, public};
-use super::outbox::{Inbound, SessionThread};
 use super::{Sidecar, now_ms};
+use crate::store::{Inbound, SessionThread};
 
 /// Registers `/omp` in each guild whose registered definition differs from this build's.
 pub async fn register(sidecar: Arc<Sidecar>, application: Id<ApplicationMarker>, guilds: Vec<Id<GuildMarker>>) {

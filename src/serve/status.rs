@@ -1,8 +1,8 @@
 //! `status`: what the sidecar reports about itself (the CLI, `/metrics`, the shim).
 
 use super::{Sidecar, now_ms};
+use omp_discord_core::format::project_name;
 use omp_discord_core::protocol::PROTOCOL_VERSION;
-use omp_discord_core::report::project_name;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::Mutex;

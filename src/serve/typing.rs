@@ -11,7 +11,7 @@ use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
 
 use omp_discord_core::embed::MessagePayload;
-use omp_discord_core::report::ends_run;
+use omp_discord_core::templates::ends_run;
 use tokio_util::sync::CancellationToken;
 use twilight_model::id::Id;
 use twilight_model::id::marker::ChannelMarker;

@@ -1,12 +1,16 @@
 //! Tool calls that wait for a person: which ones (the policy), the message
-//! with Approve / Deny buttons, the button ids, and the decided message.
+//! with Approve / Deny buttons, the button ids, where a request stands
+//! ([`ApprovalState`]), and the decided message.
+
+use std::fmt;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use twilight_model::channel::message::Component;
 use twilight_model::channel::message::component::{ActionRow, Button, ButtonStyle};
 
 use crate::embed::{Level, MessagePayload, clean, limits};
-use crate::report::{self, ApprovalRequest};
+use crate::templates::{self, ApprovalRequest};
 
 /// Which tool calls need a person's approval.
 ///
@@ -58,6 +62,69 @@ impl Decision {
     pub fn approves(self) -> bool {
         self != Self::Deny
     }
+
+    /// The state an approval takes when this decision is recorded.
+    #[must_use]
+    pub fn state(self) -> ApprovalState {
+        if self.approves() { ApprovalState::Approved } else { ApprovalState::Denied }
+    }
+}
+
+/// Where an approval request stands. The first decision ends `Pending`;
+/// later clicks change nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for a person.
+    Pending,
+    /// Someone approved it (or always allowed the tool).
+    Approved,
+    /// Someone denied it.
+    Denied,
+    /// No one decided before its deadline, so the call was denied.
+    Expired,
+}
+
+impl ApprovalState {
+    /// The state's name, as stored and logged.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for ApprovalState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not an [`ApprovalState`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown approval state {name:?}")]
+pub struct ParseApprovalStateError {
+    /// What was given, cut to 32 characters.
+    pub name: String,
+}
+
+impl FromStr for ApprovalState {
+    type Err = ParseApprovalStateError;
+
+    /// Parses a name [`ApprovalState::as_str`] gives, exactly.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "approved" => Ok(Self::Approved),
+            "denied" => Ok(Self::Denied),
+            "expired" => Ok(Self::Expired),
+            _ => Err(ParseApprovalStateError { name: s.chars().take(32).collect() }),
+        }
+    }
 }
 
 const APPROVE_PREFIX: &str = "omp:approve:";
@@ -93,7 +160,7 @@ pub fn parse_custom_id(custom_id: &str) -> Option<(Decision, &str)> {
 /// The approval message: the request embed and its two buttons.
 #[must_use]
 pub fn approval_message(id: &str, request: &ApprovalRequest, project: &str) -> MessagePayload {
-    let mut payload = report::approval_request(request, project);
+    let mut payload = templates::approval_request(request, project);
     let button = |decision, label: &str, style| {
         Component::Button(Button {
             custom_id: Some(custom_id(decision, id)),
@@ -126,7 +193,7 @@ fn always_label(tool: &str) -> String {
 /// verdict, and no buttons, so nobody can click it again.
 #[must_use]
 pub fn decided_message(request: &ApprovalRequest, project: &str, verdict: &str, approved: bool) -> MessagePayload {
-    let mut payload = report::approval_request(request, project);
+    let mut payload = templates::approval_request(request, project);
     if let Some(embed) = payload.embeds.first_mut() {
         embed.color = Some(if approved { Level::Success } else { Level::Error }.color());
         embed.title = Some(clean(&format!("{verdict}: {}", request.tool), limits::TITLE));
@@ -140,6 +207,22 @@ mod tests {
     use super::*;
     use crate::embed::validate_message;
     use serde_json::json;
+
+    #[test]
+    fn states_keep_their_stored_names() {
+        use ApprovalState::{Approved, Denied, Expired, Pending};
+        for state in [Pending, Approved, Denied, Expired] {
+            assert_eq!(state.as_str().parse::<ApprovalState>(), Ok(state));
+            assert_eq!(serde_json::to_value(state).unwrap(), json!(state.as_str()));
+            assert_eq!(state.to_string(), state.as_str());
+        }
+        assert_eq!(Pending.as_str(), "pending");
+        assert_eq!("Approved".parse::<ApprovalState>().unwrap_err().to_string(), "unknown approval state \"Approved\"");
+        assert_eq!(
+            (Decision::Approve.state(), Decision::AlwaysAllow.state(), Decision::Deny.state()),
+            (Approved, Approved, Denied)
+        );
+    }
 
     #[test]
     fn policy_matches_names_and_prefixes() {

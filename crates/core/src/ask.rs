@@ -1,7 +1,12 @@
 //! Questions the model asks the people in a session's thread (`discord_ask`):
 //! the question message (with a button per offered answer), the button ids,
-//! and the message once answered or expired.
+//! where a question stands ([`AskState`]), and the message once answered or
+//! expired.
 
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 use twilight_model::channel::message::Component;
 use twilight_model::channel::message::component::{ActionRow, Button, ButtonStyle};
 
@@ -78,10 +83,74 @@ pub fn settled_message(question: &str, outcome: &str, answered: bool, project: &
     single_embed(embed)
 }
 
+/// Where a question stands. The first answer (or its deadline) ends
+/// `Pending`; later answers change nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AskState {
+    /// Waiting for an answer.
+    Pending,
+    /// Someone answered.
+    Answered,
+    /// No one answered before its deadline.
+    Expired,
+}
+
+impl AskState {
+    /// The state's name, as stored and logged.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Answered => "answered",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for AskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not an [`AskState`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown question state {name:?}")]
+pub struct ParseAskStateError {
+    /// What was given, cut to 32 characters.
+    pub name: String,
+}
+
+impl FromStr for AskState {
+    type Err = ParseAskStateError;
+
+    /// Parses a name [`AskState::as_str`] gives, exactly.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "answered" => Ok(Self::Answered),
+            "expired" => Ok(Self::Expired),
+            _ => Err(ParseAskStateError { name: s.chars().take(32).collect() }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::embed::validate_message;
+
+    #[test]
+    fn states_keep_their_stored_names() {
+        for state in [AskState::Pending, AskState::Answered, AskState::Expired] {
+            assert_eq!(state.as_str().parse::<AskState>(), Ok(state));
+            assert_eq!(serde_json::to_value(state).unwrap(), serde_json::json!(state.as_str()));
+            assert_eq!(state.to_string(), state.as_str());
+        }
+        assert_eq!(AskState::Answered.as_str(), "answered");
+        assert_eq!("done".parse::<AskState>().unwrap_err().to_string(), "unknown question state \"done\"");
+    }
 
     #[test]
     fn custom_ids_round_trip_and_fit() {

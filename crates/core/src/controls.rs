@@ -1,7 +1,7 @@
 //! Run controls on the live run card: a **Stop** button while a run goes,
 //! **Retry** and **Continue** once it ended.
 //!
-//! The reporter ([`crate::filter`]) puts the buttons on each card; the
+//! The reporter ([`crate::reporter`]) puts the buttons on each card; the
 //! sidecar is the authority on whether a click still counts. It keeps one
 //! [`CardRecord`] per session (the latest card, what its buttons offer,
 //! whether someone used them), updated from every card it journals
@@ -435,7 +435,7 @@ mod tests {
 
     #[test]
     fn buttons_fit_discord_and_state_is_read_back() {
-        let mut payload = crate::report::run_card(&crate::report::RunCard::default(), "p");
+        let mut payload = crate::templates::run_card(&crate::templates::RunCard::default(), "p");
         assert_eq!(state_of(&payload), None);
         add_buttons(&mut payload, CardState::Running, 2, "s1");
         validate_message(&payload).unwrap();
@@ -456,7 +456,7 @@ mod tests {
     fn other_components_survive_strip() {
         let mut payload = crate::approval::approval_message(
             "7",
-            &crate::report::ApprovalRequest { tool: "bash".into(), input: Value::Null, reason: None },
+            &crate::templates::ApprovalRequest { tool: "bash".into(), input: Value::Null, reason: None },
             "p",
         );
         add_buttons(&mut payload, CardState::Running, 1, "s");
@@ -469,7 +469,7 @@ mod tests {
     #[test]
     fn the_record_follows_the_latest_card_and_refuses_stale_or_used_clicks() {
         let card = |state: Option<CardState>, n: u64| {
-            let mut payload = crate::report::run_card(&crate::report::RunCard::default(), "p");
+            let mut payload = crate::templates::run_card(&crate::templates::RunCard::default(), "p");
             if let Some(state) = state {
                 add_buttons(&mut payload, state, n, "s");
             }

@@ -1,4 +1,5 @@
-//! OMP event payloads the extension reports, and the messages built from them.
+//! OMP event payloads the extension reports, read into a [`RunSummary`]
+//! (the run's message is [`crate::templates::run_finished`]).
 //!
 //! Payloads are read leniently: OMP adds fields between versions, and a field
 //! this crate does not know must never make a report fail.
@@ -7,9 +8,6 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 use serde_json::Value;
-
-use crate::embed::MessagePayload;
-use crate::report;
 
 /// Tools whose `path` argument names a file they change.
 const FILE_TOOLS: &[&str] = &["write", "edit", "ast_edit", "multi_edit", "apply_patch", "notebook_edit"];
@@ -135,16 +133,11 @@ pub fn changed_file<'a>(tool: &str, arguments: &'a Value) -> Option<&'a str> {
     ["path", "file_path", "filePath", "file"].into_iter().find_map(|key| arguments.get(key)?.as_str())
 }
 
-/// Builds the "run finished" or "run failed" message; see [`report::run_finished`].
-#[must_use]
-pub fn build_run_finished(summary: &RunSummary, project: &str) -> MessagePayload {
-    report::run_finished(summary, project)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::embed;
+    use crate::templates::run_finished;
     use serde_json::json;
 
     fn assistant(content: Value, stop: &str) -> Value {
@@ -166,7 +159,7 @@ mod tests {
         assert_eq!(summary.turns, 2);
         assert_eq!(summary.output_tokens, 20);
         assert!(!summary.failed());
-        let payload = build_run_finished(&summary, "proj");
+        let payload = run_finished(&summary, "proj");
         assert_eq!(payload.embeds[0].fields[1].value, "bash ×2");
         embed::validate_message(&payload).unwrap();
     }
@@ -177,7 +170,7 @@ mod tests {
         aborted["errorMessage"] = json!("Interrupted by user");
         let summary = summarize_agent_end(&json!({ "messages": [aborted] }));
         assert!(!summary.failed());
-        assert_eq!(build_run_finished(&summary, "proj").embeds[0].title.as_deref(), Some("Run aborted"));
+        assert_eq!(run_finished(&summary, "proj").embeds[0].title.as_deref(), Some("Run aborted"));
     }
 
     #[test]
@@ -186,7 +179,7 @@ mod tests {
         failed["errorMessage"] = json!("rate limited by provider");
         let summary = summarize_agent_end(&json!({ "messages": [failed] }));
         assert!(summary.failed());
-        let payload = build_run_finished(&summary, "proj");
+        let payload = run_finished(&summary, "proj");
         assert_eq!(payload.embeds[0].title.as_deref(), Some("Run failed"));
         assert_eq!(payload.embeds[0].description.as_deref(), Some("rate limited by provider"));
     }
@@ -239,7 +232,7 @@ mod tests {
     #[test]
     fn unknown_shapes_never_fail() {
         for event in [json!(null), json!({ "messages": "x" }), json!({ "messages": [1, "a", {}] })] {
-            let payload = build_run_finished(&summarize_agent_end(&event), "p");
+            let payload = run_finished(&summarize_agent_end(&event), "p");
             embed::validate_message(&payload).unwrap();
         }
     }

@@ -286,8 +286,8 @@ pub fn interaction_limited_note(limit: RateLimit, retry_after_ms: u64) -> String
 /// project is configured) how to start new work there instead.
 #[must_use]
 pub fn session_away_note(project: &str, host: &str, askable: bool) -> String {
-    let project = crate::report::escape_markdown(project);
-    let host = crate::report::escape_markdown(host);
+    let project = crate::markdown::escape_markdown(project);
+    let host = crate::markdown::escape_markdown(host);
     let mut note = format!(
         "💤 This session ({project} on {host}) is not connected right now, so your message waits here; it reaches \
          the session when it reconnects (if it ended: `omp --continue` in {project})."

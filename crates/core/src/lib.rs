@@ -25,8 +25,11 @@
 //! - [`inbound`]: checking and shaping replies from Discord before OMP sees them.
 //! - [`event`]: the OMP event payloads the extension turns into notifications.
 //! - [`gateway`]: gateway close codes that end the connection, and what to do about each.
-//! - [`filter`]: what a session reports (levels, thresholds, tools) and its live run card.
-//! - [`report`]: message templates, safe Markdown and splitting of long output.
+//! - [`reporter`]: what a session reports (levels, thresholds, tools) and its live run card.
+//! - [`templates`]: the messages posted for a session, a run, tool errors and calls, an approval.
+//! - [`markdown`]: safe Markdown: escaping, code blocks nothing breaks out of.
+//! - [`format`](mod@format): how values read for people: durations, tokens, costs, tool inputs.
+//! - [`split`]: output too long for one message, in numbered parts.
 
 pub mod approval;
 pub mod ask;
@@ -34,16 +37,19 @@ pub mod commands;
 pub mod controls;
 pub mod embed;
 pub mod event;
-pub mod filter;
+pub mod format;
 pub mod gateway;
 pub mod inbound;
 pub mod invite;
+pub mod markdown;
 pub mod paths;
 pub mod projects;
 pub mod protocol;
 pub mod redact;
-pub mod report;
+pub mod reporter;
 pub mod schema;
+pub mod split;
+pub mod templates;
 pub mod thread;
 pub mod tool_result;
 pub mod tools;

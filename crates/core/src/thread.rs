@@ -1,9 +1,9 @@
 //! Where a session's messages go in Discord: one thread per OMP session in
 //! the home channel, named after the project and the first prompt. The
-//! thread opens under [`crate::report::session_started`].
+//! thread opens under [`crate::templates::session_started`].
 
 use crate::embed::{clean, limits};
-use crate::report::strip_system_reminders;
+use crate::format::strip_system_reminders;
 
 /// `project · first prompt`, redacted and within Discord's 100-character
 /// thread-name limit; OMP's system reminders and line breaks are left out.

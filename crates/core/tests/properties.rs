@@ -15,7 +15,7 @@ use omp_discord_core::protocol::{
     SessionRef, decode_client_frame, decode_server_frame, encode_frame,
 };
 use omp_discord_core::redact::{Redactor, redact_text};
-use omp_discord_core::report::{self, ToolFailure};
+use omp_discord_core::templates::{self, ToolFailure};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -451,7 +451,7 @@ proptest! {
         count in 1usize..40,
     ) {
         let failure = ToolFailure { tool, input: json!({ "command": error.clone() }), error };
-        for payload in [report::tool_error(&failure, &project), report::tool_errors(&vec![failure.clone(); count], &project)] {
+        for payload in [templates::tool_error(&failure, &project), templates::tool_errors(&vec![failure.clone(); count], &project)] {
             if let Err(broken) = discord_accepts(&payload) {
                 return Err(TestCaseError::fail(broken));
             }

@@ -6,11 +6,11 @@
 
 use omp_discord_core::embed::{MessagePayload, validate_message};
 use omp_discord_core::event::RunSummary;
-use omp_discord_core::filter::{Level, Report, ReportConfig, SessionInfo, SessionReporter};
+use omp_discord_core::markdown;
 use omp_discord_core::redact::redact_text;
-use omp_discord_core::report::{
-    self, ApprovalRequest, Question, RunCard, SessionStart, ToolFailure, ToolUse, split_long_output,
-};
+use omp_discord_core::reporter::{Level, Report, ReportConfig, SessionInfo, SessionReporter};
+use omp_discord_core::split::split_long_output;
+use omp_discord_core::templates::{self, ApprovalRequest, RunCard, SessionStart, ToolFailure, ToolUse};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -124,7 +124,7 @@ proptest! {
         project in prop_oneof![nasty_text(8), "[a-zé@]{1000,3000}"],
     ) {
         let (big, small, turns, count) = numbers;
-        check(&report::session_started(&SessionStart {
+        check(&templates::session_started(&SessionStart {
             cwd: a.clone(), host: b.clone(), model: Some(c.clone()), prompt: Some(b.clone()),
         }))?;
         let summary = RunSummary {
@@ -139,20 +139,20 @@ proptest! {
             files_changed: choices.clone(),
             duration_ms: Some(big),
         };
-        check(&report::run_finished(&summary, &project))?;
+        check(&templates::run_finished(&summary, &project))?;
 
         let failure = ToolFailure { tool: c.clone(), input: json!({ "command": a, "path": b }), error: b.clone() };
-        let single = report::tool_error(&failure, &project);
+        let single = templates::tool_error(&failure, &project);
         check(&single)?;
         check_fenced(single.embeds[0].description.as_deref().unwrap_or_default())?;
         let failures = vec![failure; usize::from(count % 60)];
         if !failures.is_empty() {
-            let burst = report::tool_errors(&failures, &c);
+            let burst = templates::tool_errors(&failures, &c);
             check(&burst)?;
         }
 
         let uses: Vec<ToolUse> = choices.iter().map(|t| ToolUse { tool: t.clone(), input: json!(a) }).collect();
-        check(&report::tool_calls(&uses, &b))?;
+        check(&templates::tool_calls(&uses, &b))?;
 
         for tool in ["bash", c.as_str()] {
             let request = ApprovalRequest {
@@ -160,12 +160,10 @@ proptest! {
                 input: json!({ "command": b, "env": { "K": a } }),
                 reason: Some(c.clone()),
             };
-            let approval = report::approval_request(&request, &project);
+            let approval = templates::approval_request(&request, &project);
             check(&approval)?;
             check_fenced(approval.embeds[0].description.as_deref().unwrap_or_default())?;
         }
-
-        check(&report::question(&Question { question: a.clone(), choices: choices.clone() }, &c))?;
 
         let card = RunCard {
             prompt: Some(a.clone()),
@@ -179,15 +177,15 @@ proptest! {
             output_tokens: big,
             cost,
         };
-        let mut card = report::run_card(&card, &b);
+        let mut card = templates::run_card(&card, &b);
         check(&card)?;
-        report::mark_subagent(&mut card);
+        templates::mark_subagent(&mut card);
         check(&card)?;
     }
 
     #[test]
     fn escaped_text_shows_no_formatting(text in nasty_text(40)) {
-        let escaped = report::escape_markdown(&text);
+        let escaped = markdown::escape_markdown(&text);
         // Every special character is preceded by a backslash that is itself not escaped.
         let chars: Vec<char> = escaped.chars().collect();
         let mut i = 0;

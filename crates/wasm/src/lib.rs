@@ -2,7 +2,7 @@
 //! extension shim. Each export decodes its input, calls core, and encodes the
 //! result; no decision is made here.
 
-use omp_discord_core::{approval, embed, filter, paths, protocol, redact, schema, tool_result, tools};
+use omp_discord_core::{approval, embed, paths, protocol, redact, reporter, schema, tool_result, tools};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_wasm_bindgen::Serializer;
@@ -160,11 +160,11 @@ pub fn redact_tool_text(utf8: &[u8], conservative: bool) -> Result<JsValue, JsEr
     }
 }
 
-/// One session's event filter and live run card (`core::filter::SessionReporter`),
+/// One session's event filter and live run card (`core::reporter::SessionReporter`),
 /// kept in wasm so its state lives across events.
 #[wasm_bindgen]
 pub struct Reporter {
-    inner: filter::SessionReporter,
+    inner: reporter::SessionReporter,
 }
 
 #[wasm_bindgen]
@@ -177,9 +177,12 @@ impl Reporter {
     /// When `config` or `session` does not have that shape.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue, session: JsValue) -> Result<Reporter, JsError> {
-        let config: filter::ReportConfig =
-            if config.is_null() || config.is_undefined() { filter::ReportConfig::default() } else { from_js(config)? };
-        Ok(Self { inner: filter::SessionReporter::new(config, from_js(session)?) })
+        let config: reporter::ReportConfig = if config.is_null() || config.is_undefined() {
+            reporter::ReportConfig::default()
+        } else {
+            from_js(config)?
+        };
+        Ok(Self { inner: reporter::SessionReporter::new(config, from_js(session)?) })
     }
 
     /// Feeds one OMP event; returns the reports to send (`[{kind: "post"|"edit", key?, payload}]`).

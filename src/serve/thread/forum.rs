@@ -27,8 +27,8 @@ use twilight_model::id::marker::{ChannelMarker, GuildMarker, TagMarker, UserMark
 
 use crate::discord::codes::TAG_REQUIRED;
 use crate::discord::{Discord, SendError};
-use crate::serve::outbox::OutboxError;
 use crate::serve::{Sidecar, now_ms};
+use crate::store::OutboxError;
 
 /// Where a session's attempt to open its forum post is journaled, in `meta`.
 const ATTEMPT_PREFIX: &str = "forum-post:";

@@ -9,13 +9,14 @@
 
 mod forum;
 
-use super::outbox::OutboxError;
 use super::{Sidecar, parse_id};
 use crate::discord::codes::THREAD_ALREADY_CREATED;
 use crate::discord::{Discord, SendError};
+use crate::store::OutboxError;
 pub(super) use forum::Forums;
 use omp_discord_core::embed::MessagePayload;
-use omp_discord_core::report::{SessionStart, project_name, session_started};
+use omp_discord_core::format::project_name;
+use omp_discord_core::templates::{SessionStart, session_started};
 use omp_discord_core::thread::thread_name;
 use twilight_model::id::Id;
 use twilight_model::id::marker::ChannelMarker;

@@ -1,5 +1,5 @@
-//! Message templates: what omp-discord posts for a session, a run, a tool
-//! error, an approval, a question and a long output, plus safe Markdown.
+//! Message templates: what omp-discord posts for a session, a run (its live
+//! card and its summary), tool errors, tool calls and an approval request.
 //!
 //! Every template returns a [`MessagePayload`] that Discord accepts by
 //! construction:
@@ -9,51 +9,44 @@
 //! - `@everyone` and `@here` are defused and `allowed_mentions` is empty;
 //! - each part is budgeted below its limit in [`embed::limits`], and text that
 //!   must be cut ends with [`embed::TRUNCATION_MARKER`], never silently;
-//! - text from tools and the model that is shown as code goes through
-//!   [`code_block`], which no input can break out of; names and paths go
-//!   through [`escape_markdown`]. The model's own answers stay Markdown.
+//! - text from tools and the model that is shown as code is fenced so that no
+//!   input can break out ([`crate::markdown`]); names and paths are escaped.
+//!   The model's own answers stay Markdown.
 //!
-//! Output too long for one message is split by [`split_long_output`] into
-//! numbered parts that together hold all of it.
+//! What does not fit (a long answer, a tool's whole output) follows in parts
+//! made by [`split_long_output`].
 //!
 //! ```
 //! use omp_discord_core::embed::validate_message;
-//! use omp_discord_core::report::split_long_output;
+//! use omp_discord_core::event::RunSummary;
+//! use omp_discord_core::templates::run_finished;
 //!
-//! let log = "cargo test\n".repeat(5000); // 55,000 characters
-//! let parts = split_long_output("cargo test", &log, "text");
-//! assert!(parts.len() > 1);
-//! for part in &parts {
-//!     validate_message(part)?;
-//! }
-//! assert!(parts[0].embeds[0].title.as_deref().unwrap().ends_with(&format!("(1/{})", parts.len())));
+//! let summary = RunSummary { answer: Some("Done.".into()), stop_reason: Some("stop".into()), ..Default::default() };
+//! let payload = run_finished(&summary, "my-app");
+//! validate_message(&payload)?;
+//! assert_eq!(payload.embeds[0].title.as_deref(), Some("Run finished"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use twilight_model::channel::message::Embed;
 use twilight_model::channel::message::embed::{EmbedField, EmbedFooter};
-use twilight_model::channel::message::{AllowedMentions, Embed};
 
-use crate::embed::{self, Level, MessagePayload, clean, defuse_mass_mentions, limits, non_blank, truncate_chars};
+use crate::embed::{self, Level, MessagePayload, clean, limits, non_blank, truncate_chars};
 use crate::event::RunSummary;
+use crate::format::{
+    format_cost, format_counts, format_duration, format_tokens, project_name, strip_system_reminders, summarize_input,
+    tool_histogram,
+};
+use crate::markdown::{clean_code, clean_line, clean_literal};
 use crate::redact::redact_text;
-
-/// Zero-width space: invisible, and enough to break a run of backticks or a
-/// mass mention.
-const ZWSP: char = '\u{200b}';
+use crate::split::split_long_output;
 
 /// Characters of a run's answer shown in its summary; longer answers are cut
 /// there (visibly) and [`answer_overflows`] tells the caller to post them in
 /// full with [`split_long_output`].
 pub const ANSWER_MAX: usize = 3000;
-
-/// Embed text one part of [`split_long_output`] carries, leaving room for the
-/// longest title under [`limits::EMBED_TOTAL`].
-const PART_BUDGET: usize = limits::EMBED_TOTAL - limits::TITLE - 44;
-
-/// Smallest code chunk worth an extra embed in a part.
-const MIN_CHUNK: usize = 200;
 
 /// Embed text a template may use in total: the rest is kept free for the
 /// subagent marker and footer notes, so [`embed::fit_total`] never has to cut
@@ -62,256 +55,6 @@ const TEMPLATE_BUDGET: usize = limits::EMBED_TOTAL - 200;
 
 /// Prefix of every title posted for a subagent session.
 pub const SUBAGENT_MARK: &str = "↳ subagent · ";
-
-// ---------------------------------------------------------------------------
-// Safe Markdown
-// ---------------------------------------------------------------------------
-
-/// Escapes Discord Markdown so `text` shows literally: `\ * _ ~ ` | [ ] < >`
-/// everywhere, `# - + >` and `1.` at the start of a line (headings, lists,
-/// quotes). Mentions are not touched here; see [`embed::defuse_mass_mentions`]
-/// and `allowed_mentions`.
-///
-/// ```
-/// use omp_discord_core::report::escape_markdown;
-///
-/// assert_eq!(escape_markdown("**bold** [x](y)"), r"\*\*bold\*\* \[x\](y)");
-/// assert_eq!(escape_markdown("# h\n1. a\n- b"), "\\# h\n1\\. a\n\\- b");
-/// ```
-#[must_use]
-pub fn escape_markdown(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    let mut line_start = true;
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' | '*' | '_' | '~' | '`' | '|' | '[' | ']' | '<' | '>' => {
-                out.push('\\');
-                out.push(c);
-                line_start = false;
-            }
-            '#' | '-' | '+' if line_start => {
-                out.push('\\');
-                out.push(c);
-                line_start = false;
-            }
-            '0'..='9' if line_start => {
-                out.push(c);
-                while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
-                    out.push(d);
-                    chars.next();
-                }
-                if chars.peek() == Some(&'.') {
-                    chars.next();
-                    out.push_str("\\.");
-                }
-                line_start = false;
-            }
-            '\n' => {
-                out.push(c);
-                line_start = true;
-            }
-            c if c.is_whitespace() => out.push(c),
-            c => {
-                out.push(c);
-                line_start = false;
-            }
-        }
-    }
-    out
-}
-
-/// Fences `text` as a code block in language `lang`, so nothing in it can end
-/// the block early: a zero-width space goes between any two backticks in a row
-/// (the text still reads the same). `lang` is kept only if it looks like a
-/// language tag (`rust`, `c++`, `sh`), otherwise the block has none.
-///
-/// The result is as long as the text needs; templates use a bounded variant.
-///
-/// ```
-/// use omp_discord_core::report::code_block;
-///
-/// let block = code_block("rust", "let s = \"```\";");
-/// assert!(block.starts_with("```rust\n") && block.ends_with("\n```"));
-/// assert_eq!(block.matches("```").count(), 2);
-/// ```
-#[must_use]
-pub fn code_block(lang: &str, text: &str) -> String {
-    let lang = code_lang(lang);
-    format!("```{lang}\n{}\n```", break_backtick_runs(text))
-}
-
-/// The language tag of a code block: ASCII letters, digits and `+-#._`, at
-/// most 16 characters; anything else becomes no tag at all.
-fn code_lang(lang: &str) -> &str {
-    let lang = lang.trim();
-    let ok = lang.len() <= 16 && lang.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-#._".contains(&b));
-    if ok { lang } else { "" }
-}
-
-/// Puts a zero-width space between backticks that follow each other, so no
-/// run of two or more (and so no fence) is left.
-fn break_backtick_runs(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut previous_tick = false;
-    for c in text.chars() {
-        if c == '`' && previous_tick {
-            out.push(ZWSP);
-        }
-        previous_tick = c == '`';
-        out.push(c);
-    }
-    out
-}
-
-/// A code block of at most `max` characters including its fences; a body that
-/// does not fit is cut, and the marker stays inside the block.
-fn fenced(lang: &str, body: &str, max: usize) -> String {
-    let lang = code_lang(lang);
-    let overhead = fence_overhead(lang);
-    let Some(room) = max.checked_sub(overhead).filter(|room| *room > 0) else {
-        return String::new();
-    };
-    let body = truncate_chars(&break_backtick_runs(body), room);
-    format!("```{lang}\n{body}\n```")
-}
-
-/// Characters a fence adds around its body: "```lang\n" and "\n```".
-fn fence_overhead(lang: &str) -> usize {
-    8 + lang.chars().count()
-}
-
-/// Redacts, defuses mentions and fences as code, within `max` characters.
-fn clean_code(lang: &str, text: &str, max: usize) -> String {
-    let text = if text.trim().is_empty() { "(empty)" } else { text };
-    fenced(lang, &defuse_mass_mentions(&redact_text(text)), max)
-}
-
-/// Redacts, defuses mentions and escapes Markdown, within `max` characters.
-/// Redaction comes first: an escaped secret (`sk\_live\_…`) would no longer
-/// match its pattern, and a secret cut in half would not be recognised.
-fn clean_literal(text: &str, max: usize) -> String {
-    truncate_chars(&escape_markdown(&defuse_mass_mentions(&redact_text(text))), max)
-}
-
-/// [`clean_literal`] on one line: line breaks become spaces after redaction
-/// (a PEM block is recognised by its lines).
-fn clean_line(text: &str, max: usize) -> String {
-    let redacted = redact_text(text);
-    let line = redacted.replace(['\r', '\n'], " ");
-    truncate_chars(&escape_markdown(&defuse_mass_mentions(&line)), max)
-}
-
-// ---------------------------------------------------------------------------
-// Small formatting helpers
-// ---------------------------------------------------------------------------
-
-/// The project's name as shown in footers and titles: the last component of
-/// `cwd` (either slash), or `cwd` itself when it has none.
-///
-/// ```
-/// use omp_discord_core::report::project_name;
-///
-/// assert_eq!(project_name("/home/ana/src/omp-discord/"), "omp-discord");
-/// assert_eq!(project_name(r"C:\work\app"), "app");
-/// assert_eq!(project_name("/"), "/");
-/// ```
-#[must_use]
-pub fn project_name(cwd: &str) -> String {
-    let trimmed = cwd.trim_end_matches(['/', '\\']);
-    match trimmed.rsplit(['/', '\\']).next() {
-        Some(name) if !name.is_empty() => name.to_owned(),
-        _ if cwd.is_empty() => "omp".to_owned(),
-        _ => cwd.to_owned(),
-    }
-}
-
-/// A duration for people: `850 ms`, `42s`, `3m 07s`, `2h 05m`.
-///
-/// ```
-/// use omp_discord_core::report::format_duration;
-///
-/// assert_eq!(format_duration(850), "850 ms");
-/// assert_eq!(format_duration(187_000), "3m 07s");
-/// ```
-#[must_use]
-pub fn format_duration(ms: u64) -> String {
-    let secs = ms / 1000;
-    match secs {
-        0 => format!("{ms} ms"),
-        1..=59 => format!("{secs}s"),
-        60..=3599 => format!("{}m {:02}s", secs / 60, secs % 60),
-        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
-    }
-}
-
-/// Token counts for people: `950`, `12.3k`, `1.20M`.
-fn format_tokens(n: u64) -> String {
-    match n {
-        0..=999 => n.to_string(),
-        1000..=999_999 => format!("{:.1}k", n as f64 / 1e3),
-        _ => format!("{:.2}M", n as f64 / 1e6),
-    }
-}
-
-/// A cost in US dollars with enough digits to be non-zero.
-fn format_cost(cost: f64) -> String {
-    if cost >= 1.0 { format!("${cost:.2}") } else { format!("${cost:.4}") }
-}
-
-/// `read ×3, bash ×1` in first-use order.
-#[must_use]
-pub fn tool_histogram(calls: &[String]) -> String {
-    let mut counts: Vec<(&str, usize)> = Vec::new();
-    for call in calls {
-        match counts.iter_mut().find(|(name, _)| name == call) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((call, 1)),
-        }
-    }
-    format_counts(counts.iter().map(|(name, n)| (*name, *n)))
-}
-
-fn format_counts<'a>(counts: impl Iterator<Item = (&'a str, usize)>) -> String {
-    counts.map(|(name, n)| format!("{name} ×{n}")).collect::<Vec<_>>().join(", ")
-}
-
-/// One line saying what a tool was asked to do, without dumping its whole
-/// input: the command for `bash`, the path (and size) for file tools, compact
-/// JSON otherwise; redacted, then cut to 300 characters (in that order, so a
-/// secret cut in half cannot slip past the scanner).
-///
-/// ```
-/// use omp_discord_core::report::summarize_input;
-/// use serde_json::json;
-///
-/// assert_eq!(summarize_input("bash", &json!({ "command": "cargo test" })), "cargo test");
-/// assert_eq!(summarize_input("write", &json!({ "path": "a.rs", "content": "fn main() {}" })), "a.rs (12 chars)");
-/// ```
-#[must_use]
-pub fn summarize_input(tool: &str, input: &Value) -> String {
-    const MAX: usize = 300;
-    let text = |key: &str| input.get(key).and_then(Value::as_str);
-    let path = ["path", "file_path", "filePath", "file"].into_iter().find_map(text);
-    let summary = match (tool, path) {
-        ("bash", _) if text("command").is_some() => text("command").unwrap_or_default().to_owned(),
-        ("write", Some(path)) => match text("content") {
-            Some(content) => format!("{path} ({} chars)", content.chars().count()),
-            None => path.to_owned(),
-        },
-        ("edit", Some(path)) => match input.get("edits").and_then(Value::as_array) {
-            Some(edits) => format!("{path} ({} edits)", edits.len()),
-            None => path.to_owned(),
-        },
-        (_, Some(path)) => path.to_owned(),
-        _ => match input {
-            Value::Null => String::new(),
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        },
-    };
-    truncate_chars(&redact_text(&summary), MAX)
-}
 
 /// The code-block language for a tool's summarised input.
 fn input_lang(tool: &str) -> &'static str {
@@ -342,10 +85,6 @@ fn finish_with_footer(embed: Embed) -> MessagePayload {
     embed::fit_total(&mut payload);
     payload
 }
-
-// ---------------------------------------------------------------------------
-// Templates
-// ---------------------------------------------------------------------------
 
 /// What is known when a session starts.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -382,27 +121,6 @@ pub fn session_started(start: &SessionStart) -> MessagePayload {
     }
     embed.fields = fields;
     finish(embed, &project)
-}
-
-/// Removes `<system-reminder>…</system-reminder>` blocks OMP wraps around a
-/// prompt (date, cwd): they are for the model, not for people.
-#[must_use]
-pub fn strip_system_reminders(prompt: &str) -> String {
-    const OPEN: &str = "<system-reminder>";
-    const CLOSE: &str = "</system-reminder>";
-    let mut out = String::with_capacity(prompt.len());
-    let mut rest = prompt;
-    while let Some(start) = rest.find(OPEN) {
-        out.push_str(&rest[..start]);
-        match rest[start..].find(CLOSE) {
-            Some(end) => rest = &rest[start + end + CLOSE.len()..],
-            None => {
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out.trim().to_owned()
 }
 
 /// The titles of a run's last report (the run card's final edit, or its
@@ -678,41 +396,6 @@ pub fn approval_request(request: &ApprovalRequest, project: &str) -> MessagePayl
     finish(embed, project)
 }
 
-/// A question the model asks a person.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct Question {
-    /// The question.
-    pub question: String,
-    /// Answers to choose from; empty for a free answer.
-    #[serde(default)]
-    pub choices: Vec<String>,
-}
-
-/// "Question from the model": the question and its numbered choices, with a
-/// footer that says how to answer.
-#[must_use]
-pub fn question(q: &Question, project: &str) -> MessagePayload {
-    let mut embed = embed::empty_embed(Level::Warning);
-    embed.title = Some("Question from the model".to_owned());
-    let mut text = clean(&q.question, 2500);
-    if !q.choices.is_empty() {
-        // The question takes at most 2500 characters; the choices share the rest.
-        let share = (limits::DESCRIPTION - 2600) / q.choices.len().clamp(1, limits::FIELDS);
-        text.push('\n');
-        for (index, choice) in q.choices.iter().take(limits::FIELDS).enumerate() {
-            let choice = clean_line(choice, share.saturating_sub(8));
-            text.push_str(&format!("\n**{}.** {choice}", index + 1));
-        }
-        if q.choices.len() > limits::FIELDS {
-            text.push_str(&format!("\n… {} more", q.choices.len() - limits::FIELDS));
-        }
-    }
-    embed.description = Some(truncate_chars(&text, limits::DESCRIPTION));
-    let hint = if q.choices.is_empty() { "reply in this thread to answer" } else { "choose below or reply" };
-    embed.footer = Some(footer(&format!("omp · {project} · {hint}")));
-    finish_with_footer(embed)
-}
-
 /// The state of a running agent run, as its live card shows it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunCard {
@@ -799,146 +482,12 @@ pub fn mark_subagent(payload: &mut MessagePayload) {
     embed::fit_total(payload);
 }
 
-// ---------------------------------------------------------------------------
-// Long output
-// ---------------------------------------------------------------------------
-
-/// Splits `text` across as many messages as it needs, none of it dropped:
-/// each message carries code blocks in language `lang` (several embeds, up to
-/// Discord's total), and the first embed's title is `title (i/n)` when there
-/// is more than one part. Cuts prefer line ends.
-///
-/// The text is redacted as a whole first (a secret is never split in two
-/// before the scanner sees it), mass mentions are defused, and backtick runs
-/// are broken with a zero-width space so the text can never close its block;
-/// apart from those zero-width spaces, the parts' code bodies joined in order
-/// are exactly the redacted text.
-#[must_use]
-pub fn split_long_output(title: &str, text: &str, lang: &str) -> Vec<MessagePayload> {
-    let lang = code_lang(lang);
-    let prepared = break_backtick_runs(&defuse_mass_mentions(&redact_text(text)));
-    let body = if prepared.is_empty() { "(no output)" } else { prepared.as_str() };
-    let overhead = fence_overhead(lang);
-
-    let mut parts: Vec<Vec<String>> = Vec::new();
-    let mut rest = body;
-    while !rest.is_empty() {
-        let mut blocks = Vec::new();
-        let mut budget = PART_BUDGET;
-        while !rest.is_empty() && blocks.len() < limits::EMBEDS && budget >= overhead + MIN_CHUNK {
-            let room = budget.min(limits::DESCRIPTION) - overhead;
-            let (chunk, tail) = next_chunk(rest, room);
-            blocks.push(format!("```{lang}\n{chunk}\n```"));
-            budget -= chunk.chars().count() + overhead;
-            rest = tail;
-        }
-        parts.push(blocks);
-    }
-
-    let count = parts.len();
-    let title = if title.trim().is_empty() { "Output" } else { title };
-    parts
-        .into_iter()
-        .enumerate()
-        .map(|(index, blocks)| {
-            let suffix = if count > 1 { format!(" ({}/{count})", index + 1) } else { String::new() };
-            let embeds = blocks
-                .into_iter()
-                .enumerate()
-                .map(|(block_index, block)| {
-                    let mut embed = embed::empty_embed(Level::Info);
-                    if block_index == 0 {
-                        let head = clean(title, limits::TITLE - suffix.chars().count());
-                        embed.title = Some(format!("{head}{suffix}"));
-                    }
-                    embed.description = Some(block);
-                    embed
-                })
-                .collect();
-            MessagePayload {
-                content: None,
-                embeds,
-                allowed_mentions: AllowedMentions::default(),
-                components: Vec::new(),
-                files: Vec::new(),
-            }
-        })
-        .collect()
-}
-
-/// Splits off the first at most `max` characters of `text`, after the last
-/// newline in its second half when there is one.
-fn next_chunk(text: &str, max: usize) -> (&str, &str) {
-    let Some((cut, _)) = text.char_indices().nth(max) else {
-        return (text, "");
-    };
-    let head = &text[..cut];
-    let half = head.char_indices().nth(max / 2).map_or(0, |(i, _)| i);
-    match head[half..].rfind('\n') {
-        Some(newline) => text.split_at(half + newline + 1),
-        None => text.split_at(cut),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::embed::validate_message;
+    use crate::markdown::ZWSP;
     use serde_json::json;
-
-    fn bodies(parts: &[MessagePayload]) -> String {
-        let mut joined = String::new();
-        for part in parts {
-            for embed in &part.embeds {
-                let d = embed.description.as_deref().unwrap();
-                let body = d.split_once('\n').unwrap().1.strip_suffix("\n```").unwrap();
-                joined.push_str(body);
-            }
-        }
-        joined
-    }
-
-    #[test]
-    fn escape_markdown_neutralises_formatting() {
-        assert_eq!(escape_markdown("a_b*c~d`e|f\\g"), r"a\_b\*c\~d\`e\|f\\g");
-        assert_eq!(
-            escape_markdown("> quote\n  - item\n12. x\nx - y 1. z"),
-            "\\> quote\n  \\- item\n12\\. x\nx - y 1. z"
-        );
-        assert_eq!(escape_markdown("<@123> [a](b)"), r"\<@123\> \[a\](b)");
-        assert_eq!(escape_markdown("Ünïcødé ✓"), "Ünïcødé ✓");
-    }
-
-    #[test]
-    fn code_block_cannot_be_escaped() {
-        for evil in ["```", "````", "a```\n@everyone```b", "`", "``", "x`"] {
-            let block = code_block("sh", evil);
-            assert_eq!(block.matches("```").count(), 2, "{block:?}");
-            assert!(block.starts_with("```sh\n") && block.ends_with("\n```"));
-            assert_eq!(block.replace(ZWSP, ""), format!("```sh\n{evil}\n```"));
-        }
-        assert_eq!(code_block("rust\n```", "x"), "```\nx\n```", "a hostile language tag is dropped");
-    }
-
-    #[test]
-    fn fenced_keeps_the_marker_inside() {
-        let block = fenced("", &"x".repeat(100), 50);
-        assert_eq!(block.chars().count(), 50);
-        assert!(block.ends_with(&format!("{}\n```", embed::TRUNCATION_MARKER)), "{block}");
-        assert_eq!(fenced("", "x", 3), "");
-    }
-
-    #[test]
-    fn project_and_duration_formatting() {
-        assert_eq!(project_name(""), "omp");
-        assert_eq!(project_name("repo"), "repo");
-        assert_eq!(format_duration(0), "0 ms");
-        assert_eq!(format_duration(59_999), "59s");
-        assert_eq!(format_duration(60_000), "1m 00s");
-        assert_eq!(format_duration(7_500_000), "2h 05m");
-        assert_eq!(format_tokens(12_345), "12.3k");
-        assert_eq!(format_cost(0.01234), "$0.0123");
-    }
 
     #[test]
     fn session_started_shows_what_is_known() {
@@ -1055,10 +604,11 @@ mod tests {
         let command = format!("{} {secret}", "x".repeat(279));
         let summary = summarize_input("bash", &json!({ "command": command }));
         assert!(!summary.contains("ghp_"), "{summary}");
-        let choice =
-            format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----", "A".repeat(70));
-        let q = question(&Question { question: "which key?".into(), choices: vec![choice] }, "p");
-        assert!(!q.embeds[0].description.as_deref().unwrap().contains("AAAAAAAAAA"), "{q:?}");
+        // A line of its own is redacted before its line breaks become spaces
+        // (a PEM block is recognised by its lines).
+        let key = format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{}\n-----END OPENSSH PRIVATE KEY-----", "A".repeat(70));
+        let card = run_card(&RunCard { running: vec![("bash".into(), key)], ..Default::default() }, "p");
+        assert!(!card.embeds[0].fields[0].value.contains("AAAAAAAAAA"), "{card:?}");
     }
 
     #[test]
@@ -1098,16 +648,6 @@ mod tests {
             "p",
         );
         assert!(other.embeds[0].description.as_deref().unwrap().starts_with("```json\n{\n  \"path\": \"a\""));
-    }
-
-    #[test]
-    fn question_lists_choices() {
-        let q = Question { question: "Which **db**?".into(), choices: vec!["sqlite".into(), "pg_*".into()] };
-        let payload = question(&q, "p");
-        validate_message(&payload).unwrap();
-        assert_eq!(payload.embeds[0].description.as_deref(), Some("Which **db**?\n\n**1.** sqlite\n**2.** pg\\_\\*"));
-        let many = Question { question: "q".repeat(10_000), choices: (0..100).map(|i| "c".repeat(i * 50)).collect() };
-        validate_message(&question(&many, "p")).unwrap();
     }
 
     #[test]
@@ -1154,45 +694,5 @@ mod tests {
         let mut long = tool_error(&ToolFailure { tool: "x".repeat(300), ..Default::default() }, "p");
         mark_subagent(&mut long);
         validate_message(&long).unwrap();
-    }
-
-    #[test]
-    fn split_keeps_everything_and_numbers_parts() {
-        let text: String = (0..3000).map(|i| format!("line {i} ```` @everyone ünï\n")).collect();
-        let parts = split_long_output("build log", &text, "text");
-        let n = parts.len();
-        assert!(n > 1);
-        for (i, part) in parts.iter().enumerate() {
-            validate_message(part).unwrap();
-            assert_eq!(part.embeds[0].title.as_deref(), Some(format!("build log ({}/{n})", i + 1).as_str()));
-            assert!(part.embeds.iter().all(|e| e.description.as_deref().unwrap().matches("```").count() == 2));
-        }
-        let joined = bodies(&parts);
-        assert!(!joined.contains("@everyone"));
-        assert_eq!(joined.replace(ZWSP, ""), text);
-    }
-
-    #[test]
-    fn split_at_the_boundaries() {
-        let one = split_long_output("t", "short", "rust");
-        assert_eq!(one.len(), 1);
-        assert_eq!(one[0].embeds[0].title.as_deref(), Some("t"));
-        assert_eq!(one[0].embeds[0].description.as_deref(), Some("```rust\nshort\n```"));
-        let empty = split_long_output("", "", "");
-        validate_message(&empty[0]).unwrap();
-        // No newline at all: cuts at the character limit, multibyte safe.
-        let wide = "é".repeat(100_000);
-        let parts = split_long_output("t", &wide, "");
-        parts.iter().for_each(|p| validate_message(p).unwrap());
-        assert_eq!(bodies(&parts), wide);
-    }
-
-    #[test]
-    fn split_redacts_the_whole_text_first() {
-        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
-        let text = format!("{}token={secret}\n{}", "x".repeat(4070), "y".repeat(10));
-        let parts = split_long_output("t", &text, "");
-        let json = serde_json::to_string(&parts).unwrap();
-        assert!(!json.contains(secret) && !json.contains("ghp_0123"), "{json}");
     }
 }
