@@ -328,7 +328,8 @@ pub const SYSTEMD_CREDENTIAL: &str = "omp-discord-token";
 pub const SYSTEMD_WEBHOOK_CREDENTIAL: &str = "omp-discord-webhook";
 
 /// How long an approval waits for a person unless configured.
-pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration =
+    Duration::from_secs(omp_discord_core::settings::DEFAULT_APPROVAL_TIMEOUT_SECS);
 
 /// The keys a config file may hold (besides `[report]`, which is passed on as written).
 pub const FILE_KEYS: &[&str] = &[
@@ -809,11 +810,8 @@ fn directive_value(raw: &str) -> String {
 }
 
 fn parse_switch(name: &str, raw: &str) -> Result<bool, ConfigError> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "on" | "yes" => Ok(true),
-        "0" | "false" | "off" | "no" => Ok(false),
-        _ => Err(invalid(name, "on or off", raw)),
-    }
+    // The same words the extension reads its switches with.
+    omp_discord_core::settings::parse_switch(raw).ok_or_else(|| invalid(name, "on or off", raw))
 }
 
 /// The log filter: `OMP_DISCORD_LOG`, else the config file's `log`, else `None`.
