@@ -137,10 +137,14 @@ describe("tools and messages", () => {
 	});
 	test("approvals fail closed", () => {
 		const shim = new wasm.Shim(wasm.settings());
-		expect(shim.approvalWaitMs({ tools: ["bash"], timeout_secs: 5 }, "bash")).toBe(15_000);
-		expect(shim.approvalWaitMs({ tools: ["bash"], timeout_secs: 5 }, "read")).toBeUndefined();
-		expect(wasm.approvalStep({ type: "decision", id: "1", approved: false, reason: "denied" })).toEqual({ type: "block", reason: "Blocked: denied." });
-		expect(wasm.approvalStep(wasm.clientError({ kind: "connection_lost" }))).toMatchObject({ type: "retry" });
+		const gate = shim.approvalGate({ tools: ["bash"], timeout_secs: 5 }, "bash", 1_000);
+		expect(gate).toMatchObject({ deadline_ms: 16_000 });
+		expect(shim.approvalGate({ tools: ["bash"], timeout_secs: 5 }, "read", 1_000)).toBeUndefined();
+		if (!gate) throw new Error("a gate");
+		const denied = { type: "decision", id: "1", approved: false, reason: "denied" } as const;
+		expect(wasm.approvalStep(gate, denied, 2_000)).toEqual({ type: "block", reason: "Blocked: denied." });
+		const lost = wasm.approvalStep(gate, wasm.clientError({ kind: "connection_lost" }), 2_000);
+		expect(lost).toMatchObject({ type: "retry", after_ms: 500, gate: { unreachable_since_ms: 2_000 } });
 		expect(wasm.approvalBlocked(undefined)).toContain("no decision arrived");
 		shim.free();
 	});

@@ -597,9 +597,35 @@ export type ApprovalStep = { "type": "run" } | { "type": "block",
  */
 reason: string, } | { "type": "retry", 
 /**
- * Why, for the reason if no decision comes.
+ * The gate, updated.
  */
-why: string, } | { "type": "stop" };
+gate: ApprovalGate, 
+/**
+ * The pause, in milliseconds.
+ */
+after_ms: number, };
+
+export type ApprovalGate = { 
+/**
+ * When the call is blocked if no decision came (milliseconds since 1970).
+ */
+deadline_ms: number, 
+/**
+ * Since when no sidecar took the request, while that lasts.
+ */
+unreachable_since_ms?: number | null, 
+/**
+ * The last failure, for the reason the call is blocked.
+ */
+why?: string | null, 
+/**
+ * How long a sidecar may stay unreachable (a restart takes seconds).
+ */
+reconnect_ms: number, 
+/**
+ * The pause before asking again.
+ */
+retry_ms: number, };
 
 export type CommandStep = { "type": "status" } | { "type": "say", 
 /**

@@ -16,7 +16,7 @@ use crate::schema::ToolDefinition;
 use crate::settings::{Deadlines, ShimSettings};
 use crate::shim::client::ClientFailure;
 use crate::shim::command::{CommandStep, Notice};
-use crate::shim::{ApprovalStep, EventStep, InboundStep, OmpSession, ToolCall};
+use crate::shim::{ApprovalGate, ApprovalStep, EventStep, InboundStep, OmpSession, ToolCall};
 use crate::tools::ToolText;
 
 const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../js-shim/generated/types.ts");
@@ -48,6 +48,7 @@ fn generated() -> String {
         ToolDefinition::decl(&cfg),
         InboundStep::decl(&cfg),
         ApprovalStep::decl(&cfg),
+        ApprovalGate::decl(&cfg),
         CommandStep::decl(&cfg),
         Notice::decl(&cfg),
         ClientFailure::decl(&cfg),

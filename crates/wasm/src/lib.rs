@@ -20,7 +20,7 @@ use wasm_bindgen::prelude::*;
 // The exports' TypeScript signatures name core's types (generated from Rust
 // into js-shim/generated/types.ts); wasm-pack's declarations import them.
 #[wasm_bindgen(typescript_custom_section)]
-const TYPES: &str = r#"import type { ApprovalStep, ClientFailure, ClientFrame, CommandStep, EventStep, InboundStep, Notice, OmpSession,
+const TYPES: &str = r#"import type { ApprovalGate, ApprovalStep, ClientFailure, ClientFrame, CommandStep, EventStep, InboundStep, Notice, OmpSession,
   ServerFrame, SessionRef, ShimSettings, ToolCall, ToolDefinition, ToolText } from "../js-shim/generated/types";"#;
 
 /// Maps (and `None`) must reach JS as plain objects (and `null`), which
@@ -160,14 +160,18 @@ pub fn reported_events() -> Vec<String> {
     shim::REPORTED_EVENTS.map(str::to_owned).to_vec()
 }
 
-/// The next step of an approval after the sidecar's answer: `ApprovalStep`.
+/// The next step of an approval after the sidecar's answer at `now`: `ApprovalStep`.
 ///
 /// # Errors
 ///
-/// When `frame` is not a server frame.
+/// When `gate` or `frame` cannot be read.
 #[wasm_bindgen(js_name = approvalStep, unchecked_return_type = "ApprovalStep")]
-pub fn approval_step(#[wasm_bindgen(unchecked_param_type = "ServerFrame")] frame: JsValue) -> Result<JsValue, JsError> {
-    to_js(&shim::approval_step(&from_js(frame)?))
+pub fn approval_step(
+    #[wasm_bindgen(unchecked_param_type = "ApprovalGate")] gate: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "ServerFrame")] frame: JsValue,
+    now_ms: f64,
+) -> Result<JsValue, JsError> {
+    to_js(&shim::approval_step(from_js(gate)?, &from_js(frame)?, millis(now_ms)))
 }
 
 /// Why a call that needed an approval is blocked when no decision came.
@@ -420,21 +424,23 @@ impl Shim {
         self.inner.handed_on(message_id);
     }
 
-    /// How long a call of `tool` waits for a person under `policy` (the
-    /// welcome's, or `null`), in milliseconds; `undefined` when it needs none.
+    /// The gate for a call of `tool` at `now` under `policy` (the welcome's,
+    /// or `null`): `ApprovalGate`, or `undefined` when it needs no approval.
     ///
     /// # Errors
     ///
     /// When `policy` is not JSON.
-    #[wasm_bindgen(js_name = approvalWaitMs)]
-    pub fn approval_wait_ms(
+    #[wasm_bindgen(js_name = approvalGate, unchecked_return_type = "ApprovalGate | undefined")]
+    pub fn approval_gate(
         &self,
         #[wasm_bindgen(unchecked_param_type = "unknown")] policy: JsValue,
         tool: &str,
-    ) -> Result<Option<f64>, JsError> {
-        // Milliseconds fit an f64 exactly for any timeout a person waits.
-        #[allow(clippy::cast_precision_loss)]
-        Ok(self.inner.approval_wait_ms(&json_of(policy)?, tool).map(|ms| ms as f64))
+        now_ms: f64,
+    ) -> Result<JsValue, JsError> {
+        match self.inner.approval_gate(&json_of(policy)?, tool, millis(now_ms)) {
+            Some(gate) => to_js(&gate),
+            None => Ok(JsValue::UNDEFINED),
+        }
     }
 
     /// Whether tool results reach the model redacted.

@@ -235,6 +235,17 @@ mod tests {
     }
 
     #[test]
+    fn every_completion_is_a_command() {
+        for completion in COMPLETIONS {
+            let step = shim().command(&ctx("s"), completion, &Value::Null);
+            assert!(
+                !matches!(&step, CommandStep::Say { notice } if notice.level == "warning"),
+                "{completion}: {step:?}"
+            );
+        }
+    }
+
+    #[test]
     fn completions_follow_the_typed_prefix() {
         assert_eq!(completions(" le"), ["level quiet", "level normal", "level verbose"]);
         assert_eq!(completions("").len(), COMPLETIONS.len());

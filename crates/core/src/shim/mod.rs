@@ -118,6 +118,25 @@ pub enum InboundStep {
     FollowUp,
 }
 
+/// A tool call waiting for a person's approval: its deadline, and what went
+/// wrong so far. The shim hands it back with each answer ([`approval_step`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ApprovalGate {
+    /// When the call is blocked if no decision came (milliseconds since 1970).
+    pub deadline_ms: u64,
+    /// Since when no sidecar took the request, while that lasts.
+    #[cfg_attr(test, ts(optional = nullable))]
+    pub unreachable_since_ms: Option<u64>,
+    /// The last failure, for the reason the call is blocked.
+    #[cfg_attr(test, ts(optional = nullable))]
+    pub why: Option<String>,
+    /// How long a sidecar may stay unreachable (a restart takes seconds).
+    pub reconnect_ms: u64,
+    /// The pause before asking again.
+    pub retry_ms: u64,
+}
+
 /// The next step of a tool call that waits for an approval, after one answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -125,18 +144,19 @@ pub enum InboundStep {
 pub enum ApprovalStep {
     /// Approved: the call runs.
     Run,
-    /// Denied (or expired): the call is blocked with `reason`.
+    /// Denied, expired, or no decision will come: the call is blocked.
     Block {
         /// What the model reads.
         reason: String,
     },
-    /// No sidecar took it (a restart?): ask again for the same call.
+    /// No sidecar took it (a restart?): after `after_ms`, ask again for the
+    /// same call (it waits on the same request in Discord) until `gate`'s deadline.
     Retry {
-        /// Why, for the reason if no decision comes.
-        why: String,
+        /// The gate, updated.
+        gate: ApprovalGate,
+        /// The pause, in milliseconds.
+        after_ms: u64,
     },
-    /// No decision will come: block (see [`approval_blocked`]).
-    Stop,
 }
 
 /// Where a session's reports go, and what it keeps while it lives.
@@ -154,6 +174,8 @@ struct Session {
 pub struct Shim {
     host: String,
     fallback_approvals: ApprovalPolicy,
+    approval_reconnect_ms: u64,
+    approval_retry_ms: u64,
     redact_tool_results: bool,
     sessions: HashMap<String, Session>,
     /// Reporters in the order the sessions first reported.
@@ -171,6 +193,8 @@ impl Shim {
         Self {
             host: settings.host.clone(),
             fallback_approvals: settings.approvals.clone(),
+            approval_reconnect_ms: settings.deadlines.approval_reconnect_ms,
+            approval_retry_ms: settings.deadlines.approval_retry_ms,
             redact_tool_results: settings.redact_tool_results,
             sessions: HashMap::new(),
             reporters: Vec::new(),
@@ -371,18 +395,25 @@ impl Shim {
         }
     }
 
-    /// How long a call of `tool` waits for a person, in milliseconds, under
-    /// `policy` (the sidecar's, from its welcome; `null` before any welcome,
-    /// then the environment's): `None` when it needs no approval or the
-    /// policy cannot be read.
+    /// The gate for a call of `tool` at `now_ms` under `policy` (the
+    /// sidecar's, from its welcome; `null` before any welcome, then the
+    /// environment's): `None` when it needs no approval or the policy cannot
+    /// be read. It waits the policy's timeout plus [`ANSWER_MARGIN_SECS`].
     #[must_use]
-    pub fn approval_wait_ms(&self, policy: &Value, tool: &str) -> Option<u64> {
+    pub fn approval_gate(&self, policy: &Value, tool: &str, now_ms: u64) -> Option<ApprovalGate> {
         let policy = if policy.is_null() {
             self.fallback_approvals.clone()
         } else {
             serde_json::from_value::<ApprovalPolicy>(policy.clone()).ok()?
         };
-        policy.needs_approval(tool).then(|| policy.timeout_secs.saturating_add(ANSWER_MARGIN_SECS).saturating_mul(1000))
+        policy.needs_approval(tool).then(|| ApprovalGate {
+            deadline_ms: now_ms
+                .saturating_add(policy.timeout_secs.saturating_add(ANSWER_MARGIN_SECS).saturating_mul(1000)),
+            unreachable_since_ms: None,
+            why: None,
+            reconnect_ms: self.approval_reconnect_ms,
+            retry_ms: self.approval_retry_ms,
+        })
     }
 
     /// Whether tool results reach the model redacted (`/discord redact`).
@@ -392,15 +423,23 @@ impl Shim {
     }
 }
 
-/// The next step of an approval after the sidecar's answer `frame`. It
-/// fails closed: only a decision lets the call run.
+/// The next step of an approval after the sidecar's answer `frame` at
+/// `now_ms`. It fails closed: only a decision lets the call run, and a
+/// sidecar unreachable for longer than the gate allows blocks it.
 #[must_use]
-pub fn approval_step(frame: &ServerFrame) -> ApprovalStep {
+pub fn approval_step(mut gate: ApprovalGate, frame: &ServerFrame, now_ms: u64) -> ApprovalStep {
     match frame {
         ServerFrame::Decision { approved: true, .. } => ApprovalStep::Run,
         ServerFrame::Decision { reason, .. } => ApprovalStep::Block { reason: format!("Blocked: {reason}.") },
-        ServerFrame::Error { message, .. } => ApprovalStep::Retry { why: message.clone() },
-        _ => ApprovalStep::Stop,
+        ServerFrame::Error { message, .. } => {
+            gate.why = Some(message.clone());
+            let since = *gate.unreachable_since_ms.get_or_insert(now_ms);
+            if now_ms.saturating_sub(since) > gate.reconnect_ms {
+                return ApprovalStep::Block { reason: approval_blocked(gate.why.as_deref()) };
+            }
+            ApprovalStep::Retry { after_ms: gate.retry_ms, gate }
+        }
+        _ => ApprovalStep::Block { reason: approval_blocked(gate.why.as_deref()) },
     }
 }
 
@@ -550,22 +589,32 @@ mod tests {
     fn approvals_fail_closed() {
         let shim = shim();
         let policy = json!({ "tools": ["bash"], "timeout_secs": 5 });
-        assert_eq!(shim.approval_wait_ms(&policy, "bash"), Some(15_000));
-        assert_eq!(shim.approval_wait_ms(&policy, "read"), None);
-        assert_eq!(shim.approval_wait_ms(&json!("nonsense"), "bash"), None);
-        assert_eq!(shim.approval_wait_ms(&Value::Null, "bash"), None);
+        let gate = shim.approval_gate(&policy, "bash", 1_000).unwrap();
+        assert_eq!((gate.deadline_ms, gate.reconnect_ms, gate.retry_ms), (16_000, 30_000, 500));
+        assert_eq!(shim.approval_gate(&policy, "read", 0), None);
+        assert_eq!(shim.approval_gate(&json!("nonsense"), "bash", 0), None);
+        assert_eq!(shim.approval_gate(&Value::Null, "bash", 0), None);
         let env = BTreeMap::from([("OMP_DISCORD_APPROVE_TOOLS".to_owned(), "bash".to_owned())]);
         let guarded = Shim::new(&ShimSettings::from_env(&env, "box"));
-        assert_eq!(guarded.approval_wait_ms(&Value::Null, "bash"), Some(610_000));
+        assert_eq!(guarded.approval_gate(&Value::Null, "bash", 0).unwrap().deadline_ms, 610_000);
 
         let decision = |approved| ServerFrame::Decision { id: "1".into(), approved, reason: "ana said no".into() };
-        assert_eq!(approval_step(&decision(true)), ApprovalStep::Run);
-        assert_eq!(approval_step(&decision(false)), ApprovalStep::Block { reason: "Blocked: ana said no.".into() });
+        assert_eq!(approval_step(gate.clone(), &decision(true), 2_000), ApprovalStep::Run);
+        assert_eq!(
+            approval_step(gate.clone(), &decision(false), 2_000),
+            ApprovalStep::Block { reason: "Blocked: ana said no.".into() }
+        );
         let lost = ServerFrame::Error { id: None, code: ErrorCode::SidecarUnavailable, message: "lost".into() };
-        assert_eq!(approval_step(&lost), ApprovalStep::Retry { why: "lost".into() });
-        assert_eq!(approval_step(&ServerFrame::Accepted { id: "1".into(), seq: 0 }), ApprovalStep::Stop);
+        let ApprovalStep::Retry { gate: retried, after_ms: 500 } = approval_step(gate.clone(), &lost, 2_000) else {
+            panic!("a lost connection is asked again")
+        };
+        assert_eq!((retried.unreachable_since_ms, retried.why.as_deref()), (Some(2_000), Some("lost")));
+        assert!(matches!(approval_step(retried.clone(), &lost, 32_000), ApprovalStep::Retry { .. }));
+        let blocked = "Blocked: this call needs approval in Discord, and lost.";
+        assert_eq!(approval_step(retried.clone(), &lost, 32_001), ApprovalStep::Block { reason: blocked.into() });
+        let queued = ServerFrame::Accepted { id: "1".into(), seq: 0 };
+        assert_eq!(approval_step(retried, &queued, 3_000), ApprovalStep::Block { reason: blocked.into() });
         assert_eq!(approval_blocked(None), "Blocked: this call needs approval in Discord, and no decision arrived.");
-        assert_eq!(approval_blocked(Some("lost")), "Blocked: this call needs approval in Discord, and lost.");
     }
 
     #[test]
