@@ -47,7 +47,7 @@ impl Notice {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub enum CommandStep {
-    /// Ask the sidecar for its status, then show [`status_line`].
+    /// Ask the sidecar for its status, then show [`Shim::status_line`].
     Status,
     /// Show this line; the command is done.
     Say {

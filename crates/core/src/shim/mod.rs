@@ -90,7 +90,7 @@ pub enum ToolCall {
     Request {
         /// The request.
         #[cfg_attr(test, ts(type = "ClientFrame"))]
-        frame: ClientFrame,
+        frame: Box<ClientFrame>,
         /// The deadline, in milliseconds.
         wait_ms: u64,
     },
@@ -364,7 +364,10 @@ impl Shim {
     pub fn tool_call(&mut self, tool: &str, params: &Value, ctx: &OmpSession, call_id: &str) -> ToolCall {
         let session = self.session_of(ctx);
         match tools::tool_request(tool, params, &session, call_id, project(&ctx.cwd)) {
-            Ok(frame) => ToolCall::Request { wait_ms: tools::answer_wait_secs(&frame).saturating_mul(1000), frame },
+            Ok(frame) => ToolCall::Request {
+                wait_ms: tools::answer_wait_secs(&frame).saturating_mul(1000),
+                frame: Box::new(frame),
+            },
             Err(err) => ToolCall::Answer { text: format!("{tool} failed: {}", err.0), is_error: true },
         }
     }
@@ -625,7 +628,7 @@ mod tests {
         else {
             panic!("a request")
         };
-        assert!(matches!(frame, ClientFrame::Read { .. }));
+        assert!(matches!(*frame, ClientFrame::Read { .. }));
         assert_eq!(wait_ms, 8_000);
         let ask = json!({ "question": "go?", "timeoutSeconds": 60 });
         let ToolCall::Request { wait_ms, .. } = shim.tool_call("discord_ask", &ask, &s, "c") else {
