@@ -164,7 +164,8 @@ class SidecarClient {
 				const { protocol, client, host } = this.settings;
 				socket.write(wasm.encodeClientFrame({ type: "hello", protocol, client, pid: process.pid, host }));
 			});
-			createInterface({ input: socket, crlfDelay: Number.POSITIVE_INFINITY }).on("line", (line) => {
+			// readline passes the socket's errors on to itself: they are handled above.
+			createInterface({ input: socket }).on("error", () => {}).on("line", (line) => {
 				const frame = tryOr<ServerFrame | undefined>(() => wasm.decodeServerFrame(line), undefined);
 				if (!frame) return;
 				if (!welcomed) {
