@@ -75,7 +75,8 @@ bash scripts/mcp-venv.sh
 
 log "building the wasm module"
 # wasm-opt stays off (see crates/wasm/Cargo.toml): Debian's binaryen corrupts the output.
-wasm-pack --quiet build crates/wasm --target web --release --out-dir ../../pkg --no-pack --no-typescript
+# Its declarations (pkg/*.d.ts) name core's types, generated into js-shim/generated/types.ts.
+wasm-pack --quiet build crates/wasm --target web --release --out-dir ../../pkg --no-pack
 bun scripts/inline-wasm.ts
 
 log "bundling the plugin (dist/index.js)"

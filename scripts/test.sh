@@ -21,6 +21,9 @@ bash scripts/scan-secrets.sh
 log "Rust tests (unit, doc, integration, end-to-end with omp)"
 cargo test --workspace --locked
 
+log "the shim's types (tsc --noEmit, strict, against core's generated types)"
+(cd js-shim && tsc --noEmit -p .)
+
 log "wasm tests from Bun"
 (cd js-shim && bun test)
 

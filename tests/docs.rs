@@ -89,7 +89,11 @@ fn every_documented_slash_command_exists() {
     let definitions = serde_json::to_value(omp_discord_core::commands::definitions()).unwrap();
     let omp: BTreeSet<String> =
         definitions[0]["options"].as_array().unwrap().iter().map(|o| o["name"].as_str().unwrap().to_owned()).collect();
-    let shim = std::fs::read_to_string(repo().join("js-shim/index.ts")).unwrap();
+    // `/discord`'s verbs, as core parses and completes them for the shim.
+    let discord: BTreeSet<&str> = omp_discord_core::shim::command::completions("")
+        .into_iter()
+        .filter_map(|completion| completion.split(' ').next())
+        .collect();
     let mut checked = 0;
     for file in doc_files() {
         for snippet in code_snippets(&std::fs::read_to_string(&file).unwrap()) {
@@ -99,7 +103,7 @@ fn every_documented_slash_command_exists() {
                 match pair[0] {
                     "/omp" => assert!(omp.contains(sub), "{}: `/omp {sub}` is not a subcommand", file.display()),
                     "/discord" => assert!(
-                        shim.contains(&format!("case \"{sub}\"")),
+                        discord.contains(sub),
                         "{}: `/discord {sub}` is not handled by the shim",
                         file.display()
                     ),

@@ -180,11 +180,8 @@ pub(super) fn directive_value(raw: &str) -> String {
 }
 
 fn parse_switch(name: &str, raw: &str) -> Result<bool, ConfigError> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "on" | "yes" => Ok(true),
-        "0" | "false" | "off" | "no" => Ok(false),
-        _ => Err(invalid(name, "on or off", raw)),
-    }
+    // The same words the extension reads its switches with.
+    omp_discord_core::settings::parse_switch(raw).ok_or_else(|| invalid(name, "on or off", raw))
 }
 
 #[cfg(test)]

@@ -267,7 +267,8 @@ impl Config {
 }
 
 /// How long an approval waits for a person unless configured.
-const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_APPROVAL_TIMEOUT: Duration =
+    Duration::from_secs(omp_discord_core::settings::DEFAULT_APPROVAL_TIMEOUT_SECS);
 
 /// The form of a reply rate limit, for error messages.
 const RATE_LIMIT_FORM: &str = "MESSAGES/SECONDS such as \"10/60\", or \"off\"";

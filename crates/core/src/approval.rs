@@ -20,6 +20,7 @@ use crate::templates::{self, ApprovalRequest};
 /// | `timeout_secs` | `300` | how long a call waits; then it is denied |
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ApprovalPolicy {
     /// Tool name patterns that need approval.
     pub tools: Vec<String>,

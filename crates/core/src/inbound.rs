@@ -50,6 +50,7 @@ pub fn prepare_inbound(author: &str, content: &str) -> Result<String, InboundRef
 /// How a reply reaches a session whose agent is working.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum Delivery {
     /// Queued until the current run is done (OMP's `deliverAs: "followUp"`);
     /// starts a run when the session is idle.

@@ -20,6 +20,8 @@
 //! - [`thread`]: a session's thread: its name and starter message.
 //! - [`tool_result`]: redaction of tool results before the model sees them.
 //! - [`paths`]: where the sidecar's socket lives.
+//! - [`settings`]: settings from the environment: on/off switches, the shim's settings and deadlines.
+//! - [`shim`]: the OMP extension's decisions: sessions and subagents, reports as notify frames, replies, approvals, `/discord`.
 //! - [`projects`]: project directories (globs) and the channel each reports to.
 //! - [`invite`]: the permissions each feature needs and the bot's invite URL.
 //! - [`inbound`]: checking and shaping replies from Discord before OMP sees them.
@@ -48,8 +50,13 @@ pub mod protocol;
 pub mod redact;
 pub mod reporter;
 pub mod schema;
+pub mod settings;
+pub mod shim;
 pub mod split;
 pub mod templates;
 pub mod thread;
 pub mod tool_result;
 pub mod tools;
+
+#[cfg(test)]
+mod typescript;

@@ -33,6 +33,7 @@ pub const MAX_REQUEST_ID_BYTES: usize = 64;
 /// A frame sent by a client (the shim, the CLI) to the sidecar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ClientFrame {
     /// First frame on every connection.
     Hello(Hello),
@@ -150,6 +151,7 @@ impl ClientFrame {
 
 /// The opening frame of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Hello {
     /// The client's [`PROTOCOL_VERSION`].
     pub protocol: u32,
@@ -167,6 +169,7 @@ pub struct Hello {
 
 /// The OMP session a request belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SessionRef {
     /// OMP's session id (`ctx.sessionManager.getSessionId()`).
     pub id: String,
@@ -180,12 +183,14 @@ pub struct SessionRef {
 
 /// A request to post one message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct NotifyRequest {
     /// Request id, echoed in the answer.
     pub id: String,
     /// The session the message belongs to.
     pub session: SessionRef,
     /// The message, already built and redacted by core.
+    #[cfg_attr(test, ts(type = "unknown"))]
     pub message: MessagePayload,
     /// Post to this channel (a snowflake, as a string) instead of the session's
     /// thread (`discord_send`, `omp-discord notify --channel`).
@@ -204,6 +209,7 @@ pub struct NotifyRequest {
 /// A frame sent by the sidecar to a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ServerFrame {
     /// Answer to [`ClientFrame::Hello`].
     Welcome {
@@ -338,6 +344,7 @@ pub enum ServerFrame {
 /// What [`ServerFrame::Control`] asks of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum SessionAction {
     /// Stop the current run (OMP's `ctx.abort()`).
     Abort,
@@ -351,6 +358,7 @@ fn default_read_limit() -> u8 {
 
 /// One Discord message, as `discord_read` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ChannelMessage {
     /// The message id.
     pub id: String,
@@ -371,6 +379,7 @@ pub struct ChannelMessage {
 
 /// A file attached to a Discord message, as `discord_read` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AttachmentInfo {
     /// The file's name.
     pub filename: String,
@@ -382,6 +391,7 @@ pub struct AttachmentInfo {
 
 /// A guild and the channels the bot can see in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct GuildInfo {
     /// The guild id.
     pub id: String,
@@ -394,6 +404,7 @@ pub struct GuildInfo {
 
 /// A channel as `discord_channels` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ChannelInfo {
     /// The channel id.
     pub id: String,
@@ -413,6 +424,7 @@ pub struct ChannelInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub enum ErrorCode {
     /// The line was not a valid frame.
     MalformedFrame,
@@ -434,6 +446,13 @@ pub enum ErrorCode {
     UnknownChannel,
     /// The peer runs as another user than the sidecar; the connection is closed.
     Forbidden,
+    /// No sidecar answered (none running, none could be started, or the
+    /// connection was lost). Made by the client, never sent by the sidecar.
+    SidecarUnavailable,
+    /// The sidecar did not answer before the request's deadline. Made by the client.
+    SidecarTimeout,
+    /// Too many requests were waiting; this one was dropped. Made by the client.
+    QueueFull,
 }
 
 impl ErrorCode {
@@ -451,7 +470,17 @@ impl ErrorCode {
             Self::DiscordUnavailable => "discord_unavailable",
             Self::UnknownChannel => "unknown_channel",
             Self::Forbidden => "forbidden",
+            Self::SidecarUnavailable => "sidecar_unavailable",
+            Self::SidecarTimeout => "sidecar_timeout",
+            Self::QueueFull => "queue_full",
         }
+    }
+
+    /// Whether the sidecar never took the request (a client-made code): it
+    /// can be sent again later, and the model reads that Discord is unavailable.
+    #[must_use]
+    pub fn never_taken(self) -> bool {
+        matches!(self, Self::SidecarUnavailable | Self::SidecarTimeout | Self::QueueFull)
     }
 }
 
@@ -689,6 +718,9 @@ mod tests {
             ErrorCode::DiscordUnavailable,
             ErrorCode::UnknownChannel,
             ErrorCode::Forbidden,
+            ErrorCode::SidecarUnavailable,
+            ErrorCode::SidecarTimeout,
+            ErrorCode::QueueFull,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }

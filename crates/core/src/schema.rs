@@ -8,6 +8,7 @@ use crate::embed::limits;
 
 /// A tool as the shim registers it with OMP.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ToolDefinition {
     /// Tool name the model calls.
     pub name: &'static str,

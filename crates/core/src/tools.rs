@@ -10,7 +10,7 @@ use crate::embed::{
     FileUpload, MessagePayload, Notification, build_notification, clean, file_name, limits, validate_message,
 };
 use crate::protocol::{
-    ChannelMessage, ClientFrame, GuildInfo, MAX_FRAME_BYTES, NotifyRequest, ServerFrame, SessionRef,
+    ChannelMessage, ClientFrame, ErrorCode, GuildInfo, MAX_FRAME_BYTES, NotifyRequest, ServerFrame, SessionRef,
 };
 
 /// Longest a `discord_ask` may wait, in seconds.
@@ -23,12 +23,16 @@ pub const DEFAULT_ASK_SECS: u64 = 600;
 /// for `delivered` then is queued, not lost: it was `accepted` (journaled).
 pub const ANSWER_WAIT_SECS: u64 = 8;
 
+/// What a transport waits beyond a person's own timeout (a question, an
+/// approval), in seconds: the sidecar's answer still has to arrive.
+pub const ANSWER_MARGIN_SECS: u64 = 10;
+
 /// How long to wait for the sidecar's answer to `frame`, in seconds: a
-/// question's own timeout plus a margin, else [`ANSWER_WAIT_SECS`].
+/// question's own timeout plus [`ANSWER_MARGIN_SECS`], else [`ANSWER_WAIT_SECS`].
 #[must_use]
 pub fn answer_wait_secs(frame: &ClientFrame) -> u64 {
     match frame {
-        ClientFrame::Ask { timeout_secs, .. } => timeout_secs.saturating_add(10),
+        ClientFrame::Ask { timeout_secs, .. } => timeout_secs.saturating_add(ANSWER_MARGIN_SECS),
         _ => ANSWER_WAIT_SECS,
     }
 }
@@ -77,6 +81,7 @@ pub struct ToolError(pub String);
 
 /// What the model reads back.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ToolText {
     /// The text.
     pub text: String,
@@ -393,6 +398,17 @@ pub fn tool_answer(tool: &str, frame: &ServerFrame) -> ToolText {
             ok(format!("{} answered in Discord: {text}", by.as_deref().unwrap_or("Someone")))
         }
         ServerFrame::Answer { text, .. } => ToolText { text: format!("No answer: {text}"), is_error: true },
+        ServerFrame::Error { code, message, .. } if code.never_taken() => {
+            let hint = if *code == ErrorCode::SidecarTimeout {
+                "; Discord may be slow or unreachable, try again later"
+            } else {
+                ""
+            };
+            ToolText {
+                text: format!("{tool} failed: Discord is unavailable ({code}): {message}{hint}"),
+                is_error: true,
+            }
+        }
         ServerFrame::Error { code, message, .. } => {
             ToolText { text: format!("{tool} failed ({code}): {message}"), is_error: true }
         }
