@@ -75,8 +75,9 @@ rm -f "$log"
 
 # The sidecar from this checkout, whatever target/ holds.
 cargo build --quiet --release --locked -p omp-discord --bin omp-discord
+cargo build --quiet --release --locked -p omp-discord-emulator --bin omp-discord-emulator
 sidecar=$CARGO_TARGET_DIR/release/omp-discord
-export BENCH_SIDECAR_BINARY=$sidecar
+export BENCH_SIDECAR_BINARY=$sidecar BENCH_EMULATOR_BINARY=$CARGO_TARGET_DIR/release/omp-discord-emulator
 
 section "sidecar: notify latency, drain, RSS (benches/sidecar.rs)"
 # Built with the release profile (as the sidecar is), then run directly.
