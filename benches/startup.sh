@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # How much the plugin adds to an `omp -p` run: N paired runs (without, with,
 # alternating), scripted model, the sidecar and the emulator running.
-# Prints medians and the ratio. Usage: bash bench/startup.sh [N]   (default 10)
+# Prints medians and the ratio. Usage: bash benches/startup.sh [N]   (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10}
-# bench/run.sh passes the sidecar it built from this checkout.
+# benches/run.sh passes the sidecar and the emulator it built from this checkout.
 bin=$(realpath "${BENCH_SIDECAR_BINARY:-target/release/omp-discord}")
 emulator=$(realpath "${BENCH_EMULATOR_BINARY:-target/release/omp-discord-emulator}")
 export PATH="$PWD/node_modules/.bin:$PATH"
-work=$(mktemp -d /tmp/omd-bench.XXXXXX)
+work=$(mktemp -d -t omd-bench.XXXXXX)
 trap 'kill $emu_pid $side_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/home" "$work/tmp"
 # Everything private to this run: HOME (and so the state dir) before the
