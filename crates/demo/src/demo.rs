@@ -2,12 +2,13 @@
 //!
 //! By default it needs no token and no network: the Discord emulator (in
 //! this process), a sidecar (`omp-discord serve`), and a long-lived `omp`
-//! (RPC mode) driven by a scripted model. A simulated person answers in Discord, and the demo
-//! narrates each step as it happens: the session's thread, the live run card,
-//! an approval (a stranger's click refused, the owner's "Always allow"), a
-//! secret redacted on its way to Discord, the run summary, a reply in the
-//! thread that starts the next run, and `/omp status`. It ends with the web
-//! view's address (and, with `--screenshot`, a picture of it).
+//! (RPC mode) driven by a scripted model. A simulated person answers in
+//! Discord, and the demo narrates each step as it happens: the session's
+//! thread, the live run card, an approval (a stranger's click refused, the
+//! owner's "Always allow"), a secret redacted on its way to Discord, the run
+//! summary, a reply in the thread that starts the next run, and `/omp
+//! status`. It ends with the web view's address (and, with `--screenshot`, a
+//! picture of it).
 //!
 //! With `OMP_DISCORD_TOKEN` (or `_FILE`) and `OMP_DISCORD_CHANNEL_ID` set it
 //! posts to the real Discord instead (your configuration, your approvals); with
