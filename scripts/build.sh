@@ -14,7 +14,7 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 # several-machines test (a private sshd on loopback; no system service is started).
 missing=()
 command -v tmux >/dev/null || missing+=(tmux)
-# Chromium takes the demo's screenshot of the emulator's web view (`demo --screenshot`, its test).
+# Chromium takes the demo's screenshot of the emulator's web view (`omp-discord-demo --screenshot`, its test).
 { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } || missing+=(chromium)
 # ...and its emoji (✅, ⏹️, 📨 in the thread) need a color emoji font, or they show as boxes.
 [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing+=(fonts-noto-color-emoji)
@@ -84,3 +84,6 @@ bun build js-shim/index.ts --target bun --format esm --external '@oh-my-pi/*' --
 
 log "building the release binary (target/release/omp-discord)"
 cargo build --release --locked --bin omp-discord
+# Built apart from omp-discord, so that the shipped binary's dependencies get no features only these use.
+log "building the demo and the Discord emulator (target/release/omp-discord-demo, omp-discord-emulator)"
+cargo build --release --locked -p omp-discord-demo -p omp-discord-emulator --bins

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds everything, then runs the demo (see `omp-discord demo --help`).
+# Builds everything, then runs the demo (see `target/release/omp-discord-demo --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-exec target/release/omp-discord demo --repo . "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/omp-discord-demo" --repo . "$@"

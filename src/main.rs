@@ -1,9 +1,9 @@
-//! `omp-discord`: the sidecar that connects OMP sessions with Discord, its
-//! CLI, and a local Discord emulator.
+//! `omp-discord`: the sidecar that connects OMP sessions with Discord, and its
+//! CLI. (The demo and the Discord emulator are programs of their own:
+//! `crates/demo`, `crates/emulator`.)
 
 mod client;
 mod config;
-mod demo;
 mod discord;
 mod doctor;
 mod failpoint;
@@ -16,7 +16,6 @@ mod setup;
 mod store;
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -133,29 +132,8 @@ enum Command {
     UninstallService,
     /// Redact secrets from stdin to stdout, with the same rules as every path to Discord.
     Redact,
-    /// Show the whole product working: emulator (or your Discord), sidecar, and one omp run.
-    Demo {
-        /// The omp-discord checkout (built with scripts/build.sh).
-        #[arg(long, default_value = ".")]
-        repo: PathBuf,
-        /// Exit when the story is told instead of waiting for Ctrl-C.
-        #[arg(long)]
-        exit: bool,
-        /// Save a picture of the emulator's web view here at the end (needs Chromium).
-        #[arg(long, value_name = "PNG")]
-        screenshot: Option<PathBuf>,
-    },
     /// Serve the Discord tools to an MCP client on stdin/stdout, through the running sidecar (started if needed).
     Mcp,
-    /// Run the local Discord emulator (REST v10 + gateway) until interrupted.
-    Emulator {
-        /// Port on 127.0.0.1 (0 picks a free one).
-        #[arg(long, default_value_t = 0)]
-        port: u16,
-        /// A JSON seed describing guilds, channels, users and roles.
-        #[arg(long)]
-        seed: Option<PathBuf>,
-    },
 }
 
 fn main() -> ExitCode {
@@ -216,12 +194,6 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::InstallService { dry_run } => install_service(dry_run),
         Command::UninstallService => uninstall_service(),
         Command::Redact => redact(),
-        Command::Demo { repo, exit, screenshot } => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            demo::run(&repo, exit, screenshot).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Emulator { port, seed } => emulator(port, seed).await,
         Command::Mcp => mcp::run().await,
     }
 }
@@ -447,30 +419,6 @@ fn redact() -> anyhow::Result<ExitCode> {
     std::io::stdin().read_to_string(&mut input).context("stdin is not UTF-8 text")?;
     let output = omp_discord_core::redact::redact_text(&input);
     std::io::stdout().write_all(output.as_bytes())?;
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn emulator(port: u16, seed: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    use omp_discord_emulator::EmulatorConfig;
-    let config = match seed {
-        Some(path) => EmulatorConfig::from_seed_file(&path)
-            .map_err(|err| anyhow::anyhow!("cannot read the seed {}: {err}", path.display()))?,
-        None => EmulatorConfig::default(),
-    };
-    let listener =
-        tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("cannot bind the emulator's port")?;
-    let addr = listener.local_addr()?;
-    println!("Discord emulator on http://{addr}/ (REST: http://{addr}/api/v10, gateway: ws://{addr})");
-    println!(
-        "Point the sidecar at it with OMP_DISCORD_API_URL=http://{addr} OMP_DISCORD_TOKEN={} \
-         OMP_DISCORD_CHANNEL_ID={} (the default seed's #omp-sessions); Ctrl-C stops it.",
-        omp_discord_emulator::DEFAULT_BOT_TOKEN,
-        omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID
-    );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    omp_discord_emulator::serve(listener, config, shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 

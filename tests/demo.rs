@@ -1,24 +1,37 @@
-//! The README's first command: `omp-discord demo` tells the whole story on
-//! the emulator, and leaves a picture of the web view behind.
+//! The README's first command: `omp-discord-demo` (which `scripts/demo.sh`
+//! runs) tells the whole story on the emulator, and leaves a picture of the
+//! web view behind.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use crate::util::{omp_path, repo, sidecar_bin};
+
+/// The demo's release binary that `scripts/build.sh` builds, in the same target directory as the
+/// test binaries (a program of its own, so not one cargo builds for these tests).
+fn demo_bin() -> PathBuf {
+    let release = sidecar_bin().parent().and_then(Path::parent).expect("target/<profile>/omp-discord").join("release");
+    release.join("omp-discord-demo")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_shows_every_capability_and_leaves_a_screenshot() {
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("demo-web-view.png");
     let _ = std::fs::remove_file(&screenshot);
     let home = tempfile::tempdir().unwrap();
-    let run = tokio::process::Command::new(sidecar_bin())
-        .args(["demo", "--exit", "--screenshot"])
+    let demo = demo_bin();
+    assert!(demo.is_file(), "{} is missing: run scripts/build.sh", demo.display());
+    let run = tokio::process::Command::new(demo)
+        .args(["--exit", "--screenshot"])
         .arg(&screenshot)
         .arg("--repo")
         .arg(repo())
         .env_clear()
         .env("PATH", omp_path())
         .env("HOME", home.path())
+        // The sidecar these tests are about, as the extension would find it.
+        .env("OMP_DISCORD_BIN", sidecar_bin())
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();

@@ -153,7 +153,7 @@ fn every_variable_is_documented_and_every_documented_variable_is_read() {
     let documented: BTreeSet<String> =
         doc_files().iter().flat_map(|f| variables(&std::fs::read_to_string(f).unwrap())).collect();
     let mut files = Vec::new();
-    for dir in ["src", "js-shim", "crates/core/src", "crates/wasm/src"] {
+    for dir in ["src", "js-shim", "crates/core/src", "crates/wasm/src", "crates/demo/src"] {
         source_files(&repo().join(dir), &mut files);
     }
     // The scripted model is part of the demo.

@@ -24,7 +24,7 @@ pub fn parse_flags(mut apply: impl FnMut(&str, String) -> bool) {
 }
 
 /// The release binary: `$CARGO_TARGET_DIR/release/omp-discord` when it
-/// exists (as `bench/run.sh` builds it), else the repository's own target.
+/// exists (as `benches/run.sh` builds it), else the repository's own target.
 pub fn release_binary() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(|dir| PathBuf::from(dir).join("release/omp-discord"))

@@ -1,9 +1,11 @@
 //! Runs the emulator as a process: `omp-discord-emulator [--listen ADDR] [--seed FILE]`.
+//! It prints where it listens and how to point a sidecar at it, then serves
+//! until interrupted.
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use omp_discord_emulator::{EmulatorConfig, serve};
+use omp_discord_emulator::{DEFAULT_HOME_CHANNEL_ID, EmulatorConfig, serve};
 use tokio::net::TcpListener;
 
 #[tokio::main]
@@ -42,8 +44,16 @@ async fn main() -> ExitCode {
         }
     };
     match listener.local_addr() {
-        // Scripts read this line to find the port.
-        Ok(addr) => println!("listening on http://{addr}"),
+        Ok(addr) => {
+            // Scripts read the first line to find the port.
+            println!("listening on http://{addr}");
+            println!("Discord emulator: REST http://{addr}/api/v10, gateway ws://{addr}, web view http://{addr}/");
+            println!(
+                "Point the sidecar at it with OMP_DISCORD_API_URL=http://{addr} OMP_DISCORD_TOKEN={} \
+                 OMP_DISCORD_CHANNEL_ID={} (the default seed's #omp-sessions); Ctrl-C stops it.",
+                config.token, DEFAULT_HOME_CHANNEL_ID
+            );
+        }
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::FAILURE;

@@ -1,13 +1,13 @@
-// Prints the summary table of a bench/run.sh output directory: each figure,
+// Prints the summary table of a benches/run.sh output directory: each figure,
 // its baseline or target, and the ratio. Reports; never fails on a miss.
 // With --markdown FILE it also writes the report (BENCHMARKS.md) there.
 //
-//   bun bench/summary.ts DIR [--markdown FILE]
+//   bun benches/summary.ts DIR [--markdown FILE]
 const dir = process.argv[2];
 const markdownAt = process.argv.indexOf("--markdown");
 const markdown = markdownAt > 0 ? process.argv[markdownAt + 1] : undefined;
 if (!dir || (markdownAt > 0 && !markdown)) {
-	console.error("usage: bun bench/summary.ts DIR [--markdown FILE]");
+	console.error("usage: bun benches/summary.ts DIR [--markdown FILE]");
 	process.exit(2);
 }
 
@@ -107,17 +107,17 @@ for (const r of rows) console.log(line(r));
 await Bun.write(`${dir}/summary.json`, `${JSON.stringify(rows.map(([figure, value, target, status]) => ({ figure, value, target, status })), null, 2)}\n`);
 
 if (markdown) {
-	// meta.json comes from bench/run.sh: when, where, which commit, and how busy the machine was.
+	// meta.json comes from benches/run.sh: when, where, which commit, and how busy the machine was.
 	const meta = (await json("meta.json")) ?? {};
 	const cell = (text: string) => text.replaceAll("|", "\\|");
 	const lines = [
 		"# Benchmarks",
 		"",
-		"Written by `bash bench/run.sh --markdown BENCHMARKS.md` (how each figure is measured, and why:",
+		"Written by `bash benches/run.sh --markdown BENCHMARKS.md` (how each figure is measured, and why:",
 		"[docs/benchmarks.md](docs/benchmarks.md)). Nothing here is a timed test; wall-clock figures",
 		"depend on the machine, ratios measured in the same run much less.",
 		"",
-		`- run: ${meta.date ?? "?"}, commit \`${meta.commit ?? "?"}\`, command \`${meta.command ?? "bash bench/run.sh"}\``,
+		`- run: ${meta.date ?? "?"}, commit \`${meta.commit ?? "?"}\`, command \`${meta.command ?? "bash benches/run.sh"}\``,
 		`- machine: ${meta.cpus ?? "?"} CPUs, ${meta.memory ?? "?"}; load average ${meta.load_start ?? "?"} at the start, ${meta.load_end ?? "?"} at the end (a shared machine: other work competes for the CPUs)`,
 		`- raw output: logs and JSON of this run in \`${meta.results ?? dir}\``,
 		"",

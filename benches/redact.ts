@@ -3,7 +3,7 @@
 // JS RegExp (crates/core/tests/fixtures/redaction/baseline-patterns.json), in
 // the same process, over the same log, in the same chunks.
 //
-//   bun bench/redact.ts LOG [--runs 3] [--js-runs 1] [--chunk-kb 64] [--json OUT]
+//   bun benches/redact.ts LOG [--runs 3] [--js-runs 1] [--chunk-kb 64] [--json OUT]
 //
 // LOG is written by `cargo run --release -p omp-discord-core --example
 // redact_bench -- --write-log LOG`. Prints MB/s (1 MB = 10^6 bytes) as the
@@ -16,7 +16,7 @@ import { arg, logPathOrUsage } from "./args.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
-const logPath = logPathOrUsage("bun bench/redact.ts LOG [--runs N] [--js-runs N] [--chunk-kb N] [--json OUT]");
+const logPath = logPathOrUsage("bun benches/redact.ts LOG [--runs N] [--js-runs N] [--chunk-kb N] [--json OUT]");
 const runs = Number(arg("--runs", "3"));
 const jsRuns = Number(arg("--js-runs", "1"));
 const chunkKb = Number(arg("--chunk-kb", "64"));

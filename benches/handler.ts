@@ -1,7 +1,7 @@
 // Latency the plugin adds to every tool result: the `tool_result` handler of
 // the built bundle (dist/index.js, wasm inlined) on ~100 KB of tool output.
 //
-//   bun bench/handler.ts LOG [--runs 2000] [--kb 100] [--json OUT]
+//   bun benches/handler.ts LOG [--runs 2000] [--kb 100] [--json OUT]
 //
 // The handler is taken from the bundle itself: the plugin's factory is called
 // with a stand-in for OMP's `pi` that records `pi.on` handlers, so the timed
@@ -15,7 +15,7 @@ import { arg, logPathOrUsage } from "./args.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
-const logPath = logPathOrUsage("bun bench/handler.ts LOG [--runs N] [--kb N] [--json OUT]");
+const logPath = logPathOrUsage("bun benches/handler.ts LOG [--runs N] [--kb N] [--json OUT]");
 const runs = Number(arg("--runs", "2000"));
 const kb = Number(arg("--kb", "100"));
 const jsonOut = arg("--json", "");

@@ -1,4 +1,4 @@
-// Command-line parsing shared by the Bun benchmarks: `bun bench/X.ts LOG [--flag value]…`.
+// Command-line parsing shared by the Bun benchmarks: `bun benches/X.ts LOG [--flag value]…`.
 
 /// The value after `name`, or `fallback`.
 export function arg(name: string, fallback: string): string {

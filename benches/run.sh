@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
-# Runs every benchmark and prints a summary. Needs `bash scripts/build.sh`
-# first (target/release/omp-discord, pkg/, dist/, node_modules). Benchmarks
-# print numbers and ratios; nothing here asserts a timing.
+# The one entry point of the benchmarks: runs every one of them and prints a
+# summary. They live in benches/ (the Rust ones, which `cargo bench` also runs,
+# the Bun and shell ones, and the committed results), except the native
+# redaction benchmark, an example of the core crate (it shares the core tests'
+# redaction corpus): crates/core/examples/redact_bench.rs. Needs
+# `bash scripts/build.sh` first (pkg/, dist/, node_modules). Benchmarks print
+# numbers and ratios; nothing here asserts a timing.
 #
-#   bash bench/run.sh [--quick] [--out DIR] [--markdown FILE]
+#   bash benches/run.sh [--quick] [--out DIR] [--markdown FILE]
 #
 # --markdown FILE: also write the report there (BENCHMARKS.md at the repository's root).
 #
 # --quick: smaller sizes (10 MB log, 200 notifications, 2,000 drained,
 # 200 replies, 5 gateway drops, 5 start-up pairs) for a smoke run. Results (logs and JSON) go to DIR
 # (default: a temporary directory, printed at the end and removed unless --out).
-# Rust benches build in $CARGO_TARGET_DIR (default /work/target-bench, so they
-# do not disturb the repository's target/).
+# Rust benches build in $CARGO_TARGET_DIR (default target/benches, relative to
+# the repository: apart from target/release, so they do not disturb what the
+# tests use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/benches}
 
-quick=0 out="" markdown="" command="bash bench/run.sh $*"
+quick=0 out="" markdown="" command="bash benches/run.sh $*"
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
     --out) out=$2; shift ;;
     --markdown) markdown=$2; shift ;;
-    *) echo "usage: bash bench/run.sh [--quick] [--out DIR] [--markdown FILE]" >&2; exit 2 ;;
+    *) echo "usage: bash benches/run.sh [--quick] [--out DIR] [--markdown FILE]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -33,7 +38,7 @@ else
   size_mb=50 runs=5 notifications=1000 drain=10000 sessions=20 pairs=20 replies=500 drops=20 omp_replies=50
 fi
 
-work=$(mktemp -d /tmp/omdbench.XXXXXX)
+work=$(mktemp -d -t omdbench.XXXXXX)
 keep=${out:+1}
 out=${out:-$work/out}
 mkdir -p "$out"
@@ -64,19 +69,21 @@ echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (sha
 section "redaction, native (crates/core/examples/redact_bench.rs)"
 log=$work/redact-log.txt
 cargo run --quiet --release --locked -p omp-discord-core --example redact_bench -- \
-  --size-mb "$size_mb" --runs "$runs" --write-log "$log" | tee "$out/redact-native.txt"
+  --size-mb "$size_mb" --runs "$runs" --write-log "$log" | sed "s|$work/||" | tee "$out/redact-native.txt"
 
-section "redaction, wasm vs JS RegExp in Bun (bench/redact.ts)"
-bun bench/redact.ts "$log" --runs 3 --js-runs 1 --json "$out/redact-wasm.json" | tee "$out/redact-wasm.txt"
+section "redaction, wasm vs JS RegExp in Bun (benches/redact.ts)"
+bun benches/redact.ts "$log" --runs 3 --js-runs 1 --json "$out/redact-wasm.json" | tee "$out/redact-wasm.txt"
 
-section "tool_result handler, ~100 KB output (bench/handler.ts)"
-bun bench/handler.ts "$log" --runs 2000 --json "$out/handler.json" | tee "$out/handler.txt"
+section "tool_result handler, ~100 KB output (benches/handler.ts)"
+bun benches/handler.ts "$log" --runs 2000 --json "$out/handler.json" | tee "$out/handler.txt"
 rm -f "$log"
 
-# The sidecar from this checkout, whatever target/ holds.
+# The sidecar and the emulator from this checkout, whatever target/ holds (built
+# one by one, so that the sidecar's dependencies get no features only the emulator uses).
 cargo build --quiet --release --locked -p omp-discord --bin omp-discord
+cargo build --quiet --release --locked -p omp-discord-emulator --bin omp-discord-emulator
 sidecar=$CARGO_TARGET_DIR/release/omp-discord
-export BENCH_SIDECAR_BINARY=$sidecar
+export BENCH_SIDECAR_BINARY=$sidecar BENCH_EMULATOR_BINARY=$CARGO_TARGET_DIR/release/omp-discord-emulator
 
 section "sidecar: notify latency, drain, RSS (benches/sidecar.rs)"
 # Built with the release profile (as the sidecar is), then run directly.
@@ -91,13 +98,13 @@ inbound_bench=$(cargo build --release --locked -p omp-discord --bench inbound --
 "$inbound_bench" --sidecar "$sidecar" --messages "$replies" --drops "$drops" \
   --omp-messages "$omp_replies" --json "$out/inbound.json" | tee "$out/inbound.txt"
 
-section "omp -p start-up with and without the plugin (bench/startup.sh)"
-bash bench/startup.sh "$pairs" | tee "$out/startup.txt"
+section "omp -p start-up with and without the plugin (benches/startup.sh)"
+bash benches/startup.sh "$pairs" | tee "$out/startup.txt"
 
 section "summary"
 # The load at the end goes into the report next to the load at the start.
 bun -e 'const f = Bun.file(process.argv[1]); const m = await f.json(); m.load_end = process.argv[2]; await Bun.write(f, JSON.stringify(m));' \
   "$out/meta.json" "$(cut -d' ' -f1-3 /proc/loadavg)"
-bun bench/summary.ts "$out" ${markdown:+--markdown "$markdown"}
+bun benches/summary.ts "$out" ${markdown:+--markdown "$markdown"}
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "$keep" ]; then echo "results in $out"; fi

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # How much the plugin adds to an `omp -p` run: N paired runs (without, with,
 # alternating), scripted model, the sidecar and the emulator running.
-# Prints medians and the ratio. Usage: bash bench/startup.sh [N]   (default 10)
+# Prints medians and the ratio. Usage: bash benches/startup.sh [N]   (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10}
-# bench/run.sh passes the sidecar it built from this checkout.
+# benches/run.sh passes the sidecar and the emulator it built from this checkout.
 bin=$(realpath "${BENCH_SIDECAR_BINARY:-target/release/omp-discord}")
+emulator=$(realpath "${BENCH_EMULATOR_BINARY:-target/release/omp-discord-emulator}")
 export PATH="$PWD/node_modules/.bin:$PATH"
-work=$(mktemp -d /tmp/omd-bench.XXXXXX)
+work=$(mktemp -d -t omd-bench.XXXXXX)
 trap 'kill $emu_pid $side_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/home" "$work/tmp"
 # Everything private to this run: HOME (and so the state dir) before the
@@ -17,10 +18,10 @@ export HOME="$work/home" TMPDIR="$work/tmp" OMP_DISCORD_STATE_DIR="$work/state"
 # Waits up to 15 s for a condition, or fails with what it waited for.
 wait_for() { local what=$1; shift; for _ in $(seq 300); do "$@" && return 0; sleep 0.05; done; echo "timed out waiting for $what" >&2; exit 1; }
 
-"$bin" emulator --port 0 > "$work/emulator.out" &
+"$emulator" > "$work/emulator.out" &
 emu_pid=$!
-wait_for "the emulator" grep -qs "Discord emulator on" "$work/emulator.out"
-api=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/emulator.out" | head -1)
+wait_for "the emulator" grep -qs "OMP_DISCORD_CHANNEL_ID=" "$work/emulator.out"
+api=$(sed -n 's/^listening on //p' "$work/emulator.out")
 export OMP_DISCORD_API_URL=$api OMP_DISCORD_TOKEN=emulator-token OMP_DISCORD_SOCKET="$work/run/sidecar.sock"
 export OMP_DISCORD_CHANNEL_ID=$(grep -o "OMP_DISCORD_CHANNEL_ID=[0-9]*" "$work/emulator.out" | cut -d= -f2)
 "$bin" serve 2> "$work/sidecar.log" &

@@ -1,24 +1,28 @@
-//! `omp-discord demo`: one command that shows the product working.
+//! The demo's story: one command that shows the product working.
 //!
-//! By default it needs no token and no network: the built-in Discord
-//! emulator, a sidecar, and a long-lived `omp` (RPC mode) driven by a
-//! scripted model. A simulated person answers in Discord, and the demo
-//! narrates each step as it happens: the session's thread, the live run card,
-//! an approval (a stranger's click refused, the owner's "Always allow"), a
-//! secret redacted on its way to Discord, the run summary, a reply in the
-//! thread that starts the next run, and `/omp status`. It ends with the web
-//! view's address (and, with `--screenshot`, a picture of it).
+//! By default it needs no token and no network: the Discord emulator (in
+//! this process), a sidecar (`omp-discord serve`), and a long-lived `omp`
+//! (RPC mode) driven by a scripted model. A simulated person answers in
+//! Discord, and the demo narrates each step as it happens: the session's
+//! thread, the live run card, an approval (a stranger's click refused, the
+//! owner's "Always allow"), a secret redacted on its way to Discord, the run
+//! summary, a reply in the thread that starts the next run, and `/omp
+//! status`. It ends with the web view's address (and, with `--screenshot`, a
+//! picture of it).
 //!
 //! With `OMP_DISCORD_TOKEN` (or `_FILE`) and `OMP_DISCORD_CHANNEL_ID` set it
 //! posts to the real Discord instead (your configuration, your approvals); with
 //! `OMP_DISCORD_DEMO_MODEL` set it uses that model instead of the script.
+//!
+//! It reaches the product only from outside, as a person would: the
+//! `omp-discord` binary (`OMP_DISCORD_BIN`, else the one built next to this
+//! program) and the plugin in the checkout.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use omp_discord_core::protocol::{ClientFrame, ServerFrame};
 use omp_discord_emulator::{
     DEFAULT_BOT_TOKEN, DEFAULT_GUEST_USER_ID, DEFAULT_HOME_CHANNEL_ID, DEFAULT_OWNER_USER_ID, Emulator, EmulatorConfig,
     EmulatorState,
@@ -27,7 +31,25 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
-use crate::config;
+/// The product's environment variables the demo sets or reads (docs/configuration.md).
+pub(crate) mod env {
+    /// The config file's path (left unset for the demo's sidecar).
+    pub(crate) const CONFIG: &str = "OMP_DISCORD_CONFIG";
+    /// The bot token itself.
+    pub(crate) const TOKEN: &str = "OMP_DISCORD_TOKEN";
+    /// A file holding the bot token.
+    pub(crate) const TOKEN_FILE: &str = "OMP_DISCORD_TOKEN_FILE";
+    /// The home channel id.
+    pub(crate) const CHANNEL_ID: &str = "OMP_DISCORD_CHANNEL_ID";
+    /// Discord's API origin: the emulator's.
+    pub(crate) const API_URL: &str = "OMP_DISCORD_API_URL";
+    /// The sidecar's socket.
+    pub(crate) const SOCKET: &str = "OMP_DISCORD_SOCKET";
+    /// The log filter.
+    pub(crate) const LOG: &str = "OMP_DISCORD_LOG";
+    /// The `omp-discord` binary (also what the extension starts).
+    pub(crate) const BIN: &str = "OMP_DISCORD_BIN";
+}
 
 /// How long each narrated step may take before the demo gives up on it.
 const STEP_DEADLINE: Duration = Duration::from_secs(60);
@@ -64,19 +86,20 @@ fn script(secret: &str) -> Value {
 ///
 /// When the repository is not built, the sidecar or omp does not start, or a
 /// step does not happen in time.
-pub async fn run(repo: &Path, exit: bool, screenshot: Option<PathBuf>) -> anyhow::Result<()> {
+pub(crate) async fn run(repo: &Path, exit: bool, screenshot: Option<PathBuf>) -> anyhow::Result<()> {
     // omp runs in a project directory of its own: every path it gets must be absolute.
     let repo = &std::fs::canonicalize(repo).with_context(|| format!("no checkout at {}", repo.display()))?;
     let omp = repo.join("node_modules/.bin/omp");
     if !omp.exists() || !repo.join("dist/index.js").exists() {
         bail!("{} is not built: run `bash scripts/build.sh` there first", repo.display());
     }
-    let real = std::env::var_os(config::env::TOKEN).is_some() || std::env::var_os(config::env::TOKEN_FILE).is_some();
+    let sidecar = sidecar_binary()?;
+    let real = std::env::var_os(env::TOKEN).is_some() || std::env::var_os(env::TOKEN_FILE).is_some();
     if real {
-        return real_discord(repo, &omp).await;
+        return real_discord(repo, &omp, &sidecar).await;
     }
     let work = tempfile::Builder::new().prefix("omp-discord-demo").tempdir().context("cannot create a temp dir")?;
-    let demo = Demo::start(repo, &omp, work.path()).await?;
+    let demo = Demo::start(repo, &omp, &sidecar, work.path()).await?;
     let outcome = demo.narrate(screenshot.as_deref()).await;
     if outcome.is_ok() && !exit {
         println!("\nPress Ctrl-C to stop the demo.");
@@ -86,17 +109,32 @@ pub async fn run(repo: &Path, exit: bool, screenshot: Option<PathBuf>) -> anyhow
     outcome
 }
 
+/// The `omp-discord` binary: `OMP_DISCORD_BIN`, else the one built next to this program.
+fn sidecar_binary() -> anyhow::Result<PathBuf> {
+    if let Some(bin) = std::env::var_os(env::BIN) {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    let bin = exe.with_file_name("omp-discord");
+    if !bin.exists() {
+        bail!("{} is missing: run `bash scripts/build.sh` first (or set {})", bin.display(), env::BIN);
+    }
+    Ok(bin)
+}
+
 /// The emulated world: emulator, sidecar and a long-lived omp.
 struct Demo {
     emulator: Emulator,
     sidecar: Child,
     omp: Child,
-    socket: PathBuf,
+    /// The `omp-discord` binary, and the environment that points it at this world.
+    bin: PathBuf,
+    vars: Vec<(&'static str, String)>,
     secret: String,
 }
 
 impl Demo {
-    async fn start(repo: &Path, omp: &Path, work: &Path) -> anyhow::Result<Self> {
+    async fn start(repo: &Path, omp: &Path, bin: &Path, work: &Path) -> anyhow::Result<Self> {
         println!("omp-discord demo: the whole product on a local Discord emulator, with a scripted model.\n");
         let emulator = Emulator::start(EmulatorConfig::default()).await.context("the emulator did not start")?;
         println!("Web view (updates live):  {}/\n", emulator.http_url());
@@ -112,19 +150,18 @@ impl Demo {
         let project = work.join("shop-api");
         std::fs::create_dir_all(&project)?;
         let socket = work.join("run/sidecar.sock");
-        let env = [
-            (config::env::SOCKET, socket.display().to_string()),
-            (config::env::TOKEN, DEFAULT_BOT_TOKEN.to_owned()),
-            (config::env::CHANNEL_ID, DEFAULT_HOME_CHANNEL_ID.to_string()),
-            (config::env::API_URL, emulator.http_url()),
+        let vars = vec![
+            (env::SOCKET, socket.display().to_string()),
+            (env::TOKEN, DEFAULT_BOT_TOKEN.to_owned()),
+            (env::CHANNEL_ID, DEFAULT_HOME_CHANNEL_ID.to_string()),
+            (env::API_URL, emulator.http_url()),
             ("HOME", home.display().to_string()),
         ];
 
-        let exe = std::env::current_exe().context("cannot find this binary")?;
-        let sidecar = Command::new(&exe)
+        let sidecar = Command::new(bin)
             .arg("serve")
-            .envs(env.iter().map(|(k, v)| (*k, v)))
-            .env_remove(config::env::CONFIG)
+            .envs(vars.iter().map(|(k, v)| (*k, v)))
+            .env_remove(env::CONFIG)
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -143,10 +180,10 @@ impl Demo {
             format!("{}:{}", repo.join("node_modules/.bin").display(), std::env::var("PATH").unwrap_or_default());
         let mut omp = Command::new(omp)
             .current_dir(&project)
-            .envs(env.iter().map(|(k, v)| (*k, v)))
+            .envs(vars.iter().map(|(k, v)| (*k, v)))
             .env("PATH", path)
             .env("TMPDIR", work)
-            .env("OMP_DISCORD_BIN", &exe)
+            .env(env::BIN, bin)
             .env("OMP_DISCORD_SCRIPT", script(&secret).to_string())
             .args(["--mode", "rpc", "--no-session", "-e"])
             .arg(repo.join("tests/fixtures/scripted-model.ts"))
@@ -163,7 +200,7 @@ impl Demo {
         let stdin = omp.stdin.as_mut().context("omp's stdin")?;
         stdin.write_all(format!("{prompt}\n").as_bytes()).await?;
         step(2, &format!("omp runs in shop-api (RPC mode, scripted model). Prompt: \"{FIRST_PROMPT}\""));
-        Ok(Self { emulator, sidecar, omp, socket, secret })
+        Ok(Self { emulator, sidecar, omp, bin: bin.to_owned(), vars, secret })
     }
 
     fn state(&self) -> &EmulatorState {
@@ -276,7 +313,7 @@ impl Demo {
             }
             if start.elapsed() > STEP_DEADLINE {
                 bail!(
-                    "the demo waited {} s for the run to go on; run `OMP_DISCORD_LOG=debug omp-discord demo` to see why",
+                    "the demo waited {} s for the run to go on; run `OMP_DISCORD_LOG=debug omp-discord-demo` to see why",
                     STEP_DEADLINE.as_secs()
                 );
             }
@@ -340,7 +377,7 @@ impl Demo {
         let _ = tokio::time::timeout(Duration::from_secs(10), self.omp.wait()).await;
         let _ = self.omp.kill().await;
         // Let the outbox drain, then stop the sidecar like `omp-discord stop` does.
-        let _ = drained_status(&self.socket).await;
+        wait_until_drained(&self.bin, &self.vars).await;
         if let Some(pid) = self.sidecar.id() {
             let _ = rustix::process::kill_process(
                 rustix::process::Pid::from_raw(i32::try_from(pid).unwrap_or(0)).expect("a child's pid"),
@@ -353,13 +390,12 @@ impl Demo {
 }
 
 /// A real token is configured: one `omp -p` run against your Discord.
-async fn real_discord(repo: &Path, omp: &Path) -> anyhow::Result<()> {
+async fn real_discord(repo: &Path, omp: &Path, bin: &Path) -> anyhow::Result<()> {
     println!("Using the real Discord (OMP_DISCORD_TOKEN is set): watch your home channel.");
-    let exe = std::env::current_exe().context("cannot find this binary")?;
     let model = std::env::var("OMP_DISCORD_DEMO_MODEL").ok();
     let path = format!("{}:{}", repo.join("node_modules/.bin").display(), std::env::var("PATH").unwrap_or_default());
     let mut command = Command::new(omp);
-    command.env("PATH", path).env("OMP_DISCORD_BIN", &exe).args(["-p", "--no-session", "-e"]).arg(repo);
+    command.env("PATH", path).env(env::BIN, bin).args(["-p", "--no-session", "-e"]).arg(repo);
     match &model {
         Some(model) => command.args(["--model", model]),
         None => {
@@ -448,7 +484,7 @@ async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> anyhow::R
         }
         if start.elapsed() > STEP_DEADLINE {
             bail!(
-                "the demo waited {} s for {what}; run `OMP_DISCORD_LOG=debug omp-discord demo` to see why",
+                "the demo waited {} s for {what}; run `OMP_DISCORD_LOG=debug omp-discord-demo` to see why",
                 STEP_DEADLINE.as_secs()
             );
         }
@@ -516,19 +552,27 @@ async fn wait_for_socket(socket: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The sidecar's status once nothing is pending (or after 15 s).
-async fn drained_status(socket: &Path) -> Value {
+/// Waits until the sidecar's outbox has nothing pending (as `omp-discord status --json`
+/// reports it through the socket in `vars`), or 15 s.
+async fn wait_until_drained(bin: &Path, vars: &[(&str, String)]) {
     let start = Instant::now();
     loop {
-        let status = match crate::client::Connection::open(socket).await {
-            Ok(mut connection) => match connection.call(&ClientFrame::Status { id: "demo".into() }).await {
-                Ok(ServerFrame::Status { status, .. }) => status,
-                _ => Value::Null,
-            },
-            Err(_) => Value::Null,
-        };
+        let status = Command::new(bin)
+            .args(["status", "--json"])
+            .envs(vars.iter().map(|(k, v)| (*k, v)))
+            .env_remove(env::CONFIG)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .output()
+            .await;
+        let status: Value = status
+            .ok()
+            .filter(|output| output.status.success())
+            .and_then(|output| serde_json::from_slice(&output.stdout).ok())
+            .unwrap_or_default();
         if status["outbox"]["pending"] == 0 || start.elapsed() > Duration::from_secs(15) {
-            return status;
+            return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
