@@ -14,47 +14,20 @@
 //! assert_eq!(payload.embeds[0].description.as_deref(), Some("deploy finished"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Layout
+//!
+//! - this file: payloads, notification builders, redaction, truncation, coalescing and validation.
+//! - [`limits`]: Discord's limits as constants.
+//! - `tests.rs`: limits kept by construction, redaction, mentions, coalescing, validation errors.
+
+pub mod limits;
 
 use serde::{Deserialize, Serialize};
 use twilight_model::channel::message::embed::{EmbedField, EmbedFooter};
 use twilight_model::channel::message::{AllowedMentions, Embed};
 
 use crate::redact::redact_text;
-
-/// Discord's limits. Every length is in Unicode scalar values (`char`s), the
-/// unit Discord counts in.
-pub mod limits {
-    /// Characters in a message's `content`.
-    pub const CONTENT: usize = 2000;
-    /// Embeds in one message.
-    pub const EMBEDS: usize = 10;
-    /// Characters in an embed title.
-    pub const TITLE: usize = 256;
-    /// Characters in an embed description.
-    pub const DESCRIPTION: usize = 4096;
-    /// Fields in one embed.
-    pub const FIELDS: usize = 25;
-    /// Characters in a field name.
-    pub const FIELD_NAME: usize = 256;
-    /// Characters in a field value.
-    pub const FIELD_VALUE: usize = 1024;
-    /// Characters in an embed footer.
-    pub const FOOTER: usize = 2048;
-    /// Characters in an embed author name.
-    pub const AUTHOR: usize = 256;
-    /// Characters of embed text summed over all embeds of one message.
-    pub const EMBED_TOTAL: usize = 6000;
-    /// Characters in a thread name.
-    pub const THREAD_NAME: usize = 100;
-    /// Files attached to one message.
-    pub const FILES: usize = 10;
-    /// Bytes of all files of one message together. Discord takes far more
-    /// (10 MB); omp-discord keeps a message within one socket frame and one
-    /// journal row, which is plenty for a log or a diff.
-    pub const FILES_BYTES: usize = 96 * 1024;
-    /// Characters in a file name.
-    pub const FILENAME: usize = 100;
-}
 
 /// A small text file attached to a message (a log, a diff, a long output).
 /// The sidecar journals it with the message and uploads it as multipart.
@@ -563,142 +536,4 @@ fn check_len(part: &str, text: &str, max: usize) -> Result<(), EmbedError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn note(message: String) -> Notification {
-        Notification { message, ..Default::default() }
-    }
-
-    #[test]
-    fn description_at_the_limit_is_kept_whole() {
-        let text = "é".repeat(limits::DESCRIPTION);
-        let payload = build_notification(&note(text.clone()), "p");
-        assert_eq!(payload.embeds[0].description.as_deref(), Some(text.as_str()));
-        validate_message(&payload).unwrap();
-    }
-
-    #[test]
-    fn one_past_the_limit_is_cut_and_marked() {
-        let text = "é".repeat(limits::DESCRIPTION + 1);
-        let payload = build_notification(&note(text), "p");
-        let description = payload.embeds[0].description.as_deref().unwrap();
-        assert_eq!(description.chars().count(), limits::DESCRIPTION);
-        assert!(description.ends_with(TRUNCATION_MARKER));
-        validate_message(&payload).unwrap();
-    }
-
-    #[test]
-    fn total_embed_text_is_kept_under_6000() {
-        let n = Notification {
-            title: Some("t".repeat(300)),
-            message: "m".repeat(5000),
-            level: Level::Warning,
-            fields: (0..30)
-                .map(|i| NotifyField { name: format!("f{i}"), value: "v".repeat(1100), inline: false })
-                .collect(),
-        };
-        let payload = build_notification(&n, "p");
-        validate_message(&payload).unwrap();
-        let embed = &payload.embeds[0];
-        assert!(embed.description.as_deref().unwrap().chars().count() >= DESCRIPTION_SHARE);
-        let omitted = limits::FIELDS - embed.fields.len();
-        assert!(omitted > 0);
-        let footer = &embed.footer.as_ref().unwrap().text;
-        assert!(footer.ends_with(&format!("{omitted} fields omitted")), "{footer}");
-    }
-
-    #[test]
-    fn validator_names_the_part_and_limit() {
-        let mut payload = build_notification(&note("x".into()), "p");
-        payload.embeds[0].title = Some("t".repeat(257));
-        let err = validate_message(&payload).unwrap_err();
-        assert_eq!(err.to_string(), "the embed 1 title is 257 characters long, but the max is 256");
-    }
-
-    #[test]
-    fn empty_message_is_refused() {
-        let payload = MessagePayload {
-            content: Some("  ".into()),
-            embeds: vec![],
-            allowed_mentions: Default::default(),
-            components: vec![],
-            files: vec![],
-        };
-        assert_eq!(validate_message(&payload), Err(EmbedError::Empty));
-    }
-
-    #[test]
-    fn mass_mentions_never_ping() {
-        let payload = build_notification(&note("hey @everyone and @here".into()), "p");
-        let json = serde_json::to_value(&payload).unwrap();
-        assert_eq!(json["allowed_mentions"], serde_json::json!({ "parse": [] }));
-        let description = payload.embeds[0].description.as_deref().unwrap();
-        assert!(!description.contains("@everyone") && !description.contains("@here"));
-    }
-
-    #[test]
-    fn secrets_are_redacted_in_every_part() {
-        let secret = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
-        let n = Notification {
-            title: Some(secret.into()),
-            message: format!("token {secret}"),
-            level: Level::Info,
-            fields: vec![NotifyField { name: secret.into(), value: secret.into(), inline: true }],
-        };
-        let json = serde_json::to_string(&build_notification(&n, secret)).unwrap();
-        assert!(!json.contains(secret), "{json}");
-    }
-
-    #[test]
-    fn redact_payload_cleans_a_raw_client_payload() {
-        let secret = "sk-ant-abcdefghijklmnopqrstuvwxyz0123456789"; // fake, made-up token
-        let mut payload: MessagePayload = serde_json::from_value(serde_json::json!({
-            "content": format!("@everyone {secret}"),
-            "embeds": [{ "type": "rich", "title": secret, "fields": [{ "name": "k", "value": secret, "inline": false }] }],
-            "allowed_mentions": { "parse": ["everyone", "users"] }
-        }))
-        .unwrap();
-        redact_payload(&mut payload);
-        let json = serde_json::to_string(&payload).unwrap();
-        assert!(!json.contains(secret) && !json.contains("@everyone"), "{json}");
-        assert_eq!(payload.allowed_mentions, AllowedMentions::default());
-    }
-
-    #[test]
-    fn coalesce_packs_embeds_in_order_within_limits() {
-        let small = |i: usize| build_notification(&note(format!("note {i}")), "p");
-        let queue: Vec<MessagePayload> = (0..14).map(small).collect();
-        let (merged, taken) = coalesce(&queue).unwrap();
-        assert_eq!(taken, limits::EMBEDS);
-        let descriptions: Vec<_> = merged.embeds.iter().map(|e| e.description.clone().unwrap()).collect();
-        assert_eq!(descriptions, (0..10).map(|i| format!("note {i}")).collect::<Vec<_>>());
-        validate_message(&merged).unwrap();
-        let (rest, taken) = coalesce(&queue[10..]).unwrap();
-        assert_eq!((rest.embeds.len(), taken), (4, 4));
-    }
-
-    #[test]
-    fn coalesce_respects_the_total_and_content() {
-        let big = build_notification(&note("x".repeat(3500)), "p");
-        let (merged, taken) = coalesce(&[big.clone(), big.clone()]).unwrap();
-        assert_eq!(taken, 1, "two 3500-character embeds exceed 6000");
-        validate_message(&merged).unwrap();
-        let text = MessagePayload {
-            content: Some("hi".into()),
-            embeds: vec![],
-            allowed_mentions: Default::default(),
-            components: vec![],
-            files: vec![],
-        };
-        assert_eq!(coalesce(&[text.clone(), big.clone()]).unwrap().1, 1);
-        assert_eq!(coalesce(&[big, text]).unwrap().1, 1);
-        assert!(coalesce(&[]).is_none());
-    }
-
-    #[test]
-    fn errors_are_send_and_sync() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<EmbedError>();
-    }
-}
+mod tests;
