@@ -157,7 +157,7 @@ impl Discord {
     /// Posts through the webhook and waits for the message (`?wait=true`).
     /// Webhooks take no nonce: a crash between the post and its record can
     /// post a message twice in this mode (never lose one).
-    async fn execute_webhook(
+    pub(crate) async fn execute_webhook(
         &self,
         webhook: &Webhook,
         payload: &MessagePayload,

@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use serde_json::{Value, json};
+use omp_discord_core::embed::MessagePayload;
+use serde_json::Value;
 use twilight_http::routing::Route;
 
 use super::ui::Ui;
@@ -76,20 +77,14 @@ async fn finish_webhook(
         found["name"].as_str().unwrap_or("?"),
         found["channel_id"].as_str().unwrap_or("?")
     ));
-    let route = Route::ExecuteWebhook {
-        thread_id: None,
-        token: webhook.token(),
-        wait: Some(true),
-        with_components: None,
-        webhook_id: webhook.id.get(),
-    };
     let text = format!("✅ omp-discord is set up: OMP sessions on {} notify here.", crate::client::hostname());
-    let sent: Value = match api.send_json(&route, &json!({"content": text, "allowed_mentions": {"parse": []}})).await {
+    let message = MessagePayload { content: Some(text), ..Default::default() };
+    let (_, sent) = match api.execute_webhook(webhook, &message).await {
         Ok(sent) => sent,
         Err(SendError::Rejected { status: 401 | 404, .. } | SendError::Unauthorized) => return Err(gone()),
         Err(err) => return Err(refused(err, "posting the test message through the webhook")),
     };
-    ui.say(format!("✓ test message {} posted through the webhook", sent["id"].as_str().unwrap_or("?")));
+    ui.say(format!("✓ test message {sent} posted through the webhook"));
     if let Some(url) = url {
         let path = dir.join("webhook");
         write_private(&path, &format!("{}\n", url.trim()))?;
