@@ -127,8 +127,8 @@ async fn inject_interaction(State(state): State<EmulatorState>, JsonBody(body): 
             if acknowledged {
                 break;
             }
-            match tokio::time::timeout_at(deadline, changed.recv()).await {
-                Ok(Ok(())) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+            match tokio::time::timeout_at(deadline, changed.changed()).await {
+                Ok(Ok(())) => {}
                 _ => break,
             }
         }
@@ -240,14 +240,20 @@ async fn clear_faults(State(state): State<EmulatorState>) -> StatusCode {
 #[derive(Deserialize)]
 struct ChangesQuery {
     timeout_ms: Option<u64>,
+    /// The generation the caller has seen (absent: the current one).
+    since: Option<u64>,
 }
 
-/// Long poll for the web view: answers when anything changes, or after `timeout_ms`.
-async fn changes(State(state): State<EmulatorState>, Query(query): Query<ChangesQuery>) -> StatusCode {
+/// Long poll for the web view: answers `{"generation"}` as soon as the state
+/// is newer than `since` (at once if it already is, so a change made between
+/// two polls is never missed), or 204 after `timeout_ms`. Without `since`,
+/// it waits for the next change.
+async fn changes(State(state): State<EmulatorState>, Query(query): Query<ChangesQuery>) -> Response {
     let mut changed = state.inner.changed.subscribe();
+    let since = query.since.unwrap_or_else(|| *changed.borrow());
     let timeout = Duration::from_millis(query.timeout_ms.unwrap_or(25_000).min(60_000));
-    match tokio::time::timeout(timeout, changed.recv()).await {
-        Ok(_) => StatusCode::OK,
-        Err(_) => StatusCode::NO_CONTENT,
+    match tokio::time::timeout(timeout, changed.wait_for(|generation| *generation > since)).await {
+        Ok(Ok(generation)) => Json(json!({ "generation": *generation })).into_response(),
+        _ => StatusCode::NO_CONTENT.into_response(),
     }
 }

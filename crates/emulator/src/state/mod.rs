@@ -24,7 +24,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 pub(crate) use self::dispatch::{Session, intents};
 pub(crate) use self::messages::Extras;
@@ -60,8 +60,10 @@ pub(crate) struct Shared {
     pub(crate) gateway_faults: broadcast::Sender<GatewayFault>,
     /// `host:port` the server listens on, for `resume_gateway_url` and attachment URLs.
     pub(crate) public_host: Mutex<Option<String>>,
-    /// Wakes web view clients when anything changes.
-    pub(crate) changed: broadcast::Sender<()>,
+    /// The state's generation, counted up on every change: a waiter that
+    /// names the generation it last saw cannot miss a change made before it
+    /// started waiting (the web view's long poll, `wait` on interactions).
+    pub(crate) changed: watch::Sender<u64>,
     /// Uploaded files' bytes by attachment id.
     pub(crate) files: Mutex<std::collections::HashMap<u64, axum::body::Bytes>>,
 }
@@ -87,7 +89,7 @@ impl EmulatorState {
                 faults: Mutex::new(Faults::default()),
                 gateway_faults: broadcast::channel(64).0,
                 public_host: Mutex::new(None),
-                changed: broadcast::channel(16).0,
+                changed: watch::channel(0).0,
                 files: Mutex::new(std::collections::HashMap::new()),
             }),
         }
@@ -107,7 +109,7 @@ impl EmulatorState {
     }
 
     pub(crate) fn touch(&self) {
-        let _ = self.inner.changed.send(());
+        self.inner.changed.send_modify(|generation| *generation += 1);
     }
 
     pub(crate) fn keep_file(&self, attachment_id: u64, data: axum::body::Bytes) {

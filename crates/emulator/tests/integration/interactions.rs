@@ -264,3 +264,23 @@ async fn wait_returns_once_the_bot_answered() {
     bot.await.unwrap();
     emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_change_made_between_two_polls_is_not_missed() {
+    let state = EmulatorState::new(config(3000));
+    let first = call(&state, "GET", "/_emulator/changes?timeout_ms=50", None).await;
+    assert_eq!(first.status.as_u16(), 204, "nothing changed yet");
+    let message = json!({
+        "channel_id": DEFAULT_HOME_CHANNEL_ID.to_string(), "user_id": DEFAULT_OWNER_USER_ID.to_string(), "content": "hi"
+    });
+    let posted = call(&state, "POST", "/_emulator/messages", Some(message)).await;
+    assert!(posted.status.is_success(), "{:?}", posted.body);
+    // The caller saw generation 0; the message came while it was not polling.
+    let next = call(&state, "GET", "/_emulator/changes?timeout_ms=5000&since=0", None).await;
+    assert_eq!(next.status.as_u16(), 200);
+    let generation = next.body["generation"].as_u64().unwrap();
+    assert!(generation > 0, "{:?}", next.body);
+    // Up to date: it waits for the next change.
+    let idle = call(&state, "GET", &format!("/_emulator/changes?timeout_ms=50&since={generation}"), None).await;
+    assert_eq!(idle.status.as_u16(), 204);
+}
