@@ -565,6 +565,9 @@ async fn a_fatal_gateway_close_is_reported_in_status_and_the_home_channel() {
     assert!(status["gateway_close"]["advice"].as_str().is_some_and(|a| a.contains("Privileged Gateway Intents")));
     let text = stdout(&cli(&dir, &env, &["status"]).await);
     assert!(text.contains("closed for good: Discord refused a privileged intent (close 4014)"), "{text}");
+    let (_, doctor) = doctor(&dir, &env).await;
+    assert!(doctor.contains("gateway closed for good (close 4014)"), "{doctor}");
+    assert!(doctor.contains("Privileged Gateway Intents"), "{doctor}");
     // One message, not one per retry: the sidecar does not reconnect after a fatal close.
     let notes = state
         .messages(omp_discord_emulator::DEFAULT_HOME_CHANNEL_ID)

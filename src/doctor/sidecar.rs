@@ -43,15 +43,23 @@ pub(super) async fn checks(socket: &Path) -> Vec<Check> {
             }
         }
     }
-    checks.push(match handshake(socket).await {
+    let handshake = handshake(socket).await;
+    if let Handshake::Welcome { gateway_close: Some((code, advice)), .. } = &handshake {
+        checks.push(Check::fail(
+            "gateway",
+            format!("the running sidecar's gateway closed for good (close {code}): replies from Discord stopped"),
+            advice.clone(),
+        ));
+    }
+    checks.push(match handshake {
         Handshake::Absent => Check::ok(
             "sidecar",
             "not running (OMP starts it on demand; `omp-discord install-service` keeps one running)",
         ),
-        Handshake::Welcome { version } if version == env!("CARGO_PKG_VERSION") => {
+        Handshake::Welcome { version, .. } if version == env!("CARGO_PKG_VERSION") => {
             Check::ok("sidecar", format!("running, version {version}, protocol {PROTOCOL_VERSION}"))
         }
-        Handshake::Welcome { version } => Check::warn(
+        Handshake::Welcome { version, .. } => Check::warn(
             "sidecar",
             format!("running version {version}, but this binary is {}", env!("CARGO_PKG_VERSION")),
             "run `omp-discord stop`; the next OMP session (or the service) starts the new one",
@@ -73,12 +81,17 @@ pub(super) async fn checks(socket: &Path) -> Vec<Check> {
 /// What answered at the socket.
 enum Handshake {
     Absent,
-    Welcome { version: String },
+    /// A sidecar answered; `gateway_close`: the close code that ended its
+    /// gateway for good, and what to do, if one did.
+    Welcome {
+        version: String,
+        gateway_close: Option<(u16, String)>,
+    },
     Refused(String),
     Broken(String),
 }
 
-/// Says hello at `socket` and reads the answer, within 5 s.
+/// Says hello at `socket`, reads the answer and then the sidecar's status, within 5 s.
 async fn handshake(socket: &Path) -> Handshake {
     let Ok(stream) = tokio::net::UnixStream::connect(socket).await else { return Handshake::Absent };
     let (read, mut write) = stream.into_split();
@@ -88,20 +101,45 @@ async fn handshake(socket: &Path) -> Handshake {
         pid: std::process::id(),
         host: crate::client::hostname(),
     });
+    let status = ClientFrame::Status { id: "doctor".into() };
+    let mut reader = BufReader::new(read);
     let exchange = async {
         write.write_all(encode_frame(&hello).as_bytes()).await?;
         let mut line = String::new();
-        BufReader::new(read).read_line(&mut line).await?;
+        reader.read_line(&mut line).await?;
         Ok::<_, std::io::Error>(line)
     };
     match tokio::time::timeout(Duration::from_secs(5), exchange).await {
         Err(_) => Handshake::Broken("no answer within 5 s".into()),
         Ok(Err(err)) => Handshake::Broken(err.to_string()),
         Ok(Ok(line)) => match decode_server_frame(line.as_bytes()) {
-            Ok(ServerFrame::Welcome { version, .. }) => Handshake::Welcome { version },
+            Ok(ServerFrame::Welcome { version, .. }) => {
+                let asked = async {
+                    write.write_all(encode_frame(&status).as_bytes()).await?;
+                    let mut line = String::new();
+                    reader.read_line(&mut line).await?;
+                    Ok::<_, std::io::Error>(line)
+                };
+                let gateway_close = match tokio::time::timeout(Duration::from_secs(5), asked).await {
+                    Ok(Ok(line)) => match decode_server_frame(line.as_bytes()) {
+                        Ok(ServerFrame::Status { status, .. }) => fatal_close(&status),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                Handshake::Welcome { version, gateway_close }
+            }
             Ok(ServerFrame::Error { message, .. }) => Handshake::Refused(message),
             Ok(other) => Handshake::Broken(format!("unexpected answer {other:?}")),
             Err(err) => Handshake::Broken(err.to_string()),
         },
     }
+}
+
+/// The close code that ended the sidecar's gateway for good, and the advice
+/// for it, from its status.
+fn fatal_close(status: &serde_json::Value) -> Option<(u16, String)> {
+    let close = &status["gateway_close"];
+    let code = u16::try_from(close["code"].as_u64()?).ok()?;
+    Some((code, close["advice"].as_str().unwrap_or_default().to_owned()))
 }
