@@ -238,11 +238,7 @@ async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpLis
             timeout_secs: config.approval_timeout.as_secs(),
         },
     };
-    // An emulator serves its gateway on the same port as its REST API.
-    let gateway_url = config
-        .gateway_url
-        .clone()
-        .or_else(|| config.api.proxy.as_ref().filter(|_| config.api.plain_http).map(|proxy| format!("ws://{proxy}")));
+    let gateway_url = config.gateway_url.clone().or_else(|| config.api.local_gateway());
     let token = config.token.clone();
     let sidecar = serve::Sidecar::new(config, outbox, access);
     sidecar.import_spool();

@@ -140,6 +140,14 @@ pub struct ApiBase {
 }
 
 impl ApiBase {
+    /// The gateway of a local Discord on plain HTTP (an emulator serves its
+    /// gateway on its REST port); `None` for the real Discord, whose gateway
+    /// URL comes from `GET /gateway/bot`.
+    #[must_use]
+    pub fn local_gateway(&self) -> Option<String> {
+        self.proxy.as_ref().filter(|_| self.plain_http).map(|proxy| format!("ws://{proxy}"))
+    }
+
     /// Parses `OMP_DISCORD_API_URL` (`http://127.0.0.1:PORT` for the emulator).
     ///
     /// # Errors

@@ -373,7 +373,7 @@ async fn check_channel(
 fn gateway_url(existing: Option<&Config>, api: &ApiBase) -> Option<String> {
     env_var(config::env::GATEWAY_URL)
         .or_else(|| existing.and_then(|c| c.gateway_url.clone()))
-        .or_else(|| api.proxy.as_ref().filter(|_| api.plain_http).map(|proxy| format!("ws://{proxy}")))
+        .or_else(|| api.local_gateway())
 }
 
 impl From<WaitError> for Problem {
