@@ -111,6 +111,31 @@ async fn no_token_or_secret_reaches_a_log_status_error_journal_spool_or_discord(
     let (_, delivered) = client.notify(&ClientFrame::Notify(raw)).await;
     frames.push(delivered);
     assert!(frames.iter().take(3).all(|f| matches!(f, ServerFrame::Error { .. })), "{frames:?}");
+    // An approval and a question whose input and text carry secrets: stored (and shown) redacted.
+    let session = omp_discord_core::protocol::SessionRef { id: "s-at-rest".into(), cwd: None, prompt: None };
+    let approve = ClientFrame::Approve {
+        id: "a1".into(),
+        session: session.clone(),
+        tool_call_id: "call-1".into(),
+        tool: "bash".into(),
+        input: json!({ "command": format!("deploy --key {one}"), "env": { "TOKEN": two } }),
+    };
+    let ask = ClientFrame::Ask {
+        id: "q1".into(),
+        session,
+        ask_id: "ask-1".into(),
+        question: format!("Is {two} the right key?"),
+        options: vec![format!("yes, {one}"), "no".into()],
+        timeout_secs: 600,
+    };
+    // Nobody answers: only what is stored and posted matters here.
+    let mut waiting = Client::greeted(&sidecar.socket).await;
+    waiting.send_raw(format!("{}{}", encode_frame(&approve), encode_frame(&ask)).as_bytes()).await;
+    wait_for("the approval and the question in Discord", Duration::from_secs(30), || {
+        let posted = serde_json::to_string(&emulator.requests()).unwrap();
+        (posted.contains("Approval needed") && posted.contains("right key")).then_some(())
+    })
+    .await;
     let frames_text = frames.iter().map(encode_frame).collect::<String>();
 
     let status_json = wait_for("an empty outbox", Duration::from_secs(60), || {

