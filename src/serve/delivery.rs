@@ -165,13 +165,18 @@ impl Sidecar {
                 tracing::warn!(%destination, error = %err, "delivery postponed");
                 *self.counters.last_error.lock().await = Some(err.to_string());
                 let text = format!("{err}; the message stays queued and will be retried");
-                for row in batch {
+                // Every client waiting on this destination hears why, not only the
+                // batch's: rows behind a claimed batch wait for it, however long.
+                let waiting = self
+                    .with_outbox(|o| o.pending_requests(&destination))
+                    .unwrap_or_else(|_| batch.iter().map(|row| (row.seq, row.request_id.clone())).collect());
+                for (seq, request_id) in waiting {
                     let frame = ServerFrame::Error {
-                        id: Some(row.request_id.clone()),
+                        id: Some(request_id),
                         code: ErrorCode::DiscordUnavailable,
                         message: text.clone(),
                     };
-                    self.report(row.seq, frame);
+                    self.report(seq, frame);
                 }
                 false
             }

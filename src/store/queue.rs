@@ -114,6 +114,18 @@ impl Outbox {
         Ok(by_batch.query_map([batch], read_pending)?.collect::<Result<_, _>>()?)
     }
 
+    /// Every pending row of `destination`, oldest first, as `(seq, request id)`.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn pending_requests(&self, destination: &str) -> Result<Vec<(i64, String)>, OutboxError> {
+        let mut pending = self.conn.prepare_cached(
+            "SELECT seq, request_id FROM outbox WHERE destination = ?1 AND state = 'pending' ORDER BY seq",
+        )?;
+        Ok(pending.query_map([destination], |row| Ok((row.get(0)?, row.get(1)?)))?.collect::<Result<_, _>>()?)
+    }
+
     /// Marks a row as keyed (and as an edit of its key's message).
     ///
     /// # Errors
