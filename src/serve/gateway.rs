@@ -15,13 +15,6 @@ use omp_discord_core::gateway::fatal_close_advice;
 use omp_discord_core::inbound::{Admission, interaction_limited_note};
 use twilight_model::application::interaction::{Interaction, InteractionData, InteractionType};
 
-/// When Discord created `interaction` (from its snowflake), in Unix milliseconds.
-fn created_ms(interaction: &Interaction) -> u64 {
-    /// Discord's epoch (2015-01-01) in Unix milliseconds: snowflakes count from it.
-    const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
-    (interaction.id.get() >> 22) + DISCORD_EPOCH_MS
-}
-
 /// A nonce for a one-off message (nothing retries it under the same nonce).
 fn rand_nonce() -> u64 {
     super::intake::fresh_nonce("gateway", "closed")
@@ -130,7 +123,10 @@ impl Sidecar {
             return true;
         }
         let (Some(limiter), Some(author)) = (&self.inbound.limiter, interaction.author_id()) else { return true };
-        let admission = limiter.lock().expect("limiter lock").admit(&author.to_string(), created_ms(interaction));
+        let admission = limiter
+            .lock()
+            .expect("limiter lock")
+            .admit(&author.to_string(), super::inbound::written_ms(interaction.id));
         let Admission::Refuse { retry_after_ms, .. } = admission else { return true };
         tracing::info!(audit = true, user_id = %author, "interaction refused: the author is over the inbound rate limit");
         let limit = limiter.lock().expect("limiter lock").limit();

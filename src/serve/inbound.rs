@@ -39,8 +39,8 @@ const AWAY_NOTE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// At most one "not connected" note per session in this long.
 const AWAY_NOTE_EVERY_MS: i64 = 10 * 60 * 1000;
 
-/// When a message was written, from its id.
-fn written_ms(id: Id<MessageMarker>) -> u64 {
+/// When a message (or an interaction) was made, from its snowflake id.
+pub(super) fn written_ms<T>(id: Id<T>) -> u64 {
     (id.get() >> 22) + DISCORD_EPOCH_MS
 }
 
