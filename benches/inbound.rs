@@ -213,6 +213,7 @@ async fn main() {
         channel_id: None,
         key: None,
         edit: false,
+        idempotency_key: None,
     };
     shim.send(&ClientFrame::Notify(open)).await;
     while !matches!(shim.next().await, ServerFrame::Delivered { .. }) {}

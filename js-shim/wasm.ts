@@ -1,5 +1,6 @@
 // The only place that loads the wasm module. The bytes are inlined as base64 (by scripts/build.sh) so the bundle
 // is one self-contained file; wasm-pack's default init would fetch a URL. Types are core's (./generated/types.ts).
+import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { initSync, redactTextUtf8, Shim, shimSettings } from "../pkg/omp_discord_wasm.js";
 import type { ShimSettings } from "./generated/types";
@@ -29,7 +30,7 @@ function processState(): { settings: ShimSettings; shim: Shim } {
 	const global = globalThis as unknown as Record<symbol, ReturnType<typeof processState> | undefined>;
 	initWasm();
 	const settings = global[KEY]?.settings ?? shimSettings({ ...process.env }, hostname());
-	return (global[KEY] ??= { settings, shim: new Shim(settings) });
+	return (global[KEY] ??= { settings, shim: new Shim(settings, randomBytes(8).toString("hex")) });
 }
 export const settings = (): ShimSettings => processState().settings;
 export const shim = (): Shim => processState().shim;

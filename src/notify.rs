@@ -123,6 +123,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
                 channel_id: options.channel.map(|c| c.to_string()),
                 key: None,
                 edit: false,
+                idempotency_key: None,
             };
             (send(request, options.wait).await, truncated)
         }

@@ -287,6 +287,7 @@ fn card_frame(session: &SessionRef, n: u64, state: CardState, edit: bool) -> Cli
         channel_id: None,
         key: Some(format!("card:{}:{n}", session.id)),
         edit,
+        idempotency_key: None,
     })
 }
 

@@ -158,6 +158,7 @@ async fn an_accepted_file_survives_a_sidecar_crash() {
             channel_id: Some(DEFAULT_HOME_CHANNEL_ID.to_string()),
             key: None,
             edit: false,
+            idempotency_key: None,
         }))
         .await;
     assert!(seq.is_some(), "accepted");
@@ -200,6 +201,7 @@ async fn the_sidecar_refuses_files_beyond_the_limit() {
             channel_id: Some(DEFAULT_HOME_CHANNEL_ID.to_string()),
             key: None,
             edit: false,
+            idempotency_key: None,
         }))
         .await;
     assert!(matches!(&answer, ServerFrame::Error { message, .. } if message.contains("not usable")), "{answer:?}");
@@ -235,6 +237,7 @@ async fn without_attach_files_the_message_still_goes_out_and_says_so() {
             channel_id: Some(DEFAULT_HOME_CHANNEL_ID.to_string()),
             key: None,
             edit: false,
+            idempotency_key: None,
         }))
         .await;
     assert!(matches!(answer, ServerFrame::Delivered { .. }), "{answer:?}");

@@ -26,6 +26,7 @@ pub(crate) fn notify(id: &str, session: &str, text: &str) -> ClientFrame {
         message: build_notification(&Notification { message: text.into(), ..Default::default() }, "hostile"),
         key: None,
         edit: false,
+        idempotency_key: None,
         channel_id: None,
     })
 }

@@ -132,6 +132,7 @@ async fn open_thread(client: &mut Client, emulator: &Emulator, session: &Session
         channel_id: None,
         key: None,
         edit: false,
+        idempotency_key: None,
     });
     let (_, delivered) = client.notify(&notify).await;
     assert!(matches!(delivered, ServerFrame::Delivered { .. }), "{delivered:?}");

@@ -76,6 +76,7 @@ async fn burst_through_kill_9(
                 channel_id: None,
                 key: None,
                 edit: false,
+                idempotency_key: None,
             })));
         }
         client.send_raw(burst.as_bytes()).await;

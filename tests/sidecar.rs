@@ -23,6 +23,7 @@ fn notify(id: &str, message: MessagePayload) -> ClientFrame {
         channel_id: None,
         key: None,
         edit: false,
+        idempotency_key: None,
     })
 }
 

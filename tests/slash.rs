@@ -49,6 +49,7 @@ async fn omp_ask_and_abort_reach_the_session_and_strangers_are_refused() {
         channel_id: None,
         key: None,
         edit: false,
+        idempotency_key: None,
     });
     assert!(matches!(client.notify(&notify).await.1, ServerFrame::Delivered { .. }));
     let thread: u64 = thread_starts(&emulator)[0]["response"]["id"].as_str().unwrap().parse().unwrap();

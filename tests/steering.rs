@@ -205,6 +205,7 @@ async fn a_flooding_author_is_held_to_their_rate_and_told_once() {
             channel_id: None,
             key: None,
             edit: false,
+            idempotency_key: None,
         })
     };
     assert!(matches!(client.notify(&notify("open")).await.1, ServerFrame::Delivered { .. }));

@@ -150,7 +150,17 @@ key?: string | null,
  * Replace the message posted under `key` instead of posting (posted new
  * when there is none).
  */
-edit?: boolean, };
+edit?: boolean, 
+/**
+ * The client's name for this notification (at most
+ * [`MAX_IDEMPOTENCY_KEY_BYTES`]), chosen once when the notification is
+ * made and sent unchanged with every retry, reconnect and spool file: the
+ * sidecar journals a key once, and answers a repeat with the first one's
+ * `accepted` (same `seq`) and outcome. Keys are remembered as long as the
+ * journal keeps the row (a day after delivery). Unique per client
+ * instance, e.g. a random instance id and a counter.
+ */
+idempotency_key?: string | null, };
 
 export type SessionRef = { 
 /**

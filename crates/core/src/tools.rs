@@ -195,13 +195,29 @@ pub fn tool_request(
         "discord_notify" => {
             let note: Notification = args(tool, arguments)?;
             let message = build_notification(&note, project);
-            Ok(ClientFrame::Notify(NotifyRequest { id, session, message, channel_id: None, key: None, edit: false }))
+            Ok(ClientFrame::Notify(NotifyRequest {
+                id,
+                session,
+                message,
+                channel_id: None,
+                key: None,
+                edit: false,
+                idempotency_key: None,
+            }))
         }
         "discord_send" => {
             let args: SendArgs = args(tool, arguments)?;
             let channel_id = snowflake("channelId", args.channel_id.clone())?;
             let message = send_payload(args)?;
-            let frame = ClientFrame::Notify(NotifyRequest { id, session, message, channel_id, key: None, edit: false });
+            let frame = ClientFrame::Notify(NotifyRequest {
+                id,
+                session,
+                message,
+                channel_id,
+                key: None,
+                edit: false,
+                idempotency_key: None,
+            });
             let bytes = serde_json::to_string(&frame).map_or(usize::MAX, |s| s.len());
             if bytes > MAX_FRAME_BYTES - FRAME_MARGIN {
                 return Err(ToolError(format!(

@@ -136,6 +136,7 @@ fn client_frame() -> impl Strategy<Value = ClientFrame> {
                     message: build_notification(&note, &project),
                     key,
                     edit,
+                    idempotency_key: None,
                     channel_id,
                 })
             }),

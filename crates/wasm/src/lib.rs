@@ -308,14 +308,19 @@ pub struct Shim {
 
 #[wasm_bindgen]
 impl Shim {
-    /// The process's state under `settings` (from `shimSettings`).
+    /// The process's state under `settings` (from `shimSettings`);
+    /// `instance` is a random name for this process, in its notifications'
+    /// idempotency keys.
     ///
     /// # Errors
     ///
     /// When `settings` is not `ShimSettings`.
     #[wasm_bindgen(constructor)]
-    pub fn new(#[wasm_bindgen(unchecked_param_type = "ShimSettings")] settings: JsValue) -> Result<Shim, JsError> {
-        Ok(Self { inner: shim::Shim::new(&from_js(settings)?) })
+    pub fn new(
+        #[wasm_bindgen(unchecked_param_type = "ShimSettings")] settings: JsValue,
+        instance: &str,
+    ) -> Result<Shim, JsError> {
+        Ok(Self { inner: shim::Shim::new(&from_js(settings)?, instance) })
     }
 
     /// Where a session's reports and tool posts go: `(OmpSession) -> SessionRef`.

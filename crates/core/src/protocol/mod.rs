@@ -35,6 +35,9 @@ pub const MAX_FRAME_BYTES: usize = 256 * 1024;
 /// Longest request id, in bytes.
 pub const MAX_REQUEST_ID_BYTES: usize = 64;
 
+/// Longest [`NotifyRequest::idempotency_key`], in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 64;
+
 /// A frame sent by a client (the shim, the CLI) to the sidecar.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -187,7 +190,7 @@ pub struct SessionRef {
 }
 
 /// A request to post one message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
 pub struct NotifyRequest {
     /// Request id, echoed in the answer.
@@ -209,6 +212,15 @@ pub struct NotifyRequest {
     /// when there is none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub edit: bool,
+    /// The client's name for this notification (at most
+    /// [`MAX_IDEMPOTENCY_KEY_BYTES`]), chosen once when the notification is
+    /// made and sent unchanged with every retry, reconnect and spool file: the
+    /// sidecar journals a key once, and answers a repeat with the first one's
+    /// `accepted` (same `seq`) and outcome. Keys are remembered as long as the
+    /// journal keeps the row (a day after delivery). Unique per client
+    /// instance, e.g. a random instance id and a counter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// A frame sent by the sidecar to a client.
@@ -569,6 +581,15 @@ fn decode<T: serde::de::DeserializeOwned>(line: &[u8]) -> Result<T, FrameError> 
         return Err(FrameError::Malformed {
             detail: format!("the request id is {} bytes long, but the max is {MAX_REQUEST_ID_BYTES}", id.len()),
             id: None,
+        });
+    }
+    let key_bytes = value.get("idempotency_key").and_then(|key| key.as_str()).map_or(0, str::len);
+    if key_bytes > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(FrameError::Malformed {
+            detail: format!(
+                "the idempotency_key is {key_bytes} bytes long, but the max is {MAX_IDEMPOTENCY_KEY_BYTES}"
+            ),
+            id,
         });
     }
     serde_json::from_value(value).map_err(|err| FrameError::Malformed { detail: describe_json_error(&err), id })

@@ -81,6 +81,22 @@ fn overlong_request_id_is_refused() {
 }
 
 #[test]
+fn an_idempotency_key_rides_on_notify_and_an_overlong_one_is_refused_with_its_request_id() {
+    let frame = |key: &str| {
+        format!(
+            r#"{{"type":"notify","id":"r1","session":{{"id":"s"}},"message":{{"content":"hi"}},"idempotency_key":"{key}"}}"#
+        )
+    };
+    let key = "k".repeat(MAX_IDEMPOTENCY_KEY_BYTES);
+    let ClientFrame::Notify(notify) = decode_client_frame(frame(&key).as_bytes()).unwrap() else { panic!("a notify") };
+    assert_eq!(notify.idempotency_key.as_deref(), Some(key.as_str()));
+    assert!(encode_frame(&ClientFrame::Notify(notify)).contains(&key));
+    let err = decode_client_frame(frame(&format!("{key}k")).as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("idempotency_key"), "{err}");
+    assert!(matches!(err, FrameError::Malformed { id: Some(ref id), .. } if id == "r1"), "{err:?}");
+}
+
+#[test]
 fn error_codes_match_their_wire_names() {
     for code in [
         ErrorCode::MalformedFrame,

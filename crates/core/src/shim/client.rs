@@ -115,6 +115,7 @@ mod tests {
             channel_id: None,
             key: None,
             edit: false,
+            idempotency_key: None,
         })
     }
 

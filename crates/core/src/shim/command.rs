@@ -157,7 +157,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn shim() -> Shim {
-        Shim::new(&ShimSettings::from_env(&BTreeMap::new(), "box"))
+        Shim::new(&ShimSettings::from_env(&BTreeMap::new(), "box"), "inst")
     }
 
     fn ctx(id: &str) -> OmpSession {

@@ -184,13 +184,21 @@ pub struct Shim {
     parents: HashMap<String, String>,
     handed_on: HashSet<String>,
     handed_order: VecDeque<String>,
+    /// This process's name in idempotency keys (random, chosen by the caller).
+    instance: String,
+    /// Notifications made so far: the other half of each idempotency key.
+    made: u64,
 }
 
 impl Shim {
-    /// A process's state under `settings`.
+    /// A process's state under `settings`; `instance` is a random name for
+    /// this process (e.g. 16 hex digits) that makes its notifications'
+    /// idempotency keys unique among every client of the sidecar.
     #[must_use]
-    pub fn new(settings: &ShimSettings) -> Self {
+    pub fn new(settings: &ShimSettings, instance: &str) -> Self {
         Self {
+            instance: instance.chars().take(40).collect(),
+            made: 0,
             host: settings.host.clone(),
             fallback_approvals: settings.approvals.clone(),
             approval_reconnect_ms: settings.deadlines.approval_reconnect_ms,
@@ -311,7 +319,7 @@ impl Shim {
         Ok(&mut self.reporters[at].1)
     }
 
-    fn notify_frames(&self, route: &SessionRef, reports: Vec<Report>) -> Vec<ClientFrame> {
+    fn notify_frames(&mut self, route: &SessionRef, reports: Vec<Report>) -> Vec<ClientFrame> {
         if self.sessions.get(&route.id).is_some_and(|s| s.muted) {
             return Vec::new();
         }
@@ -323,6 +331,7 @@ impl Shim {
                 channel_id: None,
                 key,
                 edit,
+                idempotency_key: None,
             })
         };
         reports
@@ -331,7 +340,21 @@ impl Shim {
                 Report::Post { key, payload } => frame(key, payload, false),
                 Report::Edit { key, payload } => frame(Some(key), payload, true),
             })
+            .map(|frame| self.keyed(frame))
             .collect()
+    }
+
+    /// Names a notify frame once, as it is made: the key travels with it
+    /// through every retry, reconnect and spool file, so the sidecar
+    /// journals it once however often it arrives.
+    fn keyed(&mut self, mut frame: ClientFrame) -> ClientFrame {
+        if let ClientFrame::Notify(request) = &mut frame
+            && request.idempotency_key.is_none()
+        {
+            self.made += 1;
+            request.idempotency_key = Some(format!("{}-{}", self.instance, self.made));
+        }
+        frame
     }
 
     /// Due run-card edits and coalesced bursts of every session, as notify frames.
@@ -366,7 +389,7 @@ impl Shim {
         match tools::tool_request(tool, params, &session, call_id, project(&ctx.cwd)) {
             Ok(frame) => ToolCall::Request {
                 wait_ms: tools::answer_wait_secs(&frame).saturating_mul(1000),
-                frame: Box::new(frame),
+                frame: Box::new(self.keyed(frame)),
             },
             Err(err) => ToolCall::Answer { text: format!("{tool} failed: {}", err.0), is_error: true },
         }
@@ -472,14 +495,14 @@ fn project(cwd: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::ErrorCode;
+    use crate::protocol::{ErrorCode, MAX_IDEMPOTENCY_KEY_BYTES};
     use serde_json::json;
     use std::collections::BTreeMap;
 
     const SECRET: &str = "ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"; // fake, made-up token
 
     fn shim() -> Shim {
-        Shim::new(&ShimSettings::from_env(&BTreeMap::new(), "box"))
+        Shim::new(&ShimSettings::from_env(&BTreeMap::new(), "box"), "inst")
     }
 
     fn ctx(id: &str, file: Option<&str>, header_parent: Option<&str>) -> OmpSession {
@@ -553,6 +576,35 @@ mod tests {
     }
 
     #[test]
+    fn every_notification_gets_its_own_key_once_as_it_is_made() {
+        let mut shim = shim();
+        let session = ctx("K", None, None);
+        let mut keys = Vec::new();
+        for event in [json!({ "type": "agent_start" }), json!({ "type": "agent_end", "messages": [] })] {
+            let step = shim.on_event(&session, &event, 1_000, &Value::Null).unwrap();
+            keys.extend(step.frames.iter().map(|f| notify(f).idempotency_key.clone().unwrap()));
+        }
+        let ToolCall::Request { frame, .. } =
+            shim.tool_call("discord_notify", &json!({ "message": "done" }), &session, "call-1")
+        else {
+            panic!("a request")
+        };
+        keys.push(notify(&frame).idempotency_key.clone().unwrap());
+        assert!(keys.len() >= 3, "{keys:?}");
+        assert!(keys.iter().all(|key| key.starts_with("inst-") && key.len() <= MAX_IDEMPOTENCY_KEY_BYTES));
+        let unique: HashSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len(), "{keys:?}");
+        // A long instance name is cut so that keys stay within the protocol's limit.
+        let mut long = Shim::new(&ShimSettings::from_env(&BTreeMap::new(), "box"), &"f".repeat(200));
+        let ToolCall::Request { frame, .. } =
+            long.tool_call("discord_notify", &json!({ "message": "x" }), &session, "c")
+        else {
+            panic!("a request")
+        };
+        assert!(notify(&frame).idempotency_key.as_ref().unwrap().len() <= MAX_IDEMPOTENCY_KEY_BYTES);
+    }
+
+    #[test]
     fn an_unreadable_event_reports_nothing_and_a_bad_config_is_an_error() {
         let mut shim = shim();
         let step = shim.on_event(&ctx("s", None, None), &json!("garbage"), 1, &Value::Null).unwrap();
@@ -598,7 +650,7 @@ mod tests {
         assert_eq!(shim.approval_gate(&json!("nonsense"), "bash", 0), None);
         assert_eq!(shim.approval_gate(&Value::Null, "bash", 0), None);
         let env = BTreeMap::from([("OMP_DISCORD_APPROVE_TOOLS".to_owned(), "bash".to_owned())]);
-        let guarded = Shim::new(&ShimSettings::from_env(&env, "box"));
+        let guarded = Shim::new(&ShimSettings::from_env(&env, "box"), "inst");
         assert_eq!(guarded.approval_gate(&Value::Null, "bash", 0).unwrap().deadline_ms, 610_000);
 
         let decision = |approved| ServerFrame::Decision { id: "1".into(), approved, reason: "ana said no".into() };
