@@ -137,6 +137,23 @@ pub fn hostname() -> String {
     rustix::system::uname().nodename().to_string_lossy().into_owned()
 }
 
+/// How often [`Link`] sends a request whose sidecar went away before answering.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// A random name for this client instance (16 hex digits), the prefix of its
+/// request ids and idempotency keys: unique among every client of a sidecar,
+/// also across restarts and machines.
+pub fn instance_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // std's RandomState is seeded from the OS's randomness once per process, then
+    // counts up per instance: mixed with the time and pid, a fresh 64-bit name.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
 /// How long [`Link`] tries to reach a sidecar (starting one if none answers).
 const CONNECT_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -205,13 +222,12 @@ impl Drop for Slot<'_> {
 impl Link {
     /// A link to the sidecar at `socket`; `sidecar_bin` is started when nothing listens there.
     pub fn new(socket: std::path::PathBuf, client: String, sidecar_bin: Option<std::path::PathBuf>) -> Self {
-        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         Self {
             socket,
             client,
             sidecar_bin,
             conn: tokio::sync::Mutex::new(None),
-            prefix: format!("{}-{:x}", std::process::id(), started.as_millis()),
+            prefix: instance_name(),
             next: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -224,16 +240,21 @@ impl Link {
 
     /// Sends `frame` with a fresh id and waits up to `wait` for its answer. A
     /// `notify` is done at `delivered` or an error; if only `accepted` came
-    /// in time, that is the answer (journaled: it will still be posted). A
-    /// request other than `notify` is asked again once on a new connection
-    /// when the sidecar went away; a `notify` only when it was never sent.
+    /// in time, that is the answer (journaled: it will still be posted).
+    /// When the sidecar goes away before answering, the request is asked
+    /// again on a new connection (a `notify` under the idempotency key it is
+    /// given here, so the sidecar journals it once however often it arrives).
     ///
     /// # Errors
     ///
     /// No sidecar could be reached or started, it refused the handshake, it
     /// went away, or it did not answer within `wait`.
     pub async fn request(&self, mut frame: ClientFrame, wait: Duration) -> Result<ServerFrame, LinkError> {
-        let repeatable = !matches!(frame, ClientFrame::Notify(_));
+        if let ClientFrame::Notify(notify) = &mut frame
+            && notify.idempotency_key.is_none()
+        {
+            notify.idempotency_key = Some(self.fresh_id());
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -249,7 +270,7 @@ impl Link {
             };
             if let Err(err) = written {
                 conn.closed.cancel();
-                if attempt == 1 {
+                if attempt < MAX_ATTEMPTS {
                     tracing::debug!(error = %err, "the sidecar connection was gone; reconnecting");
                     continue;
                 }
@@ -269,15 +290,8 @@ impl Link {
             if let Some(accepted) = accepted {
                 return Ok(accepted);
             }
-            if !repeatable {
-                return Err(LinkError::Lost(
-                    "the sidecar went away before it confirmed the message; it may not have been posted \
-                     (check with discord_read before sending it again)"
-                        .into(),
-                ));
-            }
-            if attempt > 1 {
-                return Err(LinkError::Lost("the sidecar went away twice while answering".into()));
+            if attempt >= MAX_ATTEMPTS {
+                return Err(LinkError::Lost(format!("the sidecar went away {MAX_ATTEMPTS} times while answering")));
             }
             tracing::debug!("the sidecar went away mid-request; asking again on a new connection");
         }
@@ -415,20 +429,7 @@ async fn read_answers(
                 continue;
             }
         };
-        let id = match &frame {
-            ServerFrame::Accepted { id, .. }
-            | ServerFrame::Delivered { id, .. }
-            | ServerFrame::Status { id, .. }
-            | ServerFrame::Decision { id, .. }
-            | ServerFrame::Ok { id }
-            | ServerFrame::Messages { id, .. }
-            | ServerFrame::Directory { id, .. }
-            | ServerFrame::Answer { id, .. }
-            | ServerFrame::ShuttingDown { id } => Some(id.clone()),
-            ServerFrame::Error { id, .. } => id.clone(),
-            // Pushed to attached sessions; this client attaches none.
-            ServerFrame::Inbound { .. } | ServerFrame::Control { .. } | ServerFrame::Welcome { .. } => None,
-        };
+        let id = frame.request_id().map(str::to_owned);
         let Some(id) = id else {
             tracing::debug!(?frame, "ignored a frame for no request");
             continue;

@@ -25,7 +25,7 @@ use omp_discord_core::protocol::{ClientFrame, PROTOCOL_VERSION, ServerFrame};
 use tracing_subscriber::EnvFilter;
 
 const LONG_VERSION: &str =
-    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("OMP_DISCORD_COMMIT"), ", socket protocol ", "2", ")");
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("OMP_DISCORD_COMMIT"), ", socket protocol ", "3", ")");
 
 #[derive(Parser)]
 #[command(name = "omp-discord", version, long_version = LONG_VERSION, about = "Connects OMP coding-agent sessions with Discord")]
@@ -165,7 +165,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    const _: () = assert!(PROTOCOL_VERSION == 2, "update LONG_VERSION with the protocol version");
+    const _: () = assert!(PROTOCOL_VERSION == 3, "update LONG_VERSION with the protocol version");
     match command {
         Command::Serve { exit_when_idle, http } => {
             // Refused before anything starts: metrics are for loopback only.

@@ -4,10 +4,13 @@
 //! redaction and limit check, its journal, nonce and retries.
 //!
 //! The exit code says what became of the message (see [`ExitStatus`]); it
-//! never starts a sidecar itself (see `docs/operations.md` for why).
+//! never starts a sidecar itself (see `docs/operations.md` for why): with
+//! none answering, the message waits in the spool for the next one. Its
+//! idempotency key makes every way there (a retry after a lost connection,
+//! the spool) journal it once.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -16,7 +19,7 @@ use omp_discord_core::format::project_name;
 use omp_discord_core::protocol::{ClientFrame, ErrorCode, NotifyRequest, ServerFrame, SessionRef};
 use serde_json::json;
 
-use crate::client::{Connection, NotRunning, hostname};
+use crate::client::{Connection, NotRunning, hostname, instance_name};
 
 /// Most bytes read from stdin; the rest is left unread. Generous on purpose:
 /// the text is redacted before it is cut to Discord's limit, so a secret
@@ -32,8 +35,12 @@ pub enum ExitStatus {
     Failed = 1,
     /// Nothing to send: empty text (2, like a usage error).
     Usage = 2,
-    /// No sidecar answers at the socket (69, `EX_UNAVAILABLE`).
+    /// No sidecar answered, and the message could not be spooled either
+    /// (69, `EX_UNAVAILABLE`).
     NoSidecar = 69,
+    /// No sidecar answered; the message waits in the local spool, and the
+    /// next sidecar journals it exactly once (3).
+    Spooled = 3,
     /// Journaled by the sidecar, but Discord did not confirm in time; the
     /// sidecar keeps retrying (75, `EX_TEMPFAIL`).
     Queued = 75,
@@ -65,6 +72,7 @@ enum Outcome {
     Queued { seq: i64, reason: String },
     Failed { code: String, message: String, hint: &'static str },
     NoSidecar { message: String },
+    Spooled { file: PathBuf, reason: String },
     Usage { message: String },
 }
 
@@ -75,6 +83,7 @@ impl Outcome {
             Self::Queued { .. } => ExitStatus::Queued,
             Self::Failed { .. } => ExitStatus::Failed,
             Self::NoSidecar { .. } => ExitStatus::NoSidecar,
+            Self::Spooled { .. } => ExitStatus::Spooled,
             Self::Usage { .. } => ExitStatus::Usage,
         }
     }
@@ -123,7 +132,7 @@ pub async fn run(options: Options) -> anyhow::Result<ExitCode> {
                 channel_id: options.channel.map(|c| c.to_string()),
                 key: None,
                 edit: false,
-                idempotency_key: None,
+                idempotency_key: Some(format!("{}-1", instance_name())),
             };
             (send(request, options.wait).await, truncated)
         }
@@ -183,37 +192,44 @@ fn read_text(arg: &str, notes: &mut Vec<String>) -> Result<String, Outcome> {
     Ok(text)
 }
 
+/// How often the message is sent when the sidecar goes away before journaling it.
+const MAX_ATTEMPTS: u32 = 3;
+
 async fn send(request: NotifyRequest, wait: Duration) -> Outcome {
     let socket = match crate::config::default_socket_path() {
         Ok(path) => path,
         Err(err) => return Outcome::NoSidecar { message: err.to_string() },
     };
-    let mut connection = match Connection::open(&socket).await {
-        Ok(connection) => connection,
-        Err(err) if err.downcast_ref::<NotRunning>().is_some() => {
-            return Outcome::NoSidecar { message: err.to_string() };
+    let mut lost = String::new();
+    for _ in 0..MAX_ATTEMPTS {
+        let connection = match Connection::open(&socket).await {
+            Ok(connection) => connection,
+            Err(err) if err.downcast_ref::<NotRunning>().is_some() => return spool(request, err.to_string()),
+            Err(err) => {
+                return Outcome::Failed {
+                    code: "connection".into(),
+                    message: format!("{err:#}"),
+                    hint: "`omp-discord status` and `omp-discord doctor` show what is wrong with the sidecar",
+                };
+            }
+        };
+        match attempt(connection, &request, wait).await {
+            Ok(outcome) => return outcome,
+            // Sent again under the same idempotency key: journaled once, whether the first one was or not.
+            Err(err) => lost = format!("{err:#}"),
         }
-        Err(err) => {
-            return Outcome::Failed {
-                code: "connection".into(),
-                message: format!("{err:#}"),
-                hint: "`omp-discord status` and `omp-discord doctor` show what is wrong with the sidecar",
-            };
-        }
+    }
+    spool(request, format!("the sidecar went away {MAX_ATTEMPTS} times before journaling the message ({lost})"))
+}
+
+/// One try on one connection; `Err` when the connection failed before `accepted`.
+async fn attempt(mut connection: Connection, request: &NotifyRequest, wait: Duration) -> anyhow::Result<Outcome> {
+    let seq = match connection.call(&ClientFrame::Notify(request.clone())).await? {
+        ServerFrame::Accepted { seq, .. } => seq,
+        ServerFrame::Error { code, message, .. } => return Ok(failed(code, message)),
+        other => return Ok(unexpected(&other)),
     };
-    let seq = match connection.call(&ClientFrame::Notify(request)).await {
-        Ok(ServerFrame::Accepted { seq, .. }) => seq,
-        Ok(ServerFrame::Error { code, message, .. }) => return failed(code, message),
-        Ok(other) => return unexpected(&other),
-        Err(err) => {
-            return Outcome::Failed {
-                code: "connection".into(),
-                message: format!("{err:#}"),
-                hint: "the sidecar did not journal the message; `omp-discord status` shows its state",
-            };
-        }
-    };
-    match connection.next(wait).await {
+    Ok(match connection.next(wait).await {
         Ok(Some(ServerFrame::Delivered { channel_id, message_id, .. })) => {
             Outcome::Delivered { seq, channel_id, message_id }
         }
@@ -225,7 +241,39 @@ async fn send(request: NotifyRequest, wait: Duration) -> Outcome {
         Ok(Some(other)) => unexpected(&other),
         Ok(None) => Outcome::Queued { seq, reason: format!("Discord did not confirm within {} s", wait.as_secs()) },
         Err(err) => Outcome::Queued { seq, reason: format!("{err:#} after journaling the message") },
+    })
+}
+
+/// Leaves the message in `<state>/spool/` (0600, in a 0700 directory) for
+/// the next sidecar, as the OMP extension does with what no sidecar took.
+fn spool(request: NotifyRequest, reason: String) -> Outcome {
+    let written = crate::config::default_spool_dir().map_err(anyhow::Error::from).and_then(|dir| {
+        write_spool_file(
+            &dir,
+            &omp_discord_core::shim::client::spool_text(vec![ClientFrame::Notify(request)], std::process::id()),
+        )
+    });
+    match written {
+        Ok(file) => Outcome::Spooled { file, reason },
+        Err(err) => {
+            Outcome::NoSidecar { message: format!("{reason}; the message could not be spooled either: {err:#}") }
+        }
     }
+}
+
+/// Writes a spool file whole (a temporary name, then a rename: a sidecar importing meanwhile never sees half).
+fn write_spool_file(dir: &Path, text: &str) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let file = dir.join(format!("{}-{}.jsonl", now.as_millis(), std::process::id()));
+    let partial = file.with_extension("jsonl.tmp");
+    let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&partial)?;
+    out.write_all(text.as_bytes())?;
+    out.sync_all()?;
+    std::fs::rename(&partial, &file)?;
+    Ok(file)
 }
 
 fn failed(code: ErrorCode, message: String) -> Outcome {
@@ -267,6 +315,9 @@ fn report(
                 json!({"outcome": "failed", "code": code, "message": message, "hint": hint})
             }
             Outcome::NoSidecar { message } => json!({"outcome": "no_sidecar", "message": message}),
+            Outcome::Spooled { file, reason } => {
+                json!({"outcome": "spooled", "file": file.display().to_string(), "reason": reason})
+            }
             Outcome::Usage { message } => json!({"outcome": "usage", "message": message}),
         };
         value["exit_code"] = json!(outcome.status() as u8);
@@ -293,6 +344,11 @@ fn report(
             eprintln!("omp-discord notify: failed ({code}): {message}\n  {hint}")
         }
         Outcome::NoSidecar { message } => eprintln!("omp-discord notify: {message}"),
+        Outcome::Spooled { file, reason } => eprintln!(
+            "omp-discord notify: spooled: {reason}\n  the message waits in {} and the next sidecar delivers it \
+             once (start one with `omp-discord serve`, or keep one running with `omp-discord install-service`)",
+            file.display()
+        ),
         Outcome::Usage { message } => eprintln!("omp-discord notify: {message}"),
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! a child process, talking to a real sidecar (directly, or through an SSH
 //! forward of its socket) that posts to the emulator.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -214,22 +215,54 @@ async fn notify_reads_stdin_redacts_it_and_says_when_it_cuts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn notify_without_a_sidecar_exits_69_and_says_how_to_start_one() {
+async fn notify_without_a_sidecar_is_spooled_and_the_next_sidecar_delivers_it_once() {
     let dir = TestDir::new();
     let env = cli_env(&dir.home(), &dir.socket());
+    let spool = dir.home().join(".local/state/omp-discord/spool");
 
     let run = cli(&env, dir.path(), &["notify", "anyone there?"], None).await;
-    assert_eq!(run.code, 69, "{run:?}");
-    assert!(run.stderr.contains("no omp-discord sidecar is running at"), "{run:?}");
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("spooled: no omp-discord sidecar is running at"), "{run:?}");
     assert!(run.stderr.contains("omp-discord serve") && run.stderr.contains("install-service"), "{run:?}");
     assert!(!dir.socket().exists(), "notify does not start a sidecar");
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&spool), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&spool).unwrap().map(|entry| entry.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(mode(&files[0]), 0o600);
+    // The same file handed over twice (a replay after a lost answer) is still one message.
+    std::fs::copy(&files[0], spool.join("0-copy.jsonl")).unwrap();
 
     // A stale socket file (a sidecar killed with -9) is the same situation.
     std::fs::create_dir_all(dir.socket().parent().unwrap()).unwrap();
+    std::fs::set_permissions(dir.socket().parent().unwrap(), std::fs::Permissions::from_mode(0o700)).unwrap();
     drop(std::os::unix::net::UnixListener::bind(dir.socket()).unwrap());
     let stale = cli(&env, dir.path(), &["notify", "--json", "still nobody?"], None).await;
-    assert_eq!(stale.code, 69, "{stale:?}");
-    assert_eq!(stale.json()["outcome"], "no_sidecar");
+    assert_eq!(stale.code, 3, "{stale:?}");
+    assert_eq!(stale.json()["outcome"], "spooled");
+    assert!(stale.json()["file"].as_str().unwrap().starts_with(spool.to_str().unwrap()), "{stale:?}");
+
+    // Nowhere to spool: the message is lost, and the command says so (69).
+    let mut unwritable = env.clone();
+    unwritable.push(("OMP_DISCORD_STATE_DIR".into(), "/dev/null/state".into()));
+    let lost = cli(&unwritable, dir.path(), &["notify", "--json", "lost"], None).await;
+    assert_eq!(lost.code, 69, "{lost:?}");
+    assert_eq!(lost.json()["outcome"], "no_sidecar");
+    assert!(lost.json()["message"].as_str().unwrap().contains("could not be spooled"), "{lost:?}");
+
+    // The next sidecar journals every spooled message exactly once.
+    let emulator = emulator().await;
+    let _sidecar = Sidecar::start(&dir, &sidecar_env(&dir, Some(&emulator))).await;
+    wait_for("the spool to be imported and delivered", Duration::from_secs(30), || {
+        (std::fs::read_dir(&spool).unwrap().next().is_none()
+            && posts_with(&emulator, "anyone there?") >= 1
+            && posts_with(&emulator, "still nobody?") >= 1)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(posts_with(&emulator, "anyone there?"), 1);
+    assert_eq!(posts_with(&emulator, "still nobody?"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

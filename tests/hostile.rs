@@ -318,12 +318,12 @@ async fn a_client_of_another_protocol_gets_protocol_mismatch_and_others_carry_on
     let sidecar = Sidecar::start(&dir, &sidecar_env(&dir, None)).await;
     // A newer shim against this sidecar (the reverse of the old-shim case in `sidecar`).
     let mut newer = Client::connect(&sidecar.socket).await;
-    newer.send_raw(br#"{"type":"hello","protocol":3,"client":"shim/9.0.0","pid":1,"host":"h","features":["x"]}"#).await;
+    newer.send_raw(br#"{"type":"hello","protocol":4,"client":"shim/9.0.0","pid":1,"host":"h","features":["x"]}"#).await;
     newer.send_raw(b"\n").await;
     let answer = newer.read().await.expect("an answer");
     let ServerFrame::Error { code: ErrorCode::ProtocolMismatch, message, .. } = &answer else { panic!("{answer:?}") };
     assert!(
-        message.contains("protocol 2") && message.contains("shim/9.0.0") && message.contains("speaks 3"),
+        message.contains("protocol 3") && message.contains("shim/9.0.0") && message.contains("speaks 4"),
         "{message}"
     );
     assert!(newer.read().await.is_none(), "the connection is closed after the mismatch");

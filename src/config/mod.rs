@@ -345,6 +345,26 @@ pub fn default_socket_path() -> Result<PathBuf, ConfigError> {
     socket_from_env(env)
 }
 
+/// The spool directory the next sidecar imports: `spool` in the state
+/// directory (`OMP_DISCORD_STATE_DIR`, the config file's `state_dir`, or
+/// core's default rule, as `serve` decides it).
+///
+/// # Errors
+///
+/// When the config file is broken, or no variable gives a place for the state.
+pub fn default_spool_dir() -> Result<PathBuf, ConfigError> {
+    let env: EnvSource<'_> = &process_env;
+    let state = match get(env, env::STATE_DIR) {
+        Some(dir) => PathBuf::from(dir),
+        None => match config_path(env).map(|p| FileSettings::read(&p)).transpose()?.flatten().and_then(|f| f.state_dir)
+        {
+            Some(dir) => dir,
+            None => state_dir_from_env(env)?,
+        },
+    };
+    Ok(state.join(omp_discord_core::paths::SPOOL_DIR_NAME))
+}
+
 /// The socket path from the environment alone (core's default rule).
 fn socket_from_env(env: EnvSource<'_>) -> Result<PathBuf, ConfigError> {
     let (explicit, runtime, state, home) =

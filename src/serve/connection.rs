@@ -221,12 +221,14 @@ pub(super) async fn handle_connection(stream: UnixStream, sidecar: Arc<Sidecar>,
         let sidecar = sidecar.clone();
         sidecar.counters.in_flight.fetch_add(1, Ordering::SeqCst);
         tasks.spawn(async move {
-            let reply = outcome.await.unwrap_or_else(|_| ServerFrame::Error {
+            let mut reply = outcome.await.unwrap_or_else(|_| ServerFrame::Error {
                 // The sidecar is stopping; the row stays journaled and is sent after a restart.
-                id: Some(id),
+                id: None,
                 code: ErrorCode::DiscordUnavailable,
                 message: "the sidecar stopped before delivery; the message stays queued".into(),
             });
+            // The outcome names the row's first request; a repeat under the same idempotency key has its own id.
+            reply.set_request_id(&id);
             let _ = tx.send(reply).await;
             sidecar.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
         });

@@ -36,18 +36,33 @@ const SESSION_CARD_PREFIX: &str = "session:";
 pub(super) struct Delivery {
     /// Wakes the delivery loop when a row is journaled.
     pub(super) wake: Notify,
-    /// Clients waiting for the outcome of a journaled row, by sequence number.
-    pub(super) waiters: SyncMutex<HashMap<i64, oneshot::Sender<ServerFrame>>>,
+    /// Clients waiting for the outcome of a journaled row, by sequence number
+    /// (more than one when a client sent it again under its idempotency key).
+    pub(super) waiters: SyncMutex<HashMap<i64, Vec<oneshot::Sender<ServerFrame>>>>,
     /// Destinations whose merged message Discord refused: their next send is one row.
     pub(super) split_next: SyncMutex<HashSet<String>>,
     /// Destinations that have a delivery worker.
     pub(super) active: SyncMutex<HashSet<String>>,
 }
 
+impl Delivery {
+    /// `waiter` hears the outcome of row `seq`.
+    pub(super) fn wait_for(&self, seq: i64, waiter: oneshot::Sender<ServerFrame>) {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        let waiting = waiters.entry(seq).or_default();
+        // Clients that went away no longer listen.
+        waiting.retain(|earlier| !earlier.is_closed());
+        waiting.push(waiter);
+    }
+}
+
 impl Sidecar {
+    /// Tells every client waiting on row `seq` its outcome; the frame's
+    /// request id is each client's own.
     pub(super) fn report(&self, seq: i64, frame: ServerFrame) {
-        if let Some(waiter) = self.delivery.waiters.lock().expect("waiters lock").remove(&seq) {
-            let _ = waiter.send(frame);
+        let waiters = self.delivery.waiters.lock().expect("waiters lock").remove(&seq).unwrap_or_default();
+        for waiter in waiters {
+            let _ = waiter.send(frame.clone());
         }
     }
 
@@ -205,7 +220,9 @@ impl Sidecar {
             }
         }
         crate::failpoint::hit("after_send_before_mark");
-        if let Err(err) = self.with_outbox(|o| o.mark_delivered(seqs, &message_id.to_string(), now_ms())) {
+        if let Err(err) =
+            self.with_outbox(|o| o.mark_delivered(seqs, &channel.to_string(), &message_id.to_string(), now_ms()))
+        {
             // Sent but not recorded: the resend reuses the nonce, so Discord will not post twice.
             tracing::error!(error = %err, "cannot record a delivery");
             return false;
@@ -258,7 +275,7 @@ impl Sidecar {
     pub(super) async fn finish_failed_with(&self, rows: &[Pending], code: ErrorCode, reason: &str) {
         let now = now_ms();
         for row in rows {
-            let _ = self.with_outbox(|o| o.mark_failed(row.seq, reason, now));
+            let _ = self.with_outbox(|o| o.mark_failed(row.seq, code.as_str(), reason, now));
             self.counters.failed.fetch_add(1, Ordering::SeqCst);
             let frame = ServerFrame::Error { id: Some(row.request_id.clone()), code, message: reason.to_owned() };
             self.report(row.seq, frame);

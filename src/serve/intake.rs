@@ -2,7 +2,7 @@
 //! in frame order; the sidecar's own messages about a session are journaled the same way.
 
 use super::{Sidecar, now_ms, parse_id};
-use crate::store::{Outbox, OutboxError};
+use crate::store::{Journaled, Outbox, OutboxError};
 use omp_discord_core::embed::{MessagePayload, redact_payload, validate_message};
 use omp_discord_core::protocol::SessionRef;
 use omp_discord_core::protocol::{ErrorCode, NotifyRequest, ServerFrame};
@@ -86,11 +86,7 @@ impl Sidecar {
     /// connection (never from a spawned task), so the journal keeps each
     /// client's order. Returns the journal position and a receiver for the
     /// outcome, or the error frame to send.
-    pub(super) fn accept(
-        &self,
-        request: NotifyRequest,
-        host: &str,
-    ) -> Result<(i64, oneshot::Receiver<ServerFrame>), Box<ServerFrame>> {
+    pub(super) fn accept(&self, request: NotifyRequest, host: &str) -> Result<Answered, Box<ServerFrame>> {
         let id = request.id.clone();
         let error = |code, message: String| Box::new(ServerFrame::Error { id: Some(id.clone()), code, message });
         let home = match (&self.discord, self.config.home_channel) {
@@ -106,6 +102,14 @@ impl Sidecar {
                 ));
             }
         };
+        // A notification journaled before (its client lost our `accepted`) is answered, not journaled again.
+        if let Some(key) = request.idempotency_key.as_deref() {
+            match self.with_outbox(|outbox| self.answer_repeat(outbox, key, &id)) {
+                Ok(Some(answered)) => return Ok(answered),
+                Ok(None) => {}
+                Err(err) => return Err(error(ErrorCode::DiscordUnavailable, not_accepted(&err))),
+            }
+        }
         let mut payload = request.message;
         // The shim redacted already; redact again so no client can bypass it.
         redact_payload(&mut payload);
@@ -134,22 +138,36 @@ impl Sidecar {
                 return Err(error(ErrorCode::UnknownChannel, format!("{:?} is not a channel id", redact_text(raw))));
             }
         };
+        let idempotency_key = request.idempotency_key.as_deref();
         let journaled = self.with_outbox(|outbox| {
             let now = now_ms();
             let seq = outbox.atomically(|outbox| {
+                // Checked again inside the transaction: another connection may have just journaled it.
+                if let Some(repeat) = idempotency_key.map(|key| outbox.journaled(key)).transpose()?.flatten() {
+                    return Ok(Err(repeat));
+                }
                 record_session(outbox, session, host, now)?;
                 let seq = outbox.enqueue(&destination, &session.id, &id, &body, &nonce, now)?;
                 if request.key.is_some() {
                     outbox.set_key(seq, request.key.as_deref(), request.edit)?;
                 }
-                Ok(seq)
+                if let Some(key) = idempotency_key {
+                    outbox.set_idempotency_key(seq, key)?;
+                }
+                Ok(Ok(seq))
             })?;
-            // Registered under the same lock, so the delivery loop cannot finish first unseen.
-            self.delivery.waiters.lock().expect("waiters lock").insert(seq, done);
-            Ok(seq)
+            match seq {
+                Ok(seq) => {
+                    // Registered under the same lock, so the delivery loop cannot finish first unseen.
+                    self.delivery.wait_for(seq, done);
+                    Ok(Ok(seq))
+                }
+                Err(repeat) => Ok(Err(self.answer_journaled(repeat, &id))),
+            }
         });
         match journaled {
-            Ok(seq) => {
+            Ok(Err(answered)) => Ok(answered),
+            Ok(Ok(seq)) => {
                 crate::failpoint::hit("after_journal");
                 tracing::debug!(seq, request_id = %id, "message journaled");
                 self.typing.observe(&session.id, request.key.as_deref(), request.edit, &payload);
@@ -158,14 +176,41 @@ impl Sidecar {
             }
             Err(err) => {
                 tracing::error!(error = %err, "cannot journal a message");
-                Err(error(
-                    ErrorCode::DiscordUnavailable,
-                    format!(
-                        "the message was not accepted: {err}; check the state directory's disk space and permissions"
-                    ),
-                ))
+                Err(error(ErrorCode::DiscordUnavailable, not_accepted(&err)))
             }
         }
+    }
+
+    /// The answer to a notification whose idempotency key the journal holds
+    /// already, or `None` when it does not.
+    fn answer_repeat(&self, outbox: &mut Outbox, key: &str, request_id: &str) -> Result<Option<Answered>, OutboxError> {
+        Ok(outbox.journaled(key)?.map(|repeat| self.answer_journaled(repeat, request_id)))
+    }
+
+    /// Answers a repeated notification as the first one was (same `seq`):
+    /// its outcome now if it has one, else when the delivery loop reports it.
+    /// Called with the outbox locked, so a pending row cannot finish unseen.
+    fn answer_journaled(&self, repeat: Journaled, request_id: &str) -> Answered {
+        let (done, outcome) = oneshot::channel();
+        let id = request_id.to_owned();
+        let seq = match repeat {
+            Journaled::Pending { seq } => {
+                self.delivery.wait_for(seq, done);
+                seq
+            }
+            Journaled::Delivered { seq, channel_id, message_id } => {
+                let _ = done.send(ServerFrame::Delivered { id, channel_id, message_id });
+                seq
+            }
+            Journaled::Failed { seq, code, error } => {
+                let code =
+                    serde_json::from_value(serde_json::Value::String(code)).unwrap_or(ErrorCode::DiscordRejected);
+                let _ = done.send(ServerFrame::Error { id: Some(id), code, message: error });
+                seq
+            }
+        };
+        tracing::debug!(seq, request_id, "a notification journaled before was sent again; answered, not journaled");
+        (seq, outcome)
     }
 
     /// Journals a message the sidecar itself sends for a session (approval
@@ -199,6 +244,13 @@ impl Sidecar {
         self.delivery.wake.notify_one();
         Ok(())
     }
+}
+
+/// A journaled notification: its position, and where its outcome will come.
+pub(super) type Answered = (i64, oneshot::Receiver<ServerFrame>);
+
+fn not_accepted(err: &OutboxError) -> String {
+    format!("the message was not accepted: {err}; check the state directory's disk space and permissions")
 }
 
 /// Records a session the sidecar hears of (a notify, an attach, an approval),

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::OutboxError;
 
 /// The latest schema version; `migrate` brings older files up to it.
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 /// One migration per schema version, applied in order inside a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -108,6 +108,12 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE sessions ADD COLUMN channel_id TEXT;",
     // How each reply reaches a busy session: queued after the run, or steering it.
     "ALTER TABLE inbound ADD COLUMN deliver_as TEXT NOT NULL DEFAULT 'follow_up';",
+    // A client's name for a notification, journaled once however often it is sent; and where
+    // each row ended (the channel it landed in, the code it failed with), to answer a repeat.
+    "ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;
+    ALTER TABLE outbox ADD COLUMN channel_id TEXT;
+    ALTER TABLE outbox ADD COLUMN error_code TEXT;
+    CREATE UNIQUE INDEX outbox_idempotency ON outbox (idempotency_key) WHERE idempotency_key IS NOT NULL;",
 ];
 
 /// Brings the file up to [`SCHEMA_VERSION`].

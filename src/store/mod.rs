@@ -45,7 +45,7 @@ use rusqlite::Connection;
 pub use approvals::Approval;
 pub use asks::Ask;
 pub use inbound::Inbound;
-pub use queue::Pending;
+pub use queue::{Journaled, Pending};
 pub use sessions::SessionThread;
 
 /// Why the outbox failed.

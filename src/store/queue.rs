@@ -45,6 +45,34 @@ fn read_pending(row: &rusqlite::Row<'_>) -> rusqlite::Result<Pending> {
     })
 }
 
+/// A journaled row found by its client's idempotency key, and how it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Journaled {
+    /// Still to be sent.
+    Pending {
+        /// Its position in the journal.
+        seq: i64,
+    },
+    /// Posted.
+    Delivered {
+        /// Its position in the journal.
+        seq: i64,
+        /// Where it landed.
+        channel_id: String,
+        /// Discord's message id.
+        message_id: String,
+    },
+    /// Refused for good.
+    Failed {
+        /// Its position in the journal.
+        seq: i64,
+        /// The protocol's error code (`discord_rejected` for rows failed before codes were kept).
+        code: String,
+        /// Why.
+        error: String,
+    },
+}
+
 /// Counts for `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct OutboxStats {
@@ -80,6 +108,48 @@ impl Outbox {
             )?
             .execute(params![destination, session_id, request_id, payload, nonce, now_ms])?;
         Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Names a row just journaled by its client's idempotency key (in the
+    /// same transaction as [`Outbox::enqueue`]); the journal holds a key once.
+    ///
+    /// # Errors
+    ///
+    /// When the write fails, or another row holds the key already.
+    pub fn set_idempotency_key(&mut self, seq: i64, idempotency_key: &str) -> Result<(), OutboxError> {
+        self.conn
+            .prepare_cached("UPDATE outbox SET idempotency_key = ?2 WHERE seq = ?1")?
+            .execute(params![seq, idempotency_key])?;
+        Ok(())
+    }
+
+    /// The row journaled under a client's idempotency key, if the journal still holds it.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn journaled(&self, idempotency_key: &str) -> Result<Option<Journaled>, OutboxError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT seq, state, channel_id, message_id, error_code, last_error FROM outbox WHERE idempotency_key = ?1",
+        )?;
+        let mut rows = statement.query_map([idempotency_key], |row| {
+            let seq: i64 = row.get(0)?;
+            let state: String = row.get(1)?;
+            Ok(match state.as_str() {
+                "delivered" => Journaled::Delivered {
+                    seq,
+                    channel_id: row.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    message_id: row.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                },
+                "failed" => Journaled::Failed {
+                    seq,
+                    code: row.get::<_, Option<String>>(4)?.unwrap_or_else(|| "discord_rejected".to_owned()),
+                    error: row.get::<_, Option<String>>(5)?.unwrap_or_default(),
+                },
+                _ => Journaled::Pending { seq },
+            })
+        })?;
+        Ok(rows.next().transpose()?)
     }
 
     /// Destinations with pending rows, oldest first.
@@ -204,19 +274,26 @@ impl Outbox {
         Ok(())
     }
 
-    /// Marks rows delivered with Discord's message id, in one transaction.
+    /// Marks rows delivered, with where they landed, in one transaction.
     ///
     /// # Errors
     ///
     /// When the write fails.
-    pub fn mark_delivered(&mut self, seqs: &[i64], message_id: &str, now_ms: i64) -> Result<(), OutboxError> {
+    pub fn mark_delivered(
+        &mut self,
+        seqs: &[i64],
+        channel_id: &str,
+        message_id: &str,
+        now_ms: i64,
+    ) -> Result<(), OutboxError> {
         let tx = self.conn.transaction()?;
         {
             let mut update = tx.prepare_cached(
-                "UPDATE outbox SET state = 'delivered', message_id = ?2, finished_ms = ?3 WHERE seq = ?1",
+                "UPDATE outbox SET state = 'delivered', channel_id = ?2, message_id = ?3, finished_ms = ?4
+                 WHERE seq = ?1",
             )?;
             for seq in seqs {
-                update.execute(params![seq, message_id, now_ms])?;
+                update.execute(params![seq, channel_id, message_id, now_ms])?;
             }
         }
         tx.commit()?;
@@ -236,15 +313,17 @@ impl Outbox {
         Ok(())
     }
 
-    /// Marks a row refused for good, with the reason.
+    /// Marks a row refused for good, with the protocol's error code and the reason.
     ///
     /// # Errors
     ///
     /// When the write fails.
-    pub fn mark_failed(&mut self, seq: i64, error: &str, now_ms: i64) -> Result<(), OutboxError> {
+    pub fn mark_failed(&mut self, seq: i64, code: &str, error: &str, now_ms: i64) -> Result<(), OutboxError> {
         self.conn
-            .prepare_cached("UPDATE outbox SET state = 'failed', last_error = ?2, finished_ms = ?3 WHERE seq = ?1")?
-            .execute(params![seq, error, now_ms])?;
+            .prepare_cached(
+                "UPDATE outbox SET state = 'failed', error_code = ?2, last_error = ?3, finished_ms = ?4 WHERE seq = ?1",
+            )?
+            .execute(params![seq, code, error, now_ms])?;
         Ok(())
     }
 
@@ -302,8 +381,8 @@ mod tests {
         assert_eq!(outbox.pending_destinations().unwrap(), ["channel:1", "channel:2"]);
         assert_eq!(seqs(&outbox.next_rows("channel:1", 2).unwrap()), [a1, a2]);
         assert_eq!(seqs(&outbox.next_rows("channel:2", 2).unwrap()), [b1]);
-        outbox.mark_delivered(&[a1], "m1", 5).unwrap();
-        outbox.mark_delivered(&[b1], "m2", 5).unwrap();
+        outbox.mark_delivered(&[a1], "c", "m1", 5).unwrap();
+        outbox.mark_delivered(&[b1], "c", "m2", 5).unwrap();
         assert_eq!(outbox.pending_destinations().unwrap(), ["channel:1"]);
         assert_eq!(seqs(&outbox.next_rows("channel:1", 10).unwrap()), [a2, a3]);
         assert!(outbox.next_rows("channel:2", 10).unwrap().is_empty());
@@ -323,7 +402,7 @@ mod tests {
         outbox.unclaim(a1).unwrap();
         assert_eq!(seqs(&outbox.next_rows("channel:1", 10).unwrap()), [a1, a2, a3]);
         outbox.claim(&[a1, a2, a3]).unwrap();
-        outbox.mark_delivered(&[a1, a2, a3], "m", 1).unwrap();
+        outbox.mark_delivered(&[a1, a2, a3], "c", "m", 1).unwrap();
         assert!(outbox.next_rows("channel:1", 10).unwrap().is_empty());
     }
 
@@ -348,12 +427,39 @@ mod tests {
         let a = outbox.enqueue("channel:1", "s", "a", "{}", "1", 10).unwrap();
         let b = outbox.enqueue("channel:1", "s", "b", "{}", "2", 20).unwrap();
         outbox.enqueue("channel:1", "s", "c", "{}", "3", 30).unwrap();
-        outbox.mark_delivered(&[a], "m", 100).unwrap();
-        outbox.mark_failed(b, "Unknown Channel", 200).unwrap();
+        outbox.mark_delivered(&[a], "c", "m", 100).unwrap();
+        outbox.mark_failed(b, "unknown_channel", "Unknown Channel", 200).unwrap();
         let stats = outbox.stats().unwrap();
         assert_eq!(stats, OutboxStats { pending: 1, delivered: 1, failed: 1, oldest_pending_ms: Some(30) });
         assert_eq!(outbox.prune(150).unwrap(), 1);
         assert_eq!(outbox.stats().unwrap().delivered, 0);
+    }
+
+    #[test]
+    fn an_idempotency_key_is_journaled_once_and_finds_how_its_row_ended() {
+        let (_dir, mut outbox) = open();
+        assert_eq!(outbox.journaled("i-1").unwrap(), None);
+        let a = outbox.enqueue("channel:1", "s", "a", "{}", "1", 10).unwrap();
+        outbox.set_idempotency_key(a, "i-1").unwrap();
+        let b = outbox.enqueue("channel:1", "s", "b", "{}", "2", 10).unwrap();
+        outbox.set_idempotency_key(b, "i-2").unwrap();
+        assert_eq!(outbox.journaled("i-1").unwrap(), Some(Journaled::Pending { seq: a }));
+        // The unique constraint refuses a second row with a key already held.
+        let c = outbox.enqueue("channel:1", "s", "c", "{}", "3", 10).unwrap();
+        assert!(outbox.set_idempotency_key(c, "i-1").is_err());
+        outbox.mark_delivered(&[a], "77", "88", 20).unwrap();
+        outbox.mark_failed(b, "unknown_channel", "Unknown Channel", 20).unwrap();
+        assert_eq!(
+            outbox.journaled("i-1").unwrap(),
+            Some(Journaled::Delivered { seq: a, channel_id: "77".into(), message_id: "88".into() })
+        );
+        assert_eq!(
+            outbox.journaled("i-2").unwrap(),
+            Some(Journaled::Failed { seq: b, code: "unknown_channel".into(), error: "Unknown Channel".into() })
+        );
+        // Pruned with its row: a key is remembered as long as the journal keeps the row.
+        outbox.prune(30).unwrap();
+        assert_eq!(outbox.journaled("i-1").unwrap(), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::fmt;
 use crate::embed::MessagePayload;
 
 /// Version of this protocol. Bumped on any change an older peer could misread.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest frame, in bytes, including its newline. Discord caps a message with
 /// ten full embeds at well under this, so a bigger frame is a client bug.
@@ -356,6 +356,45 @@ pub enum ServerFrame {
         /// What happened and what to do, for a person.
         message: String,
     },
+}
+
+impl ServerFrame {
+    /// The request this frame answers; `None` for frames pushed unasked
+    /// (`welcome`, `inbound`, `control`) and errors about unreadable frames.
+    #[must_use]
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::Accepted { id, .. }
+            | Self::Delivered { id, .. }
+            | Self::Status { id, .. }
+            | Self::Decision { id, .. }
+            | Self::Ok { id }
+            | Self::Messages { id, .. }
+            | Self::Directory { id, .. }
+            | Self::Answer { id, .. }
+            | Self::ShuttingDown { id } => Some(id),
+            Self::Error { id, .. } => id.as_deref(),
+            Self::Welcome { .. } | Self::Inbound { .. } | Self::Control { .. } => None,
+        }
+    }
+
+    /// Makes this frame the answer to request `new_id` (an outcome shared by
+    /// every client that sent the same notification).
+    pub fn set_request_id(&mut self, new_id: &str) {
+        match self {
+            Self::Accepted { id, .. }
+            | Self::Delivered { id, .. }
+            | Self::Status { id, .. }
+            | Self::Decision { id, .. }
+            | Self::Ok { id }
+            | Self::Messages { id, .. }
+            | Self::Directory { id, .. }
+            | Self::Answer { id, .. }
+            | Self::ShuttingDown { id } => new_id.clone_into(id),
+            Self::Error { id, .. } => *id = Some(new_id.to_owned()),
+            Self::Welcome { .. } | Self::Inbound { .. } | Self::Control { .. } => {}
+        }
+    }
 }
 
 /// What [`ServerFrame::Control`] asks of a session.
