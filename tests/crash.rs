@@ -30,29 +30,29 @@ const SEND_POINTS: &[&str] = &["after_journal", "before_send", "after_send_befor
 const THREAD_POINTS: &[&str] = &["before_starter", "after_starter_before_record", "after_thread_before_record"];
 
 /// xorshift64*: enough randomness for choosing faults, and replayable from its seed.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }
 
 /// An emulator without rate limits: this test is about crashes, and Discord's
 /// 5-per-5-s channel limit would make 200 rounds take minutes.
-async fn fast_emulator() -> Emulator {
+pub(crate) async fn fast_emulator() -> Emulator {
     let config = EmulatorConfig { rate_limits: false, identify_interval: Duration::ZERO, ..EmulatorConfig::default() };
     Emulator::start(config).await.expect("the emulator starts")
 }
 
 /// Starts `omp-discord serve`, appending its stderr to `log`.
-fn spawn(env: &[(String, String)], log: &Path) -> Child {
+pub(crate) fn spawn(env: &[(String, String)], log: &Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new(sidecar_bin())
         .arg("serve")
@@ -68,7 +68,7 @@ fn spawn(env: &[(String, String)], log: &Path) -> Child {
 
 /// Connects once the sidecar listens; None when it died first (a failpoint
 /// may fire on rows left by the previous round before the socket is reached).
-async fn connect(child: &mut Child, socket: &Path) -> Option<UnixStream> {
+pub(crate) async fn connect(child: &mut Child, socket: &Path) -> Option<UnixStream> {
     let start = Instant::now();
     loop {
         if let Ok(stream) = UnixStream::connect(socket).await {
@@ -82,7 +82,7 @@ async fn connect(child: &mut Child, socket: &Path) -> Option<UnixStream> {
     }
 }
 
-fn kill_9(child: &mut Child) {
+pub(crate) fn kill_9(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }

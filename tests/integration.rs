@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod disk;
 mod docs;
+mod exactly_once;
 mod extension;
 mod faults;
 mod forum;

@@ -96,9 +96,8 @@ impl Sidecar {
         };
         let batch = &rows[..taken];
         let seqs: Vec<i64> = batch.iter().map(|r| r.seq).collect();
-        if head.batch.is_none()
-            && let Err(err) = self.with_outbox(|o| o.claim(&seqs))
-        {
+        // Claimed again when resent (same leader): every send counts as an attempt.
+        if let Err(err) = self.with_outbox(|o| o.claim(&seqs)) {
             tracing::error!(error = %err, "cannot update the outbox");
             return false;
         }
