@@ -1,6 +1,7 @@
 // The connection to `omp-discord serve`: one per process, shared by every factory run. Every call has a deadline;
-// when no sidecar answers, start one (detached, so it outlives this OMP process) and retry until the deadline.
-// Deadlines, bounds and wording come from core (`settings()`, `clientError`).
+// when no sidecar answers, start one (detached, so it outlives this OMP process) and retry until the deadline. A
+// sidecar is started again, with a capped and jittered backoff, however often it goes away; one that accepts the
+// connection but never answers (stopped, hung) counts as absent. Deadlines, bounds and wording come from core.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -41,7 +42,13 @@ class SidecarClient {
 	private kept: ClientFrame[] = [];
 	private draining: Promise<void> = Promise.resolve();
 	private nextId = 0;
-	private spawned = false;
+	/** When a sidecar may be started next, and the pause after that; reset once one answers. */
+	private nextSpawnAt = 0;
+	private spawnPause = this.settings.deadlines.respawn_min_ms;
+	/** Drains of the kept reports queued or running. */
+	private drains = 0;
+	/** When the sidecar last said anything on this connection. */
+	private heardAt = 0;
 
 	/** Tells the sidecar this process serves `session`, so its thread's replies come here. */
 	attach(session: SessionRef): Promise<ServerFrame> {
@@ -53,6 +60,7 @@ class SidecarClient {
 	sendInOrder(frames: ClientFrame[], deadlineMs = this.settings.deadlines.notify_ms): Promise<void> {
 		this.kept.push(...frames);
 		this.kept.splice(0, Math.max(0, this.kept.length - this.settings.max_kept));
+		this.drains += 1;
 		this.draining = this.draining.then(async () => {
 			while (this.kept.length > 0) {
 				try {
@@ -64,8 +72,13 @@ class SidecarClient {
 				}
 				this.kept.shift();
 			}
-		});
+		}).finally(() => (this.drains -= 1));
 		return this.draining;
+	}
+
+	/** Hands over what is kept when nothing else is on its way (the timer calls this: a sidecar may be back). */
+	retryKept(): void {
+		if (this.kept.length > 0 && this.drains === 0) void this.sendInOrder([]);
 	}
 
 	/** Writes what is kept to `<state>/spool/<time>-<pid>.jsonl` (0600) for the next sidecar; synchronous, for process `exit`. */
@@ -101,11 +114,23 @@ class SidecarClient {
 		if (frames.length > 0) void this.sendInOrder(frames, this.settings.deadlines.replay_ms);
 	}
 
-	/** Sends a frame and waits for its answer (a failure is an error frame); with `untilAccepted`, only until it is journaled. */
+	/**
+	 * Sends a frame and waits for its answer (a failure is an error frame); with `untilAccepted`, only until it is
+	 * journaled. A notify no sidecar took is sent again until the deadline: its idempotency key makes that safe.
+	 */
 	async request(frame: Request, deadlineMs: number, untilAccepted = false): Promise<ServerFrame> {
+		const deadline = Date.now() + deadlineMs;
+		for (;;) {
+			const answer = await this.attempt(frame, deadline, untilAccepted);
+			const pause = this.settings.deadlines.approval_retry_ms;
+			if (frame.type !== "notify" || !wasm.neverTaken(answer) || Date.now() + pause >= deadline) return answer;
+			await Bun.sleep(pause);
+		}
+	}
+
+	private async attempt(frame: Request, deadline: number, untilAccepted: boolean): Promise<ServerFrame> {
 		if (this.waiting.size >= this.settings.max_pending) return wasm.clientError({ kind: "queue_full" });
 		const id = `${process.pid}-${++this.nextId}`;
-		const deadline = Date.now() + deadlineMs;
 		let socket: Socket;
 		try {
 			socket = await withDeadline(this.connection(), deadline, true);
@@ -114,12 +139,16 @@ class SidecarClient {
 		}
 		const waiter: Waiter = { resolve: () => {}, accepted: false, untilAccepted };
 		const answer = new Promise<ServerFrame>((resolve) => this.waiting.set(id, Object.assign(waiter, { resolve })));
+		const sentAt = Date.now();
 		try {
 			socket.write(wasm.encodeClientFrame({ ...frame, id } as ClientFrame));
 			return await withDeadline(answer, deadline, false);
 		} catch (err) {
 			// Journaled, but Discord has not confirmed it yet: it will still be delivered.
-			return waiter.accepted ? { type: "accepted", id, seq: 0 } : failed(err, false);
+			if (waiter.accepted) return { type: "accepted", id, seq: 0 };
+			// Not a word since: the sidecar is stopped or hung. The next request connects anew (and replaces it).
+			if (this.heardAt < sentAt && this.socket === socket) this.fail();
+			return failed(err, false);
 		} finally {
 			this.waiting.delete(id);
 		}
@@ -139,6 +168,7 @@ class SidecarClient {
 				const socket = await this.handshake(path);
 				socket.unref(); // An idle connection must not keep OMP alive after its run (print mode).
 				this.socket = socket;
+				this.spawnPause = this.settings.deadlines.respawn_min_ms;
 				// A new sidecar (or a restarted one) learns again which sessions live here.
 				for (const session of this.attached.values()) {
 					socket.write(wasm.encodeClientFrame({ type: "attach", id: `${process.pid}-${++this.nextId}`, session } as ClientFrame));
@@ -147,7 +177,7 @@ class SidecarClient {
 				return socket;
 			} catch (err) {
 				if (err instanceof Failure) throw err;
-				if (!this.spawned) this.spawnSidecar();
+				this.maybeSpawn();
 				if (Date.now() - started > this.settings.deadlines.connect_ms) throw new Failure({ kind: "no_sidecar", path, cause: describe(err) });
 				await Bun.sleep(delay);
 			}
@@ -158,8 +188,17 @@ class SidecarClient {
 		return new Promise((resolve, reject) => {
 			const socket = connect(path);
 			let welcomed = false;
+			// A sidecar that accepts but never answers (stopped, hung) is no sidecar.
+			const silent = setTimeout(() => {
+				reject(new Error(`the sidecar at ${path} did not answer within ${this.settings.deadlines.handshake_ms} ms (stopped or hung?)`));
+				socket.destroy();
+			}, this.settings.deadlines.handshake_ms);
 			socket.once("error", (err) => (welcomed ? this.fail() : reject(err)));
-			socket.on("close", () => this.fail());
+			socket.on("close", () => {
+				clearTimeout(silent);
+				if (this.socket === socket) this.fail();
+				else reject(new Error("the sidecar closed the connection"));
+			});
 			socket.once("connect", () => {
 				const { protocol, client, host } = this.settings;
 				socket.write(wasm.encodeClientFrame({ type: "hello", protocol, client, pid: process.pid, host }));
@@ -168,7 +207,9 @@ class SidecarClient {
 			createInterface({ input: socket }).on("error", () => {}).on("line", (line) => {
 				const frame = tryOr<ServerFrame | undefined>(() => wasm.decodeServerFrame(line), undefined);
 				if (!frame) return;
+				this.heardAt = Date.now();
 				if (!welcomed) {
+					clearTimeout(silent);
 					if (frame.type === "welcome") {
 						welcomed = true;
 						this.welcome = frame;
@@ -200,8 +241,17 @@ class SidecarClient {
 		this.waiting.clear();
 	}
 
+	/** Starts a sidecar unless one was started moments ago: the pause doubles, with jitter, up to its cap. */
+	private maybeSpawn(): void {
+		const now = Date.now();
+		if (now < this.nextSpawnAt) return;
+		const { respawn_max_ms } = this.settings.deadlines;
+		this.nextSpawnAt = now + this.spawnPause * (0.5 + Math.random());
+		this.spawnPause = Math.min(this.spawnPause * 2, respawn_max_ms);
+		this.spawnSidecar();
+	}
+
 	private spawnSidecar(): void {
-		this.spawned = true;
 		// A machine that reaches another machine's sidecar (a forwarded socket) must not start its own.
 		if (!this.settings.spawn_sidecar) return;
 		// OMP_DISCORD_BIN, else this checkout's release build, else the platform package's (an optional dependency), else PATH.
@@ -250,9 +300,11 @@ export function sidecar(): SidecarClient {
 		// Whatever is still kept when the process ends waits in the spool for the next sidecar.
 		process.on("exit", () => client.spool());
 		// Due run-card edits and coalesced bursts of every session, once a second.
+		// Reports kept while no sidecar answered are tried again too: one may be back, or need starting again.
 		setInterval(() => {
 			const frames = tryOr(() => wasm.shim().tick(Date.now()), []);
 			if (frames.length > 0) void client.sendInOrder(frames);
+			else client.retryKept();
 		}, wasm.settings().deadlines.tick_ms).unref();
 	}
 	return global[KEY];

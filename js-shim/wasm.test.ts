@@ -59,7 +59,7 @@ describe("settings", () => {
 
 describe("tools and messages", () => {
 	test("a tool call becomes a frame the codec accepts, and its answer reads well", () => {
-		const shim = new wasm.Shim(wasm.settings());
+		const shim = new wasm.Shim(wasm.settings(), "test");
 		const call = shim.toolCall("discord_read", { limit: 3 }, session("s1"), "call-1");
 		expect(call).toMatchObject({ type: "request", wait_ms: 8000, frame: { type: "read", limit: 3, session: { id: "s1" } } });
 		if (call.type !== "request") throw new Error("a request");
@@ -71,6 +71,17 @@ describe("tools and messages", () => {
 		expect(answer).toEqual({ text: "ana answered in Discord: yes", isError: false });
 		shim.free();
 	});
+	test("each notification is named once, by this process's instance and a counter", () => {
+		const shim = new wasm.Shim(wasm.settings(), "a1b2");
+		const keys = [1, 2].map((n) => {
+			const call = shim.toolCall("discord_notify", { message: `m${n}` }, session("s1"), `c${n}`);
+			if (call.type !== "request" || call.frame.type !== "notify") throw new Error("a notify");
+			expect(wasm.encodeClientFrame({ ...call.frame, id: "r" } as wasm.ClientFrame)).toContain(`"idempotency_key":"a1b2-`);
+			return call.frame.idempotency_key;
+		});
+		expect(keys[0]).not.toEqual(keys[1]);
+		shim.free();
+	});
 	test("discord_notify is defined with a JSON Schema", () => {
 		const notify = wasm.toolDefinitions().find((t) => t.name === "discord_notify");
 		const parameters = notify?.parameters as any;
@@ -79,7 +90,7 @@ describe("tools and messages", () => {
 		expect(parameters.properties.level.enum).toEqual(["info", "success", "warning", "error"]);
 	});
 	test("notifications are redacted and never ping", () => {
-		const shim = new wasm.Shim(wasm.settings());
+		const shim = new wasm.Shim(wasm.settings(), "test");
 		const call = shim.toolCall("discord_notify", { message: `@everyone ${SECRET}`, level: "error" }, session("s"), "c") as any;
 		const payload = call.frame.message;
 		const json = JSON.stringify(payload);
@@ -92,7 +103,7 @@ describe("tools and messages", () => {
 		shim.free();
 	});
 	test("a run becomes a live card, then its summary, as notify frames; muted, nothing", () => {
-		const shim = new wasm.Shim(wasm.settings());
+		const shim = new wasm.Shim(wasm.settings(), "test");
 		const start = shim.onEvent(session("s1"), { type: "agent_start" }, 1_000, null);
 		expect(start.frames.length).toBe(1);
 		const card = start.frames[0] as any;
@@ -116,7 +127,7 @@ describe("tools and messages", () => {
 		shim.free();
 	});
 	test("a subagent's session folds under its parent (task tool layout)", () => {
-		const shim = new wasm.Shim(wasm.settings());
+		const shim = new wasm.Shim(wasm.settings(), "test");
 		expect(shim.attach(session("P", "/s/2026_P.jsonl"))?.id).toBe("P");
 		const child = session("C", "/s/2026_P/task-1.jsonl", "/s/2026_P.jsonl");
 		expect(shim.sessionOf(child).id).toBe("P");
@@ -125,7 +136,7 @@ describe("tools and messages", () => {
 		shim.free();
 	});
 	test("replies: handed on once, steering or waiting", () => {
-		const shim = new wasm.Shim(wasm.settings());
+		const shim = new wasm.Shim(wasm.settings(), "test");
 		const reply = { type: "inbound", session_id: "s", message_id: "m1", author_id: "1", text: "hi" } as const;
 		expect(shim.inbound(reply, false)).toBe("now");
 		shim.onEvent(session("s"), { type: "agent_start" }, 1, null);
@@ -136,7 +147,7 @@ describe("tools and messages", () => {
 		shim.free();
 	});
 	test("approvals fail closed", () => {
-		const shim = new wasm.Shim(wasm.settings());
+		const shim = new wasm.Shim(wasm.settings(), "test");
 		const gate = shim.approvalGate({ tools: ["bash"], timeout_secs: 5 }, "bash", 1_000);
 		expect(gate).toMatchObject({ deadline_ms: 16_000 });
 		expect(shim.approvalGate({ tools: ["bash"], timeout_secs: 5 }, "read", 1_000)).toBeUndefined();

@@ -205,9 +205,36 @@ async fn serve(exit_when_idle: Option<Duration>, http: Option<tokio::net::TcpLis
     let bound = match serve::socket::bind(&config.socket) {
         Ok(bound) => bound,
         Err(serve::socket::BindError::AlreadyRunning(path)) => {
-            // Several OMP processes may start a sidecar at once; one wins.
-            tracing::info!(path = %path.display(), "another sidecar is running; exiting");
-            return Ok(ExitCode::SUCCESS);
+            let Some(pid) = serve::socket::hung_holder(&path).await else {
+                // Several OMP processes may start a sidecar at once; one wins.
+                tracing::info!(path = %path.display(), "another sidecar is running; exiting");
+                return Ok(ExitCode::SUCCESS);
+            };
+            tracing::warn!(
+                pid,
+                path = %path.display(),
+                "the sidecar holding the socket has not answered for {} s (stopped or hung); replacing it",
+                serve::socket::HUNG_AFTER.as_secs()
+            );
+            if let Err(err) = serve::socket::end_hung(pid) {
+                // Gone already (another new sidecar ended it), or not ours: the lock says which.
+                tracing::warn!(pid, error = %err, "cannot signal the hung sidecar");
+            }
+            match serve::socket::bind_within(&config.socket, Duration::from_secs(5)).await {
+                Ok(bound) => bound,
+                // Another new sidecar replaced it first.
+                Err(serve::socket::BindError::AlreadyRunning(path))
+                    if serve::socket::hung_holder(&path).await.is_none() =>
+                {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(serve::socket::BindError::AlreadyRunning(path)) => anyhow::bail!(
+                    "the sidecar holding {} (pid {pid}) does not answer and could not be replaced; end it with \
+                     `kill -9 {pid}`, then start again",
+                    path.display()
+                ),
+                Err(err) => return Err(err.into()),
+            }
         }
         Err(err) => return Err(err.into()),
     };

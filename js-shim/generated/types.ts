@@ -508,7 +508,24 @@ approval_retry_ms: number,
 /**
  * How often due run-card edits and coalesced bursts are collected.
  */
-tick_ms: number, };
+tick_ms: number, 
+/**
+ * How long a sidecar that accepted the connection may take to answer
+ * `hello`: one that does not (stopped with SIGSTOP, hung) is treated as
+ * absent, and a new one started replaces it.
+ */
+handshake_ms: number, 
+/**
+ * The pause before starting a sidecar again after the last start did
+ * not bring one, doubling (with jitter) up to `respawn_max_ms`; back to
+ * the start once a sidecar answers. A sidecar is started again however
+ * often it goes away.
+ */
+respawn_min_ms: number, 
+/**
+ * The longest pause between two starts.
+ */
+respawn_max_ms: number, };
 
 export type ApprovalPolicy = { 
 /**

@@ -2,9 +2,10 @@
 //! and peers limited to this user.
 
 use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -70,6 +71,8 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
         Err(TryLockError::WouldBlock) => return Err(BindError::AlreadyRunning(path.to_owned())),
         Err(TryLockError::Error(err)) => return Err(io_err(err)),
     }
+    // The holder's pid, so that a sidecar that stops answering can be found and replaced.
+    lock.set_len(0).and_then(|()| (&lock).write_all(format!("{}\n", std::process::id()).as_bytes())).map_err(io_err)?;
     // We hold the lock, so a socket file left here belongs to a sidecar that died.
     match std::fs::remove_file(path) {
         Ok(()) => tracing::info!(path = %path.display(), "removed a stale socket"),
@@ -79,6 +82,67 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
     let listener = UnixListener::bind(path).map_err(io_err)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io_err)?;
     Ok(BoundSocket { listener, path: path.to_owned(), _lock: lock })
+}
+
+/// How long the sidecar holding the socket may take to answer a `hello`
+/// before it counts as hung (stopped with SIGSTOP or Ctrl-Z, or deadlocked).
+/// Generous: a sidecar answers in milliseconds once it listens, and in well
+/// under a second while it opens its journal.
+pub const HUNG_AFTER: Duration = Duration::from_secs(5);
+
+/// The pid of the sidecar that holds the socket's lock but did not answer a
+/// `hello` within [`HUNG_AFTER`]; `None` when it answers (or closes: it is
+/// stopping), or nothing tells who holds the lock.
+pub async fn hung_holder(path: &Path) -> Option<u32> {
+    use tokio::io::AsyncWriteExt;
+    let pid: u32 = std::fs::read_to_string(path.with_extension("lock")).ok()?.trim().parse().ok()?;
+    let probe = async {
+        let mut stream = UnixStream::connect(path).await.ok()?;
+        let hello = omp_discord_core::protocol::ClientFrame::Hello(omp_discord_core::protocol::Hello {
+            protocol: omp_discord_core::protocol::PROTOCOL_VERSION,
+            client: concat!("serve/", env!("CARGO_PKG_VERSION")).to_owned(),
+            pid: std::process::id(),
+            host: String::new(),
+        });
+        stream.write_all(omp_discord_core::protocol::encode_frame(&hello).as_bytes()).await.ok()?;
+        let mut byte = [0_u8; 1];
+        // Any answer (a welcome, an error, or the connection closing) means it runs.
+        stream.read(&mut byte).await.ok()
+    };
+    match tokio::time::timeout(HUNG_AFTER, probe).await {
+        Ok(_) => None,
+        Err(_) => Some(pid),
+    }
+}
+
+/// Ends a hung sidecar with SIGKILL (a stopped process cannot handle
+/// anything gentler); the kernel frees its lock as it goes. Only this user's
+/// processes can be signalled.
+///
+/// # Errors
+///
+/// When the process cannot be signalled (another user's, or gone).
+pub fn end_hung(pid: u32) -> io::Result<()> {
+    let pid = rustix::process::Pid::from_raw(i32::try_from(pid).map_err(io::Error::other)?)
+        .ok_or_else(|| io::Error::other("pid 0"))?;
+    Ok(rustix::process::kill_process(pid, rustix::process::Signal::KILL)?)
+}
+
+/// Binds like [`bind`], waiting up to `wait` for a lock that is being released.
+///
+/// # Errors
+///
+/// As [`bind`], once `wait` has passed.
+pub async fn bind_within(path: &Path, wait: Duration) -> Result<BoundSocket, BindError> {
+    let start = std::time::Instant::now();
+    loop {
+        match bind(path) {
+            Err(BindError::AlreadyRunning(_)) if start.elapsed() < wait => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Whether the peer runs as this user. Other users are refused even though the

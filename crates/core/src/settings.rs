@@ -54,6 +54,17 @@ pub struct Deadlines {
     pub approval_retry_ms: u64,
     /// How often due run-card edits and coalesced bursts are collected.
     pub tick_ms: u64,
+    /// How long a sidecar that accepted the connection may take to answer
+    /// `hello`: one that does not (stopped with SIGSTOP, hung) is treated as
+    /// absent, and a new one started replaces it.
+    pub handshake_ms: u64,
+    /// The pause before starting a sidecar again after the last start did
+    /// not bring one, doubling (with jitter) up to `respawn_max_ms`; back to
+    /// the start once a sidecar answers. A sidecar is started again however
+    /// often it goes away.
+    pub respawn_min_ms: u64,
+    /// The longest pause between two starts.
+    pub respawn_max_ms: u64,
 }
 
 /// Everything the shim takes from its environment, and the bounds of its
@@ -157,6 +168,9 @@ impl ShimSettings {
                 approval_reconnect_ms: 30_000,
                 approval_retry_ms: 500,
                 tick_ms: 1000,
+                handshake_ms: 2000,
+                respawn_min_ms: 1000,
+                respawn_max_ms: 30_000,
             },
             withheld_text: "[omp-discord withheld this output: it could not be checked for secrets]".to_owned(),
         }
