@@ -21,6 +21,7 @@ mod omp;
 mod ops;
 mod outbox;
 mod package;
+mod respawn;
 mod secrets;
 mod setup;
 mod shim;
