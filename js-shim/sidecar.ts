@@ -122,8 +122,10 @@ class SidecarClient {
 		const deadline = Date.now() + deadlineMs;
 		for (;;) {
 			const answer = await this.attempt(frame, deadline, untilAccepted);
+			// Another try only with time for a whole connect: a cut-short one would replace this answer's reason.
 			const pause = this.settings.deadlines.approval_retry_ms;
-			if (frame.type !== "notify" || !wasm.neverTaken(answer) || Date.now() + pause >= deadline) return answer;
+			const room = pause + this.settings.deadlines.connect_ms;
+			if (frame.type !== "notify" || !wasm.neverTaken(answer) || Date.now() + room >= deadline) return answer;
 			await Bun.sleep(pause);
 		}
 	}

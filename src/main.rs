@@ -366,6 +366,19 @@ fn status_text(status: &serde_json::Value) -> String {
     if let Some(advice) = status["gateway_close"]["advice"].as_str() {
         line("", format!("closed for good: {advice}"));
     }
+    for held in status["held"].as_array().into_iter().flatten() {
+        line(
+            "held",
+            format!(
+                "{} (code {}: {}) for {}, tried again in {} or when the server's channels or roles change",
+                text(&held["destination"]),
+                text(&held["code"]),
+                text(&held["reason"]),
+                secs(&held["since_secs"]),
+                secs(&held["retry_in_secs"])
+            ),
+        );
+    }
     line("home channel", text(&status["home_channel_id"]));
     for project in status["projects"].as_array().into_iter().flatten() {
         let channel = match project["channel_id"].as_str() {

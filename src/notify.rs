@@ -233,10 +233,12 @@ async fn attempt(mut connection: Connection, request: &NotifyRequest, wait: Dura
         Ok(Some(ServerFrame::Delivered { channel_id, message_id, .. })) => {
             Outcome::Delivered { seq, channel_id, message_id }
         }
-        // After `accepted`, "unavailable" means the row stays journaled and is retried.
-        Ok(Some(ServerFrame::Error { code: ErrorCode::DiscordUnavailable, message, .. })) => {
-            Outcome::Queued { seq, reason: message }
-        }
+        // After `accepted`, "unavailable" and "held" mean the row stays journaled and is retried.
+        Ok(Some(ServerFrame::Error {
+            code: ErrorCode::DiscordUnavailable | ErrorCode::DestinationHeld,
+            message,
+            ..
+        })) => Outcome::Queued { seq, reason: message },
         Ok(Some(ServerFrame::Error { code, message, .. })) => failed(code, message),
         Ok(Some(other)) => unexpected(&other),
         Ok(None) => Outcome::Queued { seq, reason: format!("Discord did not confirm within {} s", wait.as_secs()) },

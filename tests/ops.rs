@@ -576,3 +576,80 @@ async fn a_fatal_gateway_close_is_reported_in_status_and_the_home_channel() {
         .count();
     assert_eq!(notes, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_the_bot_may_not_post_in_is_held_said_once_and_resumed_when_its_permissions_change() {
+    use omp_discord_emulator::{DEFAULT_GUILD_ID, DEFAULT_HOME_CHANNEL_ID, DEFAULT_READ_ONLY_CHANNEL_ID};
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let _sidecar = Sidecar::start(&dir, &env).await;
+    let state = emulator.state();
+    wait_for("the gateway connection", Duration::from_secs(20), || {
+        (state.snapshot()["gateway"]["connected"].as_u64().unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+    let channel = DEFAULT_READ_ONLY_CHANNEL_ID.to_string();
+    let posts = || {
+        emulator
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with(&format!("/channels/{channel}/messages")))
+            .count()
+    };
+    let to_channel = |id: &str, text: &str| {
+        let ClientFrame::Notify(mut request) = crate::hostile::notify(id, "held", text) else { unreachable!() };
+        request.channel_id = Some(channel.clone());
+        ClientFrame::Notify(request)
+    };
+
+    // Discord answers 403 Missing Permissions: the message waits, and the client hears why.
+    let mut client = Client::greeted(&dir.socket()).await;
+    let (seq, answer) = client.notify(&to_channel("h1", "first while held")).await;
+    assert!(seq.is_some(), "journaled before Discord was asked");
+    let ServerFrame::Error { code, message, .. } = &answer else { panic!("{answer:?}") };
+    assert_eq!(code.as_str(), "destination_held");
+    assert!(message.contains("50013") && message.contains("stays queued"), "{message}");
+    // A second message to it waits behind the first without another request to Discord.
+    let mut second = Client::greeted(&dir.socket()).await;
+    let accepted = second.call(&to_channel("h2", "second while held")).await;
+    assert!(matches!(accepted, ServerFrame::Accepted { .. }), "{accepted:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(posts(), 1, "one refused request, not one per message or per second");
+
+    // Said once: status, its text, doctor and one line in the home channel.
+    let output = cli(&dir, &env, &["status", "--json"]).await;
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let held = &status["held"][0];
+    assert_eq!(held["destination"], format!("channel:{channel}"), "{status:#}");
+    assert_eq!(held["code"], 50013, "{status:#}");
+    assert!(held["retry_in_secs"].as_u64().is_some_and(|s| (30..=60).contains(&s)), "{status:#}");
+    assert_eq!(status["queue"]["depth"], 2, "{status:#}");
+    let text = stdout(&cli(&dir, &env, &["status"]).await);
+    assert!(text.contains(&format!("  held          channel:{channel} (code 50013: Missing Permissions)")), "{text}");
+    let (healthy, doctor) = doctor(&dir, &env).await;
+    assert!(!healthy && doctor.contains("Discord refuses the bot in channel:"), "{doctor}");
+    let notes = || {
+        state
+            .messages(DEFAULT_HOME_CHANNEL_ID)
+            .into_iter()
+            .filter(|m| m.to_string().contains("cannot post somewhere"))
+            .count()
+    };
+    assert_eq!(notes(), 1);
+
+    // An admin lets everyone post there: CHANNEL_UPDATE, and the two go out in order, at once.
+    state.set_permission_overwrite(DEFAULT_READ_ONLY_CHANNEL_ID, DEFAULT_GUILD_ID, 0, 0, 0).unwrap();
+    let delivered = second.read_within(Duration::from_secs(20)).await.expect("an outcome");
+    assert!(matches!(delivered, ServerFrame::Delivered { .. }), "{delivered:?}");
+    let texts: Vec<String> = crate::util::thread_messages(&emulator, DEFAULT_READ_ONLY_CHANNEL_ID)
+        .iter()
+        .flat_map(|m| m["embeds"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e["description"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(texts, ["first while held", "second while held"]);
+    let output = cli(&dir, &env, &["status", "--json"]).await;
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(status["held"], json!([]), "{status:#}");
+    assert_eq!(notes(), 1, "said once");
+}

@@ -329,7 +329,7 @@ code: ErrorCode,
  */
 message: string, };
 
-export type ErrorCode = "malformed_frame" | "frame_too_large" | "handshake_required" | "protocol_mismatch" | "invalid_message" | "not_configured" | "discord_rejected" | "discord_unavailable" | "unknown_channel" | "forbidden" | "sidecar_unavailable" | "sidecar_timeout" | "queue_full";
+export type ErrorCode = "malformed_frame" | "frame_too_large" | "handshake_required" | "protocol_mismatch" | "invalid_message" | "not_configured" | "discord_rejected" | "discord_unavailable" | "unknown_channel" | "destination_held" | "forbidden" | "sidecar_unavailable" | "sidecar_timeout" | "queue_full";
 
 export type SessionAction = "abort" | "retry";
 

@@ -51,6 +51,17 @@ pub(super) async fn checks(socket: &Path) -> Vec<Check> {
             advice.clone(),
         ));
     }
+    if let Handshake::Welcome { held, .. } = &handshake
+        && !held.is_empty()
+    {
+        checks.push(Check::fail(
+            "destinations",
+            format!("Discord refuses the bot in {}; their messages wait", held.join("; ")),
+            "give the bot View Channel, Send Messages, Send Messages in Threads, Create Public Threads, Embed Links \
+             and Attach Files there (Server Settings → Roles, or the channel's Permissions); it tries again as soon \
+             as the channel or a role changes",
+        ));
+    }
     checks.push(match handshake {
         Handshake::Absent => Check::ok(
             "sidecar",
@@ -86,6 +97,8 @@ enum Handshake {
     Welcome {
         version: String,
         gateway_close: Option<(u16, String)>,
+        /// Destinations the sidecar holds (`destination (code: reason)`).
+        held: Vec<String>,
     },
     Refused(String),
     Broken(String),
@@ -120,20 +133,31 @@ async fn handshake(socket: &Path) -> Handshake {
                     reader.read_line(&mut line).await?;
                     Ok::<_, std::io::Error>(line)
                 };
-                let gateway_close = match tokio::time::timeout(Duration::from_secs(5), asked).await {
+                let status = match tokio::time::timeout(Duration::from_secs(5), asked).await {
                     Ok(Ok(line)) => match decode_server_frame(line.as_bytes()) {
-                        Ok(ServerFrame::Status { status, .. }) => fatal_close(&status),
-                        _ => None,
+                        Ok(ServerFrame::Status { status, .. }) => status,
+                        _ => serde_json::Value::Null,
                     },
-                    _ => None,
+                    _ => serde_json::Value::Null,
                 };
-                Handshake::Welcome { version, gateway_close }
+                Handshake::Welcome { version, gateway_close: fatal_close(&status), held: held(&status) }
             }
             Ok(ServerFrame::Error { message, .. }) => Handshake::Refused(message),
             Ok(other) => Handshake::Broken(format!("unexpected answer {other:?}")),
             Err(err) => Handshake::Broken(err.to_string()),
         },
     }
+}
+
+/// The destinations the sidecar holds, from its status.
+fn held(status: &serde_json::Value) -> Vec<String> {
+    let text = |value: &serde_json::Value| value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+    status["held"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|hold| format!("{} ({}: {})", text(&hold["destination"]), hold["code"], text(&hold["reason"])))
+        .collect()
 }
 
 /// The close code that ended the sidecar's gateway for good, and the advice

@@ -2,6 +2,7 @@
 //! coalescing backlogs, editing keyed messages, resting on failures, and
 //! tells each waiting client the outcome.
 
+use super::hold::is_permission_refusal;
 use super::intake::{Destination, fresh_nonce};
 use super::{Sidecar, now_ms, parse_id};
 use crate::discord::codes::{UNKNOWN_CHANNEL, UNKNOWN_MESSAGE};
@@ -159,6 +160,12 @@ impl Sidecar {
         };
         match sent {
             Ok(at) => self.finish_delivered(&destination, head, batch, &seqs, Some(at)).await,
+            Err(SendError::Rejected { status, code, message }) if is_permission_refusal(status, code) => {
+                // Someone can fix this in Discord: the rows wait, the destination rests.
+                let _ = self.with_outbox(|o| o.unclaim(seqs[0]));
+                self.hold(&destination, code, &message).await;
+                false
+            }
             Err(SendError::Rejected { status, code, message }) if batch.len() > 1 => {
                 // One row may have broken the merged message: retry each on its own.
                 tracing::warn!(%destination, status, code, %message, "merged message refused; splitting the batch");
@@ -227,6 +234,7 @@ impl Sidecar {
             return false;
         }
         self.counters.delivered.fetch_add(seqs.len() as u64, Ordering::SeqCst);
+        self.release(destination);
         tracing::debug!(rows = seqs.len(), channel_id = %channel, message_id = %message_id, "message delivered");
         for row in batch {
             let frame = ServerFrame::Delivered {
@@ -371,6 +379,8 @@ pub(super) async fn destination_worker(sidecar: Arc<Sidecar>, destination: Strin
         }
         if sidecar.deliver_next(discord, rows).await {
             pause = RETRY_PAUSE;
+        } else if sidecar.is_held(&destination) {
+            sidecar.rest_while_held(&destination).await;
         } else {
             tokio::select! {
                 () = sidecar.shutdown.cancelled() => break,

@@ -10,15 +10,10 @@ use super::Sidecar;
 use super::interaction::private;
 use crate::config::Token;
 use omp_discord_core::approval::parse_custom_id;
-use omp_discord_core::embed::{Level, Notification, build_notification};
+use omp_discord_core::embed::Level;
 use omp_discord_core::gateway::fatal_close_advice;
 use omp_discord_core::inbound::{Admission, interaction_limited_note};
 use twilight_model::application::interaction::{Interaction, InteractionData, InteractionType};
-
-/// A nonce for a one-off message (nothing retries it under the same nonce).
-fn rand_nonce() -> u64 {
-    super::intake::fresh_nonce("gateway", "closed")
-}
 
 /// The gateway connection's state, as `status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -38,7 +33,13 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
     let wanted = EventTypeFlags::READY
         | EventTypeFlags::RESUMED
         | EventTypeFlags::MESSAGE_CREATE
-        | EventTypeFlags::INTERACTION_CREATE;
+        | EventTypeFlags::INTERACTION_CREATE
+        // What can grant a permission a held destination lacks.
+        | EventTypeFlags::CHANNEL_UPDATE
+        | EventTypeFlags::THREAD_UPDATE
+        | EventTypeFlags::ROLE_CREATE
+        | EventTypeFlags::ROLE_UPDATE
+        | EventTypeFlags::GUILD_UPDATE;
     let mut fatal_close = None;
     loop {
         let event = tokio::select! {
@@ -81,6 +82,13 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
                 *sidecar.gateway_state.lock().expect("gateway state lock") = GatewayState::Ready;
             }
             Some(Ok(Event::MessageCreate(message))) => sidecar.on_discord_message(&message).await,
+            Some(Ok(
+                Event::ChannelUpdate(_)
+                | Event::ThreadUpdate(_)
+                | Event::RoleCreate(_)
+                | Event::RoleUpdate(_)
+                | Event::GuildUpdate(_),
+            )) => sidecar.holds.configuration_changed(),
             Some(Ok(Event::InteractionCreate(interaction))) => {
                 // Answered in its own task: the 3 s deadline must not wait behind other events.
                 let sidecar = sidecar.clone();
@@ -100,17 +108,7 @@ impl Sidecar {
     /// Says once in the home channel that replies from Discord stopped, and
     /// why (if the token still works: after a 4004 it does not).
     async fn say_gateway_closed(&self, advice: &str) {
-        let (Some(discord), Some(home)) = (&self.discord, self.config.home_channel) else { return };
-        let note = Notification {
-            title: Some("omp-discord stopped listening to Discord".into()),
-            message: advice.to_owned(),
-            level: Level::Error,
-            ..Default::default()
-        };
-        let message = build_notification(&note, "");
-        if let Err(err) = discord.create_message(home, &message, rand_nonce()).await {
-            tracing::warn!(error = %err, "could not say in the home channel that the gateway closed");
-        }
+        self.say_in_home_channel("omp-discord stopped listening to Discord", advice, Level::Error).await;
     }
 
     /// Whether `interaction` is within its author's rate (the budget their

@@ -13,6 +13,7 @@
 //! - `connection`: a client's connection: handshake, frames in order, one writer, requests to features.
 //! - `intake`: a `notify` checked, redacted, routed to its [`intake::Destination`] and journaled.
 //! - `delivery`: the outbox to Discord: a worker per destination, coalescing, edits, rests, outcomes.
+//! - `hold`: destinations Discord refuses for missing access or permissions: kept, said once, retried.
 //! - `thread`: a session's thread (and `thread::forum`, a forum post), opened once, crash-safe.
 //! - `approval`: tool calls that wait for an allowed person's click.
 //! - `ask`: `discord_ask` questions and their answers.
@@ -35,6 +36,7 @@ mod controls;
 mod delivery;
 pub mod gateway;
 mod headless;
+mod hold;
 mod inbound;
 mod intake;
 mod interaction;
@@ -72,6 +74,7 @@ pub struct Sidecar {
     outbox: SyncMutex<Outbox>,
     counters: status::Counters,
     delivery: delivery::Delivery,
+    holds: hold::Holds,
     access: access::Allowlist,
     approvals: approval::Approvals,
     asks: ask::Asks,
@@ -104,6 +107,7 @@ impl Sidecar {
             outbox: SyncMutex::new(outbox),
             counters: status::Counters::default(),
             delivery: delivery::Delivery::default(),
+            holds: hold::Holds::default(),
             access: access::Allowlist::new(access.users, access.roles),
             approvals: approval::Approvals::new(access.approvals),
             asks: ask::Asks::default(),

@@ -1,6 +1,7 @@
 //! `status`: what the sidecar reports about itself (the CLI, `/metrics`, the shim).
 
 use super::{Sidecar, now_ms};
+use omp_discord_core::embed::{Level, Notification, build_notification};
 use omp_discord_core::format::project_name;
 use omp_discord_core::protocol::PROTOCOL_VERSION;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -34,6 +35,20 @@ impl Default for Counters {
 }
 
 impl Sidecar {
+    /// Says something about the sidecar itself in the home channel, once,
+    /// straight to Discord (not journaled: it is about Discord refusing or
+    /// closing, which would hold the journal too). Needs a bot.
+    pub(super) async fn say_in_home_channel(&self, title: &str, text: &str, level: Level) {
+        let (Some(discord), Some(home)) = (&self.discord, self.config.home_channel) else { return };
+        let note =
+            Notification { title: Some(title.to_owned()), message: text.to_owned(), level, ..Default::default() };
+        // A one-off message: nothing retries it under this nonce.
+        let nonce = super::intake::fresh_nonce("sidecar", title);
+        if let Err(err) = discord.create_message(home, &build_notification(&note, ""), nonce).await {
+            tracing::warn!(error = %err, title, "could not say it in the home channel");
+        }
+    }
+
     /// Idle means empty: no client attached, no request in flight, no
     /// question or approval waiting, and nothing left to deliver (while
     /// Discord is down, accepted messages keep the sidecar up until they are
@@ -80,6 +95,7 @@ impl Sidecar {
             "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
             "threads": self.config.threads,
             "gateway": *self.gateway_state.lock().expect("gateway state lock"),
+            "held": self.holds.report(),
             "gateway_close": self.gateway_close.lock().expect("gateway close lock").map(|code| serde_json::json!({
                 "code": code,
                 "advice": omp_discord_core::gateway::fatal_close_advice(code),

@@ -500,6 +500,10 @@ pub enum ErrorCode {
     DiscordUnavailable,
     /// The channel does not exist or the bot cannot see it.
     UnknownChannel,
+    /// Discord refused the destination for missing access or permissions; the
+    /// message stays queued and is sent once the bot may post there (after a
+    /// `accepted`, like `discord_unavailable`, it is not a failure for good).
+    DestinationHeld,
     /// The peer runs as another user than the sidecar; the connection is closed.
     Forbidden,
     /// No sidecar answered (none running, none could be started, or the
@@ -525,6 +529,7 @@ impl ErrorCode {
             Self::DiscordRejected => "discord_rejected",
             Self::DiscordUnavailable => "discord_unavailable",
             Self::UnknownChannel => "unknown_channel",
+            Self::DestinationHeld => "destination_held",
             Self::Forbidden => "forbidden",
             Self::SidecarUnavailable => "sidecar_unavailable",
             Self::SidecarTimeout => "sidecar_timeout",

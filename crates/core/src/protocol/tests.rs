@@ -108,6 +108,7 @@ fn error_codes_match_their_wire_names() {
         ErrorCode::DiscordRejected,
         ErrorCode::DiscordUnavailable,
         ErrorCode::UnknownChannel,
+        ErrorCode::DestinationHeld,
         ErrorCode::Forbidden,
         ErrorCode::SidecarUnavailable,
         ErrorCode::SidecarTimeout,

@@ -218,6 +218,38 @@ impl EmulatorState {
         Ok(data)
     }
 
+    /// An administrator sets (or, with `allow` and `deny` both 0, removes) the
+    /// permission overwrite for `target` (a member with `kind` 1, a role with 0)
+    /// on a guild channel, as Discord's channel settings do; CHANNEL_UPDATE is
+    /// dispatched with the channel's new overwrites. Returns the channel.
+    ///
+    /// # Errors
+    ///
+    /// Returns Discord's error body when the channel does not exist.
+    pub fn set_permission_overwrite(
+        &self,
+        channel_id: u64,
+        target: u64,
+        kind: u8,
+        allow: u64,
+        deny: u64,
+    ) -> Result<Value, Value> {
+        let mut world = self.world();
+        let Some(channel) = world.channels.get_mut(&channel_id) else {
+            return Err(ApiError::unknown_channel().body);
+        };
+        channel.overwrites.retain(|o| o.id != target);
+        if allow | deny != 0 {
+            channel.overwrites.push(crate::model::Overwrite { id: target, kind, allow, deny });
+        }
+        let json = channel.to_json();
+        let event = if channel.is_thread() { "THREAD_UPDATE" } else { "CHANNEL_UPDATE" };
+        world.dispatch(event, json.clone());
+        drop(world);
+        self.touch();
+        Ok(json)
+    }
+
     /// Injects an interaction (a slash command, a button click, a modal submit) from
     /// a person, as `POST /_emulator/interactions` does without `wait`; returns the
     /// INTERACTION_CREATE payload the bot receives.
