@@ -395,3 +395,47 @@ async fn a_crash_during_every_migration_step_loses_nothing() {
     assert_eq!(texts, (0..3).map(|n| format!("queued before the upgrade #{n}")).collect::<Vec<_>>());
     assert!(version() > 1, "migrated");
 }
+
+/// A sidecar killed after Discord posted a message but before it recorded
+/// that, restarted after Discord forgot the nonce (a long outage, a laptop
+/// asleep): the next one finds the message among the channel's newest and
+/// does not post it again. The emulator's nonce window is cut to nothing to
+/// stand for the hours between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_posted_just_before_a_crash_is_found_not_posted_again_after_its_nonce_expired() {
+    let dir = TestDir::new();
+    let config = EmulatorConfig { nonce_window: Duration::ZERO, ..EmulatorConfig::default() };
+    let emulator = Emulator::start(config).await.unwrap();
+    let env = sidecar_env(&dir, Some(&emulator));
+    let log = dir.path().join("sidecar.log");
+    let mut failing = env.clone();
+    failing.push(("OMP_DISCORD_FAILPOINTS".into(), "after_send_before_mark:1".into()));
+    let mut child = spawn(&failing, &log);
+    let stream = connect(&mut child, &dir.socket()).await.expect("the sidecar listens");
+    let mut frame = notify("late-1", "outage", "posted before the crash");
+    if let ClientFrame::Notify(request) = &mut frame {
+        request.channel_id = Some(DEFAULT_HOME_CHANNEL_ID.to_string());
+    }
+    burst(stream, &encode_frame(&frame), 1, Instant::now() + Duration::from_secs(10)).await;
+    assert!(child.wait().unwrap().code().is_none(), "the failpoint killed it");
+    let posted = |emulator: &Emulator| {
+        thread_messages(emulator, DEFAULT_HOME_CHANNEL_ID)
+            .iter()
+            .filter(|m| m.to_string().contains("posted before the crash"))
+            .count()
+    };
+    assert_eq!(posted(&emulator), 1, "Discord has it; the journal does not know");
+
+    let mut child = spawn(&env, &log);
+    let log_text = wait_for("the replay to find the message", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("found the message posted before").then_some(text)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill_9(&mut child);
+    assert_eq!(posted(&emulator), 1, "posted once: {log_text}");
+    let journal = rusqlite::Connection::open(dir.home().join(".local/state/omp-discord/outbox.sqlite3")).unwrap();
+    let state: String = journal.query_row("SELECT state FROM outbox", [], |r| r.get(0)).unwrap();
+    assert_eq!(state, "delivered");
+}

@@ -8,7 +8,7 @@ use super::{Sidecar, now_ms, parse_id};
 use crate::discord::codes::{UNKNOWN_CHANNEL, UNKNOWN_MESSAGE};
 use crate::discord::{Discord, SendError};
 use crate::store::Pending;
-use omp_discord_core::embed::{MessagePayload, coalesce, limits as embed_limits};
+use omp_discord_core::embed::{MessagePayload, coalesce, limits as embed_limits, posted_as};
 use omp_discord_core::protocol::{ErrorCode, ServerFrame};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
@@ -144,6 +144,16 @@ impl Sidecar {
             return true;
         };
         crate::failpoint::hit("before_send");
+        // A batch claimed before may have been posted already, and its nonce forgotten by Discord by now.
+        let replay = head.batch.is_some() && head.key.is_none() && self.discord.is_some();
+        let found = match &target {
+            Ok(channel) if replay => self.earlier_posting(discord, *channel, &message).await,
+            _ => None,
+        };
+        if let Some(at) = found {
+            tracing::info!(%destination, message_id = %at.1, "found the message posted before; not posting it again");
+            return self.finish_delivered(&destination, head, batch, &seqs, Some(at)).await;
+        }
         let sent = match target {
             Ok(channel) => match self.post_or_edit(discord, head, channel, &message, nonce).await {
                 Err(err) if err.code() == Some(UNKNOWN_CHANNEL) && thread_of.is_some() => {
@@ -273,6 +283,32 @@ impl Sidecar {
             }
         }
         discord.create_message(channel, message, nonce).await
+    }
+
+    /// The bot's message in `channel` (among its 50 newest) that is `message`
+    /// but not in the journal: posted by an earlier attempt whose answer was
+    /// lost (a crash, a timeout). Looked for before a claimed batch is sent
+    /// again, because Discord forgets a nonce after a few minutes.
+    async fn earlier_posting(
+        &self,
+        discord: &Discord,
+        channel: Id<ChannelMarker>,
+        message: &MessagePayload,
+    ) -> Option<(Id<ChannelMarker>, Id<MessageMarker>)> {
+        let recent = match discord.channel_messages(channel, 50, None).await {
+            Ok(recent) => recent,
+            Err(err) => {
+                tracing::debug!(%channel, error = %err, "cannot look for an earlier posting; sending again");
+                return None;
+            }
+        };
+        let bot = *self.bot_user.lock().expect("bot user lock");
+        recent
+            .iter()
+            .filter(|shown| shown.author.bot && bot.is_none_or(|bot| shown.author.id == bot))
+            .filter(|shown| posted_as(message, &shown.content, &shown.embeds))
+            .find(|shown| !self.with_outbox(|o| o.knows_message(&shown.id.to_string())).unwrap_or(true))
+            .map(|shown| (channel, shown.id))
     }
 
     pub(super) async fn finish_failed(&self, rows: &[Pending], reason: &str) {

@@ -70,6 +70,7 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
             }
             Some(Ok(Event::Ready(ready))) => {
                 tracing::info!(session_id = %ready.session_id, guilds = ready.guilds.len(), "gateway ready");
+                *sidecar.bot_user.lock().expect("bot user lock") = Some(ready.user.id);
                 *sidecar.gateway_state.lock().expect("gateway state lock") = GatewayState::Ready;
                 let guilds = ready.guilds.iter().map(|g| g.id).collect();
                 tokio::spawn(super::slash::register(sidecar.clone(), ready.application.id, guilds));

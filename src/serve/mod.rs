@@ -87,6 +87,8 @@ pub struct Sidecar {
     pub gateway_state: SyncMutex<gateway::GatewayState>,
     /// The close code that ended the gateway for good, if one did.
     gateway_close: SyncMutex<Option<u16>>,
+    /// The bot's own user id (from READY): its messages in Discord are the journal's.
+    bot_user: SyncMutex<Option<Id<twilight_model::id::marker::UserMarker>>>,
     /// Cancelled when the sidecar should stop.
     pub shutdown: CancellationToken,
 }
@@ -118,6 +120,7 @@ impl Sidecar {
             forums: thread::Forums::default(),
             gateway_state: SyncMutex::new(gateway::GatewayState::Off),
             gateway_close: SyncMutex::new(None),
+            bot_user: SyncMutex::new(None),
             shutdown: CancellationToken::new(),
         })
     }

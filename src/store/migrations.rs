@@ -113,7 +113,8 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE outbox ADD COLUMN idempotency_key TEXT;
     ALTER TABLE outbox ADD COLUMN channel_id TEXT;
     ALTER TABLE outbox ADD COLUMN error_code TEXT;
-    CREATE UNIQUE INDEX outbox_idempotency ON outbox (idempotency_key) WHERE idempotency_key IS NOT NULL;",
+    CREATE UNIQUE INDEX outbox_idempotency ON outbox (idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX outbox_message ON outbox (message_id) WHERE message_id IS NOT NULL;",
 ];
 
 /// Brings the file up to [`SCHEMA_VERSION`].

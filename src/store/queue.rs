@@ -152,6 +152,21 @@ impl Outbox {
         Ok(rows.next().transpose()?)
     }
 
+    /// Whether the journal records `message_id` as one of its deliveries (or
+    /// a session's starter message): a message found in Discord that the
+    /// journal does not know may be a posting whose record was lost.
+    ///
+    /// # Errors
+    ///
+    /// When the read fails.
+    pub fn knows_message(&self, message_id: &str) -> Result<bool, OutboxError> {
+        let mut statement = self.conn.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE message_id = ?1)
+                 OR EXISTS (SELECT 1 FROM sessions WHERE starter_message_id = ?1)",
+        )?;
+        Ok(statement.query_row([message_id], |row| row.get(0))?)
+    }
+
     /// Destinations with pending rows, oldest first.
     ///
     /// # Errors

@@ -91,6 +91,10 @@ pub struct EmulatorConfig {
     pub privileged_intents: u64,
     /// How many requests `GET /_emulator/requests` keeps (the oldest are dropped first).
     pub max_recorded_requests: usize,
+    /// How long a repeated `nonce` with `enforce_nonce` returns the first message instead
+    /// of posting (Discord: "a few minutes"; 5 minutes here). Tests shorten it to stand
+    /// for a resend after a long outage.
+    pub nonce_window: Duration,
 }
 
 impl fmt::Debug for EmulatorConfig {
@@ -106,6 +110,7 @@ impl fmt::Debug for EmulatorConfig {
             .field("interaction_token_lifetime", &self.interaction_token_lifetime)
             .field("privileged_intents", &self.privileged_intents)
             .field("max_recorded_requests", &self.max_recorded_requests)
+            .field("nonce_window", &self.nonce_window)
             .finish()
     }
 }
@@ -123,6 +128,7 @@ impl Default for EmulatorConfig {
             interaction_token_lifetime: Duration::from_secs(15 * 60),
             privileged_intents: (1 << 1) | (1 << 8) | (1 << 15),
             max_recorded_requests: 100_000,
+            nonce_window: Duration::from_secs(5 * 60),
         }
     }
 }

@@ -388,6 +388,29 @@ fn fit_embed(embed: &mut Embed, budget: usize) {
     }
 }
 
+/// Whether a message Discord shows (`content`, `embeds`) is the posting of
+/// `payload`: the same text and the same embeds (titles, descriptions and
+/// fields), ignoring what Discord adds (embed types, empty defaults) and
+/// whitespace at the ends. Used to find a message posted before a crash whose
+/// nonce Discord no longer remembers, so it is not posted again.
+#[must_use]
+pub fn posted_as(payload: &MessagePayload, content: &str, embeds: &[Embed]) -> bool {
+    let text = |value: Option<&str>| value.unwrap_or_default().trim().to_owned();
+    if text(payload.content.as_deref()) != content.trim() || payload.embeds.len() != embeds.len() {
+        return false;
+    }
+    payload.embeds.iter().zip(embeds).all(|(sent, shown)| {
+        text(sent.title.as_deref()) == text(shown.title.as_deref())
+            && text(sent.description.as_deref()) == text(shown.description.as_deref())
+            && sent.fields.len() == shown.fields.len()
+            && sent
+                .fields
+                .iter()
+                .zip(&shown.fields)
+                .all(|(a, b)| a.name.trim() == b.name.trim() && a.value.trim() == b.value.trim())
+    })
+}
+
 /// Characters of one embed that count toward [`limits::EMBED_TOTAL`].
 #[must_use]
 pub fn embed_chars(embed: &Embed) -> usize {

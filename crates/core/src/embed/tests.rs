@@ -138,3 +138,20 @@ fn errors_are_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<EmbedError>();
 }
+
+#[test]
+fn a_message_is_recognised_as_the_posting_of_its_payload_and_nothing_else() {
+    let note = |text: &str| build_notification(&Notification { message: text.into(), ..Default::default() }, "proj");
+    let sent = note("deploy finished");
+    let mut shown = sent.embeds.clone();
+    shown[0].kind = "rich".into();
+    // Discord trims; what it adds to an embed does not matter.
+    shown[0].description = shown[0].description.as_ref().map(|d| format!("{d}\n"));
+    assert!(posted_as(&sent, "", &shown));
+    assert!(!posted_as(&sent, "", &note("deploy failed").embeds));
+    assert!(!posted_as(&sent, "extra text", &shown));
+    assert!(!posted_as(&sent, "", &[]));
+    let mut two = sent.clone();
+    two.embeds.push(note("second").embeds[0].clone());
+    assert!(!posted_as(&two, "", &shown));
+}

@@ -1,8 +1,6 @@
 //! Creating, editing and deleting messages with Discord's checks: permissions, limits,
 //! `enforce_nonce`, replies, mentions, component ids and embed defaults.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -12,9 +10,6 @@ use crate::error::ApiError;
 use crate::model::{Author, Message};
 use crate::snowflake::now_ms;
 use crate::validate;
-
-/// How long a repeated `nonce` with `enforce_nonce` returns the first message.
-const NONCE_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 /// Options of [`World::create_message`] beyond the body.
 #[derive(Debug, Default)]
@@ -177,7 +172,8 @@ impl World {
             Author::User(id) | Author::Webhook { id, .. } => *id,
         };
         let now = Instant::now();
-        self.nonces.retain(|_, e| now.duration_since(e.at) < NONCE_WINDOW);
+        let window = state.config().nonce_window;
+        self.nonces.retain(|_, e| now.duration_since(e.at) < window);
         if body["enforce_nonce"].as_bool() == Some(true)
             && let Some(nonce) = &nonce
             && let Some(entry) = self.nonces.get(&(author_key, nonce.clone()))
