@@ -9,6 +9,8 @@ import type { JsonValue, Notice, OmpSession, ToolCall, ToolText } from "./wasm";
 /** Each session's extension API and latest context in this process: replies, Stop and Retry from Discord. */
 const sessionApis = new Map<string, ExtensionAPI>();
 const sessionContexts = new Map<string, ExtensionContext>();
+/** Notices from the sidecar already shown in this process. */
+const heard = new Set<string>();
 
 /** What core needs to know of an OMP context. */
 function omp(ctx: ExtensionContext): OmpSession {
@@ -60,6 +62,7 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 
 	pi.on("session_start", async (_event, ctx) => {
 		sessionApis.set(omp(ctx).id, pi);
+		sessionContexts.set(omp(ctx).id, ctx);
 		// Connects (starting the sidecar if needed); a subagent's replies and controls go to its parent, attached already.
 		const session = shim.attach(omp(ctx));
 		if (session) await sidecar().attach(session);
@@ -101,6 +104,14 @@ export default function ompDiscord(pi: ExtensionAPI): void {
 			shim.handedOn(frame.message_id);
 		}
 		void sidecar().request({ type: "inbound_ack", message_id: frame.message_id }, deadlines.notify_ms);
+	};
+
+	// What the sidecar wants the person at the terminal to know (replies from Discord stopped): once per process.
+	sidecar().onNotice = (frame) => {
+		const ctx = sessionContexts.get(frame.session_id);
+		if (heard.has(frame.text) || !ctx?.hasUI) return;
+		heard.add(frame.text);
+		say(ctx, wasm.notice(frame.text, true));
 	};
 
 	// Actions this shim does not know are ignored (the protocol lets the sidecar add some).

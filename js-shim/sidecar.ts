@@ -35,6 +35,7 @@ class SidecarClient {
 	/** Receive replies written in the threads of attached sessions, and `/omp abort` and the like. */
 	onInbound?: (frame: Frame<"inbound">) => void;
 	onControl?: (frame: Frame<"control">) => void;
+	onNotice?: (frame: Frame<"notice">) => void;
 	/** Reports dropped because they could not be encoded, and the last reason. */
 	dropped = 0;
 	lastDropped = "";
@@ -224,6 +225,8 @@ class SidecarClient {
 					this.onInbound?.(frame);
 				} else if (frame.type === "control") {
 					this.onControl?.(frame);
+				} else if (frame.type === "notice") {
+					this.onNotice?.(frame);
 				} else if (frame.type === "accepted") {
 					// Journaled: the final answer (delivered or error) follows.
 					const waiter = this.waiting.get(frame.id);

@@ -653,3 +653,44 @@ async fn a_channel_the_bot_may_not_post_in_is_held_said_once_and_resumed_when_it
     assert_eq!(status["held"], json!([]), "{status:#}");
     assert_eq!(notes(), 1, "said once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_omp_session_hears_once_that_replies_from_discord_stopped() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = TestDir::new();
+    let emulator = emulator().await;
+    let env = sidecar_env(&dir, Some(&emulator));
+    let _sidecar = Sidecar::start(&dir, &env).await;
+    let state = emulator.state();
+    let script = json!([{ "text": "ok" }]);
+    let mut omp = crate::util::omp_command(&dir, &env, crate::util::Plugin::Flag, &script, &["--mode", "rpc"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("omp starts");
+    let mut events = tokio::io::BufReader::new(omp.stdout.take().unwrap()).lines();
+    wait_for("the session's thread and the gateway", Duration::from_secs(60), || {
+        let connected = state.snapshot()["gateway"]["connected"].as_u64().unwrap_or(0) >= 1;
+        (connected && !crate::util::thread_starts(&emulator).is_empty()).then_some(())
+    })
+    .await;
+    state.set_faults(&json!({ "gateway": { "action": "close", "code": 4004 } })).unwrap();
+
+    // The terminal (here OMP's RPC stream) gets one warning that says what to do.
+    let mut notices = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(15);
+    while let Ok(Ok(Some(line))) = tokio::time::timeout_at(until, events.next_line()).await {
+        let event: Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["type"] == "extension_ui_request" && event["method"] == "notify" {
+            notices.push(event);
+        }
+    }
+    let stopped: Vec<_> =
+        notices.iter().filter(|n| n["message"].to_string().contains("from Discord stopped")).collect();
+    assert_eq!(stopped.len(), 1, "{notices:#?}");
+    assert_eq!(stopped[0]["notifyType"], "warning");
+    let text = stopped[0]["message"].as_str().unwrap();
+    assert!(text.starts_with("omp-discord: ") && text.contains("4004") && text.contains("token"), "{text}");
+    let _ = omp.kill().await;
+}

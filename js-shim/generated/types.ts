@@ -311,7 +311,15 @@ session_id: string,
 /**
  * What to do.
  */
-action: SessionAction, } | { "type": "shutting_down", 
+action: SessionAction, } | { "type": "notice", 
+/**
+ * The session it is for.
+ */
+session_id: string, 
+/**
+ * What happened and what to do.
+ */
+text: string, } | { "type": "shutting_down", 
 /**
  * The request id.
  */

@@ -13,6 +13,7 @@ use omp_discord_core::approval::parse_custom_id;
 use omp_discord_core::embed::Level;
 use omp_discord_core::gateway::fatal_close_advice;
 use omp_discord_core::inbound::{Admission, interaction_limited_note};
+use omp_discord_core::protocol::ServerFrame;
 use twilight_model::application::interaction::{Interaction, InteractionData, InteractionType};
 
 /// The gateway connection's state, as `status` shows it.
@@ -57,6 +58,7 @@ pub async fn run(sidecar: Arc<Sidecar>, token: Token, proxy_url: Option<String>)
                         tracing::error!(code, advice, "the gateway closed for good");
                         *sidecar.gateway_close.lock().expect("gateway close lock") = Some(code);
                         sidecar.say_gateway_closed(advice).await;
+                        sidecar.tell_attached_sessions().await;
                     }
                     None => {
                         tracing::error!("the gateway closed for good; inbound replies stop until the sidecar restarts")
@@ -110,6 +112,29 @@ impl Sidecar {
     /// why (if the token still works: after a 4004 it does not).
     async fn say_gateway_closed(&self, advice: &str) {
         self.say_in_home_channel("omp-discord stopped listening to Discord", advice, Level::Error).await;
+    }
+
+    /// What an OMP session hears when the gateway closed for good.
+    pub(super) fn gateway_closed_notice(&self) -> Option<String> {
+        let code = (*self.gateway_close.lock().expect("gateway close lock"))?;
+        let advice = fatal_close_advice(code)?;
+        Some(format!("replies, approvals and questions from Discord stopped: {advice}"))
+    }
+
+    /// Tells every attached session, once, that the gateway closed for good.
+    async fn tell_attached_sessions(&self) {
+        let Some(text) = self.gateway_closed_notice() else { return };
+        let attached: Vec<_> = self
+            .inbound
+            .attached
+            .lock()
+            .expect("attached lock")
+            .iter()
+            .map(|(s, tx)| (s.clone(), tx.clone()))
+            .collect();
+        for (session_id, tx) in attached {
+            let _ = tx.send(ServerFrame::Notice { session_id, text: text.clone() }).await;
+        }
     }
 
     /// Whether `interaction` is within its author's rate (the budget their

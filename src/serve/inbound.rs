@@ -195,6 +195,10 @@ impl Sidecar {
         for inbound in pending {
             let _ = tx.send(inbound_frame(inbound)).await;
         }
+        // A session that attaches after the gateway closed for good hears it too.
+        if let Some(text) = self.gateway_closed_notice() {
+            let _ = tx.send(ServerFrame::Notice { session_id: session.id.clone(), text }).await;
+        }
         Ok(())
     }
 

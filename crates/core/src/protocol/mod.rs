@@ -341,6 +341,14 @@ pub enum ServerFrame {
         /// What to do.
         action: SessionAction,
     },
+    /// Something the people at an attached session's terminal should hear
+    /// once, pushed unasked (e.g. replies from Discord stopped for good).
+    Notice {
+        /// The session it is for.
+        session_id: String,
+        /// What happened and what to do.
+        text: String,
+    },
     /// Answer to [`ClientFrame::Shutdown`]: the sidecar is stopping.
     ShuttingDown {
         /// The request id.
@@ -374,7 +382,7 @@ impl ServerFrame {
             | Self::Answer { id, .. }
             | Self::ShuttingDown { id } => Some(id),
             Self::Error { id, .. } => id.as_deref(),
-            Self::Welcome { .. } | Self::Inbound { .. } | Self::Control { .. } => None,
+            Self::Welcome { .. } | Self::Inbound { .. } | Self::Control { .. } | Self::Notice { .. } => None,
         }
     }
 
@@ -392,7 +400,7 @@ impl ServerFrame {
             | Self::Answer { id, .. }
             | Self::ShuttingDown { id } => new_id.clone_into(id),
             Self::Error { id, .. } => *id = Some(new_id.to_owned()),
-            Self::Welcome { .. } | Self::Inbound { .. } | Self::Control { .. } => {}
+            Self::Welcome { .. } | Self::Inbound { .. } | Self::Control { .. } | Self::Notice { .. } => {}
         }
     }
 }
