@@ -23,8 +23,6 @@ use twilight_model::id::marker::MessageMarker;
 /// How long a destination rests after Discord was unreachable, doubling up to the max.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
-/// How long delivered rows stay in the journal (for `status` and debugging).
-const KEEP_DELIVERED_MS: i64 = 24 * 3600 * 1000;
 /// How often the delivery loop looks for spool files left while no client connects.
 const SPOOL_CHECK_EVERY: Duration = Duration::from_secs(10);
 /// How long sends in flight may finish after shutdown was requested.
@@ -350,7 +348,11 @@ pub async fn deliver(sidecar: Arc<Sidecar>) {
     loop {
         if last_prune.elapsed() > Duration::from_secs(600) {
             last_prune = Instant::now();
-            let _ = sidecar.with_outbox(|o| o.prune(now_ms() - KEEP_DELIVERED_MS));
+            match sidecar.with_outbox(|o| o.retain(now_ms())) {
+                Ok(pruned) if pruned != crate::store::Pruned::default() => tracing::debug!(?pruned, "pruned the journal"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "cannot prune the journal"),
+            }
         }
         if last_spool_check.elapsed() > SPOOL_CHECK_EVERY {
             // A shim that could not connect in time spools its reports at exit,

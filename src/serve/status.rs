@@ -93,6 +93,10 @@ impl Sidecar {
             "config_warnings": self.config.warnings,
             "api": self.config.api.origin(),
             "outbox": self.with_outbox(|outbox| outbox.stats()).ok(),
+            "state_file": self.with_outbox(|outbox| outbox.size()).ok().map(|(bytes, free)| serde_json::json!({
+                "bytes": bytes,
+                "free_bytes": free,
+            })),
             "threads": self.config.threads,
             "gateway": *self.gateway_state.lock().expect("gateway state lock"),
             "held": self.holds.report(),

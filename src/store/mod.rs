@@ -21,13 +21,14 @@
 //!
 //! - `migrations`: the schema, one migration per version, and upgrading a file.
 //! - `queue`: the journal of messages to send (`outbox`) and the keys of
-//!   messages edited later (`keyed`): claim, deliver, fail, prune, count.
+//!   messages edited later (`keyed`): claim, deliver, fail, count.
 //! - `sessions`: each OMP session's thread (`sessions`).
 //! - `inbound`: replies from Discord until the session's shim took them (`inbound`).
 //! - `approvals`: tool calls waiting for a person (`approvals`), and tools
 //!   always allowed in a session (`session_allows`).
 //! - `asks`: questions to the people in a thread, and their answers (`asks`).
 //! - `meta`: small facts the sidecar remembers (`meta`).
+//! - `retention`: what is removed once it no longer matters, and giving the space back.
 //! - this module: opening the file, transactions, and the error type.
 
 mod approvals;
@@ -36,6 +37,7 @@ mod inbound;
 mod meta;
 mod migrations;
 mod queue;
+mod retention;
 mod sessions;
 
 use std::path::Path;
@@ -46,6 +48,7 @@ pub use approvals::Approval;
 pub use asks::Ask;
 pub use inbound::Inbound;
 pub use queue::{Journaled, Pending};
+pub use retention::Pruned;
 pub use sessions::SessionThread;
 
 /// Why the outbox failed.
@@ -78,12 +81,22 @@ impl Outbox {
     /// When SQLite cannot open or migrate the file.
     pub fn open(path: &Path) -> Result<Self, OutboxError> {
         let mut conn = Connection::open(path)?;
+        // Takes effect on a new file; an older file is converted once below.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Every hot statement stays prepared (the default cache holds 16).
         conn.set_prepared_statement_cache_capacity(64);
         migrations::migrate(&mut conn)?;
+        let auto_vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |row| row.get(0))?;
+        if auto_vacuum != 2 {
+            // A file from before retention: one full VACUUM switches it to incremental.
+            tracing::info!(path = %path.display(), "converting the state file to incremental vacuum (once)");
+            if let Err(err) = conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;") {
+                tracing::warn!(error = %err, "cannot convert the state file now; it keeps its size until a later start");
+            }
+        }
         Ok(Self { conn })
     }
 

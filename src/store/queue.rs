@@ -342,18 +342,6 @@ impl Outbox {
         Ok(())
     }
 
-    /// Deletes finished rows older than `before_ms`; returns how many.
-    ///
-    /// # Errors
-    ///
-    /// When the write fails.
-    pub fn prune(&mut self, before_ms: i64) -> Result<usize, OutboxError> {
-        Ok(self
-            .conn
-            .prepare_cached("DELETE FROM outbox WHERE state != 'pending' AND finished_ms < ?1")?
-            .execute([before_ms])?)
-    }
-
     /// Counts for `status`.
     ///
     /// # Errors
@@ -437,7 +425,7 @@ mod tests {
     }
 
     #[test]
-    fn stats_and_prune() {
+    fn stats_and_retention() {
         let (_dir, mut outbox) = open();
         let a = outbox.enqueue("channel:1", "s", "a", "{}", "1", 10).unwrap();
         let b = outbox.enqueue("channel:1", "s", "b", "{}", "2", 20).unwrap();
@@ -446,7 +434,7 @@ mod tests {
         outbox.mark_failed(b, "unknown_channel", "Unknown Channel", 200).unwrap();
         let stats = outbox.stats().unwrap();
         assert_eq!(stats, OutboxStats { pending: 1, delivered: 1, failed: 1, oldest_pending_ms: Some(30) });
-        assert_eq!(outbox.prune(150).unwrap(), 1);
+        assert_eq!(outbox.retain(150 + super::super::retention::KEEP_FINISHED_MS).unwrap().notifications, 1);
         assert_eq!(outbox.stats().unwrap().delivered, 0);
     }
 
@@ -473,7 +461,7 @@ mod tests {
             Some(Journaled::Failed { seq: b, code: "unknown_channel".into(), error: "Unknown Channel".into() })
         );
         // Pruned with its row: a key is remembered as long as the journal keeps the row.
-        outbox.prune(30).unwrap();
+        outbox.retain(30 + super::super::retention::KEEP_FINISHED_MS).unwrap();
         assert_eq!(outbox.journaled("i-1").unwrap(), None);
     }
 
