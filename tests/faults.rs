@@ -207,8 +207,10 @@ fn status_json(env: &[(String, String)]) -> Value {
 
 /// One broken-answer fault for every message create, held until cleared: the
 /// sidecar says what is wrong in `status`, rests between tries instead of
-/// spinning, and once Discord answers properly every message is there exactly
-/// once and in order (the creates that did happen are returned by their nonce).
+/// spinning (its retries carry the nonce, so Discord returns the message it
+/// created), and after a rest finds each message Discord did create among
+/// the thread's newest: every one is there exactly once and in order, before
+/// the fault ends.
 async fn broken_answers_phase(
     emulator: &omp_discord_emulator::Emulator,
     env: &[(String, String)],
@@ -228,11 +230,35 @@ async fn broken_answers_phase(
     })
     .await;
     assert!(status["queue"]["depth"].as_i64().unwrap() >= 1, "{status}");
-    // Let it sit long enough for a second round of tries.
-    wait_for("a rest and another try", Duration::from_secs(30), || {
-        (creates_in(emulator, thread).len() - before >= 6).then_some(())
+    // Discord created each message before its answer broke: after a rest, the sidecar finds
+    // them among the thread's newest and records them, while the fault lasts, posting nothing twice.
+    let thread_id: u64 = thread.parse().unwrap();
+    let stored = || -> Vec<String> {
+        crate::util::thread_messages(emulator, thread_id)
+            .iter()
+            .flat_map(|m| m["embeds"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e["description"].as_str().map(str::to_owned))
+            .filter(|text| texts.contains(text))
+            .collect()
+    };
+    // Each is accepted, then answered: "stays queued" while its answers break, or delivered once found.
+    let mut answered = 0;
+    while answered < 2 * texts.len() {
+        match client.read_within(LONG).await.expect("the connection stays open") {
+            ServerFrame::Accepted { .. }
+            | ServerFrame::Delivered { .. }
+            | ServerFrame::Error { code: omp_discord_core::protocol::ErrorCode::DiscordUnavailable, .. } => {
+                answered += 1;
+            }
+            other => panic!("unexpected answer: {other:?}"),
+        }
+    }
+    // Only finding them empties the queue: every create still breaks.
+    wait_for("the messages found and recorded during the fault", Duration::from_secs(60), || {
+        (status_json(env)["queue"]["depth"] == 0).then_some(())
     })
     .await;
+    assert_eq!(stored(), texts, "{mode}: each message once, in order");
     let secs = started.elapsed().as_secs_f64();
     let tries = creates_in(emulator, thread).len() - before;
     // Four attempts per try, and rests of 1, 2, 4 … s between tries.
@@ -246,11 +272,13 @@ async fn broken_answers_phase(
             _ => r["status"] == 0,
         })
         .count();
-    assert_eq!(broken, tries, "{mode}: every create during the fault was broken");
+    // (A 429 from the channel's 5-per-5-s bucket creates nothing and is no broken answer: the
+    // broken answers carry rate-limit headers twilight cannot always read.)
+    let statuses: Vec<_> = creates_in(emulator, thread)[before..].iter().map(|r| r["status"].clone()).collect();
+    let limited = statuses.iter().filter(|status| **status == 429).count();
+    assert_eq!(broken + limited, tries, "{mode}: every create during the fault was broken: {statuses:?}");
     let (status, _) = emulator_request(emulator, "DELETE", "/_emulator/faults", None, None).await;
     assert_eq!(status, 204);
-    await_deliveries(client, emulator, &texts).await;
-    assert_exactly_once_in_order(emulator, thread, &texts);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -349,7 +349,9 @@ pub async fn deliver(sidecar: Arc<Sidecar>) {
         if last_prune.elapsed() > Duration::from_secs(600) {
             last_prune = Instant::now();
             match sidecar.with_outbox(|o| o.retain(now_ms())) {
-                Ok(pruned) if pruned != crate::store::Pruned::default() => tracing::debug!(?pruned, "pruned the journal"),
+                Ok(pruned) if pruned != crate::store::Pruned::default() => {
+                    tracing::debug!(?pruned, "pruned the journal")
+                }
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "cannot prune the journal"),
             }

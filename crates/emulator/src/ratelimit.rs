@@ -187,7 +187,7 @@ impl RateLimits {
         headers.insert("x-ratelimit-reset-after", header(&seconds(reset_after)));
         let reset_unix = Duration::from_millis(now_ms()) + reset_after;
         headers.insert("x-ratelimit-reset", header(&seconds(reset_unix)));
-        headers.insert("x-ratelimit-scope", header("user"));
+        // `x-ratelimit-scope` comes with a 429 only (`too_many_requests` sets it), as from Discord.
         if bucket.remaining == 0 && enforce {
             headers.insert("x-ratelimit-remaining", header("0"));
             let mut error = too_many_requests(reset_after.as_secs_f64(), false, Some("user"));

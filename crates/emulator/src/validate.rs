@@ -116,6 +116,24 @@ fn embeds(errors: &mut FormErrors, embeds: &Value) {
         check_len(errors, embed, "description", &at, EMBED_DESCRIPTION_MAX);
         check_len(errors, &embed["footer"], "text", &["embeds", &index, "footer"], EMBED_FOOTER_MAX);
         check_len(errors, &embed["author"], "name", &["embeds", &index, "author"], EMBED_AUTHOR_MAX);
+        // Where an embed carries a URL, under which object, and whether an upload may be named.
+        let urls = [
+            (None, "url", false),
+            (Some("author"), "url", false),
+            (Some("author"), "icon_url", true),
+            (Some("footer"), "icon_url", true),
+            (Some("image"), "url", true),
+            (Some("thumbnail"), "url", true),
+        ];
+        for (parent, key, attachment_ok) in urls {
+            let object = parent.map_or(embed, |parent| &embed[parent]);
+            if let Some(url) = object[key].as_str() {
+                let mut path = at.to_vec();
+                path.extend(parent);
+                path.push(key);
+                check_url(errors, &path, url, attachment_ok);
+            }
+        }
         if embed["color"].as_u64().is_some_and(|c| c > EMBED_COLOR_MAX) {
             errors.add(
                 &["embeds", &index, "color"],
@@ -135,7 +153,8 @@ fn embeds(errors: &mut FormErrors, embeds: &Value) {
                 let f = f.to_string();
                 let at = ["embeds", index.as_str(), "fields", f.as_str()];
                 for (key, max) in [("name", EMBED_FIELD_NAME_MAX), ("value", EMBED_FIELD_VALUE_MAX)] {
-                    if field[key].as_str().is_none() {
+                    // Discord refuses an empty (or blank) name or value as missing.
+                    if field[key].as_str().is_none_or(|text| text.trim().is_empty()) {
                         let mut path = at.to_vec();
                         path.push(key);
                         errors.required(&path);
@@ -152,6 +171,29 @@ fn embeds(errors: &mut FormErrors, embeds: &Value) {
             "MAX_EMBED_SIZE_EXCEEDED",
             format!("Embed size exceeds maximum size of {EMBED_TOTAL_MAX}"),
         );
+    }
+}
+
+/// An embed's URL as Discord checks it: well formed, with the `http` or
+/// `https` scheme (images and icons may also name an upload, `attachment://`).
+fn check_url(errors: &mut FormErrors, path: &[&str], url: &str, attachment_ok: bool) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        errors.add(path, "URL_TYPE_INVALID_URL", "Not a well formed URL.".to_owned());
+        return;
+    };
+    let allowed: &[&str] = if attachment_ok { &["http", "https", "attachment"] } else { &["http", "https"] };
+    if !allowed.contains(&scheme.to_ascii_lowercase().as_str()) {
+        let listed = allowed.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+        errors.add(
+            path,
+            "URL_TYPE_INVALID_SCHEME",
+            format!("Scheme \"{scheme}\" is not supported. Scheme must be one of ({listed})."),
+        );
+        return;
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() || url.chars().any(char::is_whitespace) {
+        errors.add(path, "URL_TYPE_INVALID_URL", "Not a well formed URL.".to_owned());
     }
 }
 
@@ -279,6 +321,32 @@ mod tests {
         assert!(message(&json!({}), true, 1).is_ok());
         // Edits may clear content.
         assert!(message(&json!({"content": ""}), false, 0).is_ok());
+    }
+
+    #[test]
+    fn embed_fields_must_have_a_name_and_value_and_urls_must_be_http() {
+        let body =
+            errors_of(json!({"embeds": [{"fields": [{"name": "", "value": "v"}, {"name": "n", "value": " "}]}]}));
+        assert_eq!(body["code"], 50035);
+        let fields = &body["errors"]["embeds"]["0"]["fields"];
+        assert_eq!(fields["0"]["name"]["_errors"][0]["code"], "BASE_TYPE_REQUIRED");
+        assert_eq!(fields["1"]["value"]["_errors"][0]["code"], "BASE_TYPE_REQUIRED");
+        let body = errors_of(json!({"embeds": [{
+            "url": "ftp://example.com/x",
+            "author": {"name": "a", "url": "not a url"},
+            "image": {"url": "https://"},
+        }]}));
+        let embed = &body["errors"]["embeds"]["0"];
+        assert_eq!(embed["url"]["_errors"][0]["code"], "URL_TYPE_INVALID_SCHEME");
+        assert_eq!(embed["author"]["url"]["_errors"][0]["code"], "URL_TYPE_INVALID_URL");
+        assert_eq!(embed["image"]["url"]["_errors"][0]["code"], "URL_TYPE_INVALID_URL");
+        let fine = json!({"embeds": [{
+            "title": "t",
+            "url": "https://example.com/a?b#c",
+            "thumbnail": {"url": "attachment://run.png"},
+            "footer": {"text": "f", "icon_url": "http://example.com/i.png"},
+        }]});
+        assert!(message(&fine, true, 0).is_ok());
     }
 
     #[test]

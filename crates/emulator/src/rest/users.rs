@@ -109,7 +109,6 @@ pub(super) async fn application(State(state): State<EmulatorState>) -> Json<Valu
         "eligible_oauth2_scopes": [],
         "bot": world.bot_json(),
         "approximate_guild_count": world.guilds.len(),
-        "install_params": null,
         "redirect_uris": [],
         "interactions_endpoint_url": null,
         "tags": [],
