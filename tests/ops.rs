@@ -538,6 +538,14 @@ async fn projects_report_to_their_own_channel_in_another_server() {
     sidecar.terminate().await;
 }
 
+/// Waits until the sidecar's gateway connection is up.
+async fn gateway_connected(emulator: &Emulator) {
+    wait_for("the gateway connection", Duration::from_secs(20), || {
+        (emulator.state().snapshot()["gateway"]["connected"].as_u64().unwrap_or(0) >= 1).then_some(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fatal_gateway_close_is_reported_in_status_and_the_home_channel() {
     let dir = TestDir::new();
@@ -545,10 +553,7 @@ async fn a_fatal_gateway_close_is_reported_in_status_and_the_home_channel() {
     let env = sidecar_env(&dir, Some(&emulator));
     let _sidecar = Sidecar::start(&dir, &env).await;
     let state = emulator.state();
-    wait_for("the gateway connection", Duration::from_secs(20), || {
-        (state.snapshot()["gateway"]["connected"].as_u64().unwrap_or(0) >= 1).then_some(())
-    })
-    .await;
+    gateway_connected(&emulator).await;
     // Discord refuses the Message Content intent: close 4014, no reconnecting.
     state.set_faults(&json!({ "gateway": { "action": "close", "code": 4014 } })).unwrap();
 
@@ -585,10 +590,7 @@ async fn a_channel_the_bot_may_not_post_in_is_held_said_once_and_resumed_when_it
     let env = sidecar_env(&dir, Some(&emulator));
     let _sidecar = Sidecar::start(&dir, &env).await;
     let state = emulator.state();
-    wait_for("the gateway connection", Duration::from_secs(20), || {
-        (state.snapshot()["gateway"]["connected"].as_u64().unwrap_or(0) >= 1).then_some(())
-    })
-    .await;
+    gateway_connected(&emulator).await;
     let channel = DEFAULT_READ_ONLY_CHANNEL_ID.to_string();
     let posts = || {
         emulator
@@ -670,9 +672,9 @@ async fn an_omp_session_hears_once_that_replies_from_discord_stopped() {
         .spawn()
         .expect("omp starts");
     let mut events = tokio::io::BufReader::new(omp.stdout.take().unwrap()).lines();
-    wait_for("the session's thread and the gateway", Duration::from_secs(60), || {
-        let connected = state.snapshot()["gateway"]["connected"].as_u64().unwrap_or(0) >= 1;
-        (connected && !crate::util::thread_starts(&emulator).is_empty()).then_some(())
+    gateway_connected(&emulator).await;
+    wait_for("the session's thread", Duration::from_secs(60), || {
+        (!crate::util::thread_starts(&emulator).is_empty()).then_some(())
     })
     .await;
     state.set_faults(&json!({ "gateway": { "action": "close", "code": 4004 } })).unwrap();
