@@ -12,7 +12,7 @@
 # --markdown FILE: also write the report there (BENCHMARKS.md at the repository's root).
 #
 # --quick: smaller sizes (10 MB log, 200 notifications, 2,000 drained,
-# 200 replies, 5 gateway drops, 5 start-up pairs) for a smoke run. Results (logs and JSON) go to DIR
+# 200 replies, 5 gateway drops, a 2,000-notification soak, 5 start-up pairs) for a smoke run. Results (logs and JSON) go to DIR
 # (default: a temporary directory, printed at the end and removed unless --out).
 # Rust benches build in $CARGO_TARGET_DIR (default target/benches, relative to
 # the repository: apart from target/release, so they do not disturb what the
@@ -33,9 +33,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ "$quick" = 1 ]; then
-  size_mb=10 runs=3 notifications=200 drain=2000 sessions=10 pairs=5 replies=200 drops=5 omp_replies=10
+  size_mb=10 runs=3 notifications=200 drain=2000 sessions=10 pairs=5 replies=200 drops=5 omp_replies=10 soak=2000
 else
-  size_mb=50 runs=5 notifications=1000 drain=10000 sessions=20 pairs=20 replies=500 drops=20 omp_replies=50
+  size_mb=50 runs=5 notifications=1000 drain=10000 sessions=20 pairs=20 replies=500 drops=20 omp_replies=50 soak=100000
 fi
 
 work=$(mktemp -d -t omdbench.XXXXXX)
@@ -97,6 +97,11 @@ inbound_bench=$(cargo build --release --locked -p omp-discord --bench inbound --
   | grep -o '"executable":"[^"]*inbound[^"]*"' | tail -1 | cut -d'"' -f4)
 "$inbound_bench" --sidecar "$sidecar" --messages "$replies" --drops "$drops" \
   --omp-messages "$omp_replies" --json "$out/inbound.json" | tee "$out/inbound.txt"
+
+section "the state file after a soak (benches/soak.rs)"
+soak_bench=$(cargo build --release --locked -p omp-discord --bench soak --message-format=json \
+  | grep -o '"executable":"[^"]*soak[^"]*"' | tail -1 | cut -d'"' -f4)
+"$soak_bench" --notifications "$soak" | tee "$out/soak.txt"
 
 section "omp -p start-up with and without the plugin (benches/startup.sh)"
 bash benches/startup.sh "$pairs" | tee "$out/startup.txt"

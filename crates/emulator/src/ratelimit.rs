@@ -187,7 +187,10 @@ impl RateLimits {
         headers.insert("x-ratelimit-reset-after", header(&seconds(reset_after)));
         let reset_unix = Duration::from_millis(now_ms()) + reset_after;
         headers.insert("x-ratelimit-reset", header(&seconds(reset_unix)));
-        // `x-ratelimit-scope` comes with a 429 only (`too_many_requests` sets it), as from Discord.
+        // Discord's reference documents the scope on 429s only, but it answers every rate-limited
+        // request with it, and stock clients need it there: twilight-http 0.18 reads a response's
+        // bucket headers only when `x-ratelimit-scope: user` is among them, and paces by nothing else.
+        headers.insert("x-ratelimit-scope", header("user"));
         if bucket.remaining == 0 && enforce {
             headers.insert("x-ratelimit-remaining", header("0"));
             let mut error = too_many_requests(reset_after.as_secs_f64(), false, Some("user"));
