@@ -43,7 +43,7 @@ class SidecarClient {
 	private kept: ClientFrame[] = [];
 	private draining: Promise<void> = Promise.resolve();
 	private nextId = 0;
-	/** When a sidecar may be started next, and the pause after that; reset once one answers. */
+	/** When a sidecar may be started next, and the pause after that; reset once one listens. */
 	private nextSpawnAt = 0;
 	private spawnPause = this.settings.deadlines.respawn_min_ms;
 	/** Drains of the kept reports queued or running. */
@@ -171,7 +171,6 @@ class SidecarClient {
 				const socket = await this.handshake(path);
 				socket.unref(); // An idle connection must not keep OMP alive after its run (print mode).
 				this.socket = socket;
-				this.spawnPause = this.settings.deadlines.respawn_min_ms;
 				// A new sidecar (or a restarted one) learns again which sessions live here.
 				for (const session of this.attached.values()) {
 					socket.write(wasm.encodeClientFrame({ type: "attach", id: `${process.pid}-${++this.nextId}`, session } as ClientFrame));
@@ -203,6 +202,9 @@ class SidecarClient {
 				else reject(new Error("the sidecar closed the connection"));
 			});
 			socket.once("connect", () => {
+				// A sidecar listens: the starts that brought it worked, so the next one needs no pause.
+				this.spawnPause = this.settings.deadlines.respawn_min_ms;
+				this.nextSpawnAt = 0;
 				const { protocol, client, host } = this.settings;
 				socket.write(wasm.encodeClientFrame({ type: "hello", protocol, client, pid: process.pid, host }));
 			});

@@ -1,5 +1,6 @@
 //! Exactly once across the socket: a client keeps 50 notifications in flight
-//! while the real sidecar is killed with -9 at random moments, and sends
+//! while the real sidecar is killed with -9 at random moments (every fourth
+//! time right after journaling one, by its failpoint), and sends
 //! every notification it has no `accepted` for again, under the same
 //! idempotency key, to the next sidecar. Some of those were journaled before
 //! the kill (the client just never read `accepted`): the journal must answer
@@ -66,13 +67,22 @@ async fn run(dir: &TestDir, env: &[(String, String)], emulator: &Emulator, seed:
     while made < NOTIFICATIONS || !unconfirmed.is_empty() || kills < KILLS {
         attempt += 1;
         assert!(attempt < 200, "no progress after 200 sidecars: {made} made, {} unconfirmed", unconfirmed.len());
-        let mut child = spawn(env, &log);
-        let Some(stream) = connect(&mut child, &dir.socket()).await else { continue };
         // Fill the window: everything unconfirmed again (same keys, new request ids), then new ones.
         while unconfirmed.len() < WINDOW && made < NOTIFICATIONS {
             unconfirmed.insert(made, ());
             made += 1;
         }
+        let in_flight = !unconfirmed.is_empty();
+        // Every fourth death is certain to fall between journaling a notification and its
+        // `accepted` (the failpoint kills the sidecar there); the others come at random.
+        let at_failpoint = kills < KILLS && in_flight && kills % 4 == 0;
+        let mut round_env = env.to_vec();
+        if at_failpoint {
+            let nth = 1 + rng.below(unconfirmed.len() as u64);
+            round_env.push(("OMP_DISCORD_FAILPOINTS".into(), format!("after_journal:{nth}")));
+        }
+        let mut child = spawn(&round_env, &log);
+        let Some(stream) = connect(&mut child, &dir.socket()).await else { continue };
         let hello = ClientFrame::Hello(Hello {
             protocol: PROTOCOL_VERSION,
             client: "exactly-once-test/0".into(),
@@ -91,13 +101,12 @@ async fn run(dir: &TestDir, env: &[(String, String)], emulator: &Emulator, seed:
             by_request.insert(id, n);
         }
         let (read, mut write) = stream.into_split();
-        let in_flight = !unconfirmed.is_empty();
         if write.write_all(burst.as_bytes()).await.is_err() {
             kill_9(&mut child);
             continue;
         }
         // Killed a random moment after the burst was written, mid-journal or mid-answer.
-        let kill_at = if kills < KILLS && in_flight {
+        let kill_at = if kills < KILLS && in_flight && !at_failpoint {
             Instant::now() + Duration::from_millis(rng.below(25))
         } else {
             Instant::now() + Duration::from_secs(10)

@@ -134,12 +134,19 @@ fn showing(emulator: &omp_discord_emulator::Emulator, thread: u64, marker: &str)
 async fn twenty_kills_at_random_moments_under_a_real_session_lose_and_duplicate_nothing() {
     let dir = TestDir::new();
     let emulator = emulator().await;
-    let env = sidecar_env(&dir, Some(&emulator));
+    let mut env = sidecar_env(&dir, Some(&emulator));
+    // The sidecars the extension starts log into one file, to show what they did if this fails.
+    let wrapper = dir.path().join("sidecar.sh");
+    let log = dir.path().join("sidecars.log");
+    std::fs::write(&wrapper, format!("#!/bin/sh\nexec {} \"$@\" 2>>{}\n", sidecar_bin().display(), log.display()))
+        .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    env.push(("OMP_DISCORD_BIN".into(), wrapper.display().to_string()));
     let script = json!([{ "echo": "heard: " }]);
     let mut omp = omp_command(&dir, &env, Plugin::Flag, &script, &["--mode", "rpc"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("omp.err")).unwrap())
         .spawn()
         .expect("omp starts");
     let mut stdin = omp.stdin.take().unwrap();
@@ -152,14 +159,42 @@ async fn twenty_kills_at_random_moments_under_a_real_session_lose_and_duplicate_
     eprintln!("seed {seed}");
     let mut rng = crate::crash::Rng(seed);
     const KILLS: usize = 20;
-    let markers: Vec<String> = (0..=KILLS).map(|n| format!("kill round {n:02}")).collect();
+    // A run before the first kill, one after each, and a last one that brings a sidecar back for
+    // good (a sidecar starts on demand: what the last killed one journaled waits for the next).
+    let markers: Vec<String> = (0..=KILLS + 1).map(|n| format!("kill round {n:02}")).collect();
     for (round, marker) in markers.iter().enumerate() {
         let prompt = json!({ "type": "prompt", "message": marker });
         stdin.write_all(format!("{prompt}\n").as_bytes()).await.unwrap();
-        if round > 0 {
-            // While the run reports: before, during or after its card is journaled.
+        if (1..=KILLS).contains(&round) {
+            // The sidecar serving this run (started again for it if the last one died), killed
+            // a random moment later: before, during or after the run's reports are journaled.
+            let lock = dir.socket().with_extension("lock");
+            let start = Instant::now();
+            let pid = loop {
+                let pid: Option<u32> = std::fs::read_to_string(&lock).ok().and_then(|p| p.trim().parse().ok());
+                if let Some(pid) = pid.filter(|pid| process_alive(*pid)) {
+                    break pid;
+                }
+                if start.elapsed() > Duration::from_secs(30) {
+                    let ps = std::process::Command::new("sh")
+                        .args(["-c", "ps -eo pid,ppid,stat,etime,args | grep -E 'omp-discord|omp ' | grep -v grep"])
+                        .output()
+                        .unwrap();
+                    panic!(
+                        "round {round}: no sidecar in 30 s; lock {pid:?}\n{}\nsidecar log:\n{}",
+                        String::from_utf8_lossy(&ps.stdout),
+                        std::fs::read_to_string(dir.path().join("omp.err")).unwrap_or_default()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            wait_for("it to listen", Duration::from_secs(30), || {
+                std::os::unix::net::UnixStream::connect(dir.socket()).ok().map(drop)
+            })
+            .await;
             tokio::time::sleep(Duration::from_millis(rng.below(400))).await;
-            signal(holder(&dir).await, "-KILL");
+            // (Gone already is as good: a sidecar that lost a start-up race exits by itself.)
+            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
         loop {
             let line = tokio::time::timeout(Duration::from_secs(45), events.next_line())
@@ -178,10 +213,49 @@ async fn twenty_kills_at_random_moments_under_a_real_session_lose_and_duplicate_
         (n > 0).then_some(n)
     })
     .await;
-    wait_for("every run's report", Duration::from_secs(120), || {
-        markers.iter().all(|m| showing(&emulator, thread, m) >= per_run).then_some(())
-    })
-    .await;
+    let start = Instant::now();
+    while !markers.iter().all(|m| showing(&emulator, thread, m) >= per_run) {
+        if start.elapsed() > Duration::from_secs(120) {
+            let counts: Vec<_> = markers.iter().map(|m| showing(&emulator, thread, m)).collect();
+            let journal =
+                rusqlite::Connection::open(dir.home().join(".local/state/omp-discord/outbox.sqlite3")).unwrap();
+            let mut rows = journal
+                .prepare("SELECT seq, state, destination, key, edit, attempts, batch, last_error FROM outbox WHERE seq > (SELECT MIN(seq) FROM outbox WHERE state = 'pending') - 4 ORDER BY seq ASC LIMIT 8")
+                .unwrap();
+            let rows: Vec<String> = rows
+                .query_map([], |r| {
+                    Ok(format!(
+                        "{:?}",
+                        (
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, bool>(4)?,
+                            r.get::<_, i64>(5)?,
+                            r.get::<_, Option<i64>>(6)?,
+                            r.get::<_, Option<String>>(7)?
+                        )
+                    ))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let recent: Vec<String> = emulator
+                .requests()
+                .iter()
+                .rev()
+                .take(12)
+                .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+                .collect();
+            let logged = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = logged.lines().rev().take(30).collect();
+            panic!(
+                "runs missing after 120 s (per run {per_run}): {counts:?}\nrows {rows:#?}\nrequests {recent:#?}\nlog {tail:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for marker in &markers {
         assert_eq!(showing(&emulator, thread, marker), per_run, "{marker}: lost or posted twice");

@@ -526,7 +526,7 @@ handshake_ms: number,
 /**
  * The pause before starting a sidecar again after the last start did
  * not bring one, doubling (with jitter) up to `respawn_max_ms`; back to
- * the start once a sidecar answers. A sidecar is started again however
+ * the start once a sidecar listens. A sidecar is started again however
  * often it goes away.
  */
 respawn_min_ms: number, 

@@ -85,17 +85,41 @@ pub fn bind(path: &Path) -> Result<BoundSocket, BindError> {
 }
 
 /// How long the sidecar holding the socket may take to answer a `hello`
-/// before it counts as hung (stopped with SIGSTOP or Ctrl-Z, or deadlocked).
-/// Generous: a sidecar answers in milliseconds once it listens, and in well
-/// under a second while it opens its journal.
+/// before a stopped one (SIGSTOP, Ctrl-Z) is replaced. A running one that is
+/// slow (a busy machine, a long start) is left alone, unless it stays silent
+/// for [`SILENT_AFTER`] where the system cannot say whether it is stopped.
 pub const HUNG_AFTER: Duration = Duration::from_secs(5);
+/// How long a holder whose state is unknown may stay silent.
+const SILENT_AFTER: Duration = Duration::from_secs(30);
 
-/// The pid of the sidecar that holds the socket's lock but did not answer a
-/// `hello` within [`HUNG_AFTER`]; `None` when it answers (or closes: it is
-/// stopping), or nothing tells who holds the lock.
+/// The pid of the sidecar that holds the socket's lock but is stopped and
+/// did not answer a `hello` within [`HUNG_AFTER`]; `None` when it answers
+/// (or closes: it is stopping), runs (only slowly), or nothing tells who
+/// holds the lock.
 pub async fn hung_holder(path: &Path) -> Option<u32> {
-    use tokio::io::AsyncWriteExt;
     let pid: u32 = std::fs::read_to_string(path.with_extension("lock")).ok()?.trim().parse().ok()?;
+    if answers_within(path, HUNG_AFTER).await {
+        return None;
+    }
+    match stopped(pid) {
+        Some(true) => Some(pid),
+        Some(false) => None,
+        None => (!answers_within(path, SILENT_AFTER - HUNG_AFTER).await).then_some(pid),
+    }
+}
+
+/// Whether a process is stopped (`T`: SIGSTOP or Ctrl-Z; `t`: a debugger), from
+/// `/proc`; `None` where there is no `/proc` (macOS) or no such process.
+fn stopped(pid: u32) -> Option<bool> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses and may hold anything.
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+    Some(matches!(state, "T" | "t"))
+}
+
+/// Whether the sidecar at `path` answers a `hello` (anything, or closing) within `wait`.
+async fn answers_within(path: &Path, wait: Duration) -> bool {
+    use tokio::io::AsyncWriteExt;
     let probe = async {
         let mut stream = UnixStream::connect(path).await.ok()?;
         let hello = omp_discord_core::protocol::ClientFrame::Hello(omp_discord_core::protocol::Hello {
@@ -109,10 +133,7 @@ pub async fn hung_holder(path: &Path) -> Option<u32> {
         // Any answer (a welcome, an error, or the connection closing) means it runs.
         stream.read(&mut byte).await.ok()
     };
-    match tokio::time::timeout(HUNG_AFTER, probe).await {
-        Ok(_) => None,
-        Err(_) => Some(pid),
-    }
+    tokio::time::timeout(wait, probe).await.is_ok()
 }
 
 /// Ends a hung sidecar with SIGKILL (a stopped process cannot handle
@@ -245,6 +266,23 @@ mod tests {
         drop(bound);
         // The lock is released with the server; the stale socket file is replaced.
         bind(&path).unwrap();
+    }
+
+    #[test]
+    fn a_stopped_process_is_told_from_a_running_one() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        assert_eq!(stopped(pid), Some(false));
+        let signal = |name: &str| std::process::Command::new("kill").args([name, &pid.to_string()]).status().unwrap();
+        assert!(signal("-STOP").success());
+        let start = std::time::Instant::now();
+        while stopped(pid) != Some(true) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(stopped(pid), Some(true));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(stopped(u32::MAX), None, "no such process");
     }
 
     #[tokio::test]

@@ -60,7 +60,7 @@ pub struct Deadlines {
     pub handshake_ms: u64,
     /// The pause before starting a sidecar again after the last start did
     /// not bring one, doubling (with jitter) up to `respawn_max_ms`; back to
-    /// the start once a sidecar answers. A sidecar is started again however
+    /// the start once a sidecar listens. A sidecar is started again however
     /// often it goes away.
     pub respawn_min_ms: u64,
     /// The longest pause between two starts.
