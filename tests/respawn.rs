@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 
 use crate::util::{
     Plugin, TestDir, emulator, omp_command, process_alive, sidecar_bin, sidecar_env, thread_messages, thread_starts,
@@ -51,25 +51,57 @@ async fn cli(env: &[(String, String)], args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A long-lived omp (RPC mode, the scripted model echoing each prompt) whose stderr goes to
+/// `stderr`, its stdin and event stream, and its session's thread (opened as the session
+/// started, through the sidecar the extension started).
+async fn rpc_session(
+    dir: &TestDir,
+    env: &[(String, String)],
+    emulator: &omp_discord_emulator::Emulator,
+    stderr: Stdio,
+) -> (tokio::process::Child, tokio::process::ChildStdin, Lines<BufReader<tokio::process::ChildStdout>>, u64) {
+    let script = json!([{ "echo": "heard: " }]);
+    let mut omp = omp_command(dir, env, Plugin::Flag, &script, &["--mode", "rpc"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("omp starts");
+    let stdin = omp.stdin.take().unwrap();
+    let events = BufReader::new(omp.stdout.take().unwrap()).lines();
+    let thread = wait_for("the session's thread", Duration::from_secs(60), || {
+        thread_starts(emulator).first().and_then(|t| t["response"]["id"].as_str()?.parse().ok())
+    })
+    .await;
+    (omp, stdin, events, thread)
+}
+
+/// Asks for a run with `prompt`.
+async fn prompt(stdin: &mut tokio::process::ChildStdin, prompt: &str) {
+    let command = json!({ "type": "prompt", "message": prompt });
+    stdin.write_all(format!("{command}\n").as_bytes()).await.unwrap();
+}
+
+/// Reads OMP's events until the run ends (within 45 s: OMP is held up at most by its deadlines).
+async fn run_end(events: &mut Lines<BufReader<tokio::process::ChildStdout>>, round: usize) {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(45), events.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: the run did not end within 45 s"))
+            .unwrap()
+            .expect("omp is still running");
+        if serde_json::from_str::<Value>(&line).is_ok_and(|event| event["type"] == "agent_end") {
+            return;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_keeps_reporting_across_kills_a_stop_and_a_frozen_sidecar() {
     let dir = TestDir::new();
     let emulator = emulator().await;
     let env = sidecar_env(&dir, Some(&emulator));
-    let script = json!([{ "echo": "heard: " }]);
-    let mut omp = omp_command(&dir, &env, Plugin::Flag, &script, &["--mode", "rpc"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("omp starts");
-    let mut stdin = omp.stdin.take().unwrap();
-    let mut events = BufReader::new(omp.stdout.take().unwrap()).lines();
-    // The session's start started a sidecar and opened its thread.
-    let thread: u64 = wait_for("the session's thread", Duration::from_secs(60), || {
-        thread_starts(&emulator).first().and_then(|t| t["response"]["id"].as_str()?.parse().ok())
-    })
-    .await;
+    let (mut omp, mut stdin, mut events, thread) = rpc_session(&dir, &env, &emulator, Stdio::null()).await;
 
     let deaths = [Death::Kill, Death::Kill, Death::Kill, Death::Stop, Death::Freeze];
     for (round, death) in deaths.into_iter().enumerate() {
@@ -87,20 +119,10 @@ async fn a_session_keeps_reporting_across_kills_a_stop_and_a_frozen_sidecar() {
             Death::Freeze => signal(pid, "-STOP"),
         }
         let marker = format!("round {round} after {death:?}");
-        let prompt = json!({ "type": "prompt", "message": marker });
-        stdin.write_all(format!("{prompt}\n").as_bytes()).await.unwrap();
+        prompt(&mut stdin, &marker).await;
         let asked = Instant::now();
         // OMP is held up at most by its deadlines: the run ends, sidecar or not.
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(45), events.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("round {round}: the run did not end within 45 s"))
-                .unwrap()
-                .expect("omp is still running");
-            if serde_json::from_str::<Value>(&line).is_ok_and(|event| event["type"] == "agent_end") {
-                break;
-            }
-        }
+        run_end(&mut events, round).await;
         let run_took = asked.elapsed();
         // Its report reaches the thread through a sidecar started again.
         wait_for(&format!("round {round}'s report in the thread"), Duration::from_secs(60), || {
@@ -142,19 +164,8 @@ async fn twenty_kills_at_random_moments_under_a_real_session_lose_and_duplicate_
         .unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     env.push(("OMP_DISCORD_BIN".into(), wrapper.display().to_string()));
-    let script = json!([{ "echo": "heard: " }]);
-    let mut omp = omp_command(&dir, &env, Plugin::Flag, &script, &["--mode", "rpc"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("omp.err")).unwrap())
-        .spawn()
-        .expect("omp starts");
-    let mut stdin = omp.stdin.take().unwrap();
-    let mut events = BufReader::new(omp.stdout.take().unwrap()).lines();
-    let thread: u64 = wait_for("the session's thread", Duration::from_secs(60), || {
-        thread_starts(&emulator).first().and_then(|t| t["response"]["id"].as_str()?.parse().ok())
-    })
-    .await;
+    let stderr = Stdio::from(std::fs::File::create(dir.path().join("omp.err")).unwrap());
+    let (mut omp, mut stdin, mut events, thread) = rpc_session(&dir, &env, &emulator, stderr).await;
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     eprintln!("seed {seed}");
     let mut rng = crate::crash::Rng(seed);
@@ -163,31 +174,11 @@ async fn twenty_kills_at_random_moments_under_a_real_session_lose_and_duplicate_
     // good (a sidecar starts on demand: what the last killed one journaled waits for the next).
     let markers: Vec<String> = (0..=KILLS + 1).map(|n| format!("kill round {n:02}")).collect();
     for (round, marker) in markers.iter().enumerate() {
-        let prompt = json!({ "type": "prompt", "message": marker });
-        stdin.write_all(format!("{prompt}\n").as_bytes()).await.unwrap();
+        prompt(&mut stdin, marker).await;
         if (1..=KILLS).contains(&round) {
             // The sidecar serving this run (started again for it if the last one died), killed
             // a random moment later: before, during or after the run's reports are journaled.
-            let lock = dir.socket().with_extension("lock");
-            let start = Instant::now();
-            let pid = loop {
-                let pid: Option<u32> = std::fs::read_to_string(&lock).ok().and_then(|p| p.trim().parse().ok());
-                if let Some(pid) = pid.filter(|pid| process_alive(*pid)) {
-                    break pid;
-                }
-                if start.elapsed() > Duration::from_secs(30) {
-                    let ps = std::process::Command::new("sh")
-                        .args(["-c", "ps -eo pid,ppid,stat,etime,args | grep -E 'omp-discord|omp ' | grep -v grep"])
-                        .output()
-                        .unwrap();
-                    panic!(
-                        "round {round}: no sidecar in 30 s; lock {pid:?}\n{}\nsidecar log:\n{}",
-                        String::from_utf8_lossy(&ps.stdout),
-                        std::fs::read_to_string(dir.path().join("omp.err")).unwrap_or_default()
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            };
+            let pid = holder(&dir).await;
             wait_for("it to listen", Duration::from_secs(30), || {
                 std::os::unix::net::UnixStream::connect(dir.socket()).ok().map(drop)
             })
@@ -196,16 +187,7 @@ async fn twenty_kills_at_random_moments_under_a_real_session_lose_and_duplicate_
             // (Gone already is as good: a sidecar that lost a start-up race exits by itself.)
             let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(45), events.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("round {round}: the run did not end within 45 s"))
-                .unwrap()
-                .expect("omp is still running");
-            if serde_json::from_str::<Value>(&line).is_ok_and(|event| event["type"] == "agent_end") {
-                break;
-            }
-        }
+        run_end(&mut events, round).await;
     }
     // The first run, before any kill, shows how many messages one run leaves.
     let per_run = wait_for("the first run's report", Duration::from_secs(60), || {
